@@ -1,0 +1,199 @@
+"""The four centroid options of FAT (FAT_METHOD.md section 3): class centres, radii, counts.
+
+| option           | centre                          | anchor space  |
+|------------------|---------------------------------|---------------|
+| `mean`           | mean of f                       | raw f         |
+| `mean-norm`      | mean of u = f/|f|               | normalised u  |
+| `norm-mean`      | mean of f, then normalised      | normalised u  |
+| `norm-mean-norm` | mean of u, then normalised      | normalised u  |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from fatviz.errors import FatvizError
+
+CENTROID_OPTIONS: tuple[str, ...] = ("mean", "mean-norm", "norm-mean", "norm-mean-norm")
+
+CENTROID_DESCRIPTIONS: dict[str, str] = {
+    "mean": "mean of raw features; anchors stay raw (large-norm samples dominate)",
+    "mean-norm": "mean of unit vectors; the centre sits inside the ball (its norm measures compactness)",
+    "norm-mean": "mean of raw features, projected onto the sphere",
+    "norm-mean-norm": "mean of unit vectors, projected onto the sphere (the paper's best)",
+}
+
+# Below this norm a vector is treated as zero: it stays zero instead of becoming NaN.
+_EPS = 1e-12
+
+
+def check_option(option: str) -> str:
+    """Return `option` if it names a centroid option, else raise a FatvizError."""
+    if option not in CENTROID_OPTIONS:
+        raise FatvizError(
+            f"Unknown centroid option {option!r}: choose one of {', '.join(CENTROID_OPTIONS)}."
+        )
+    return option
+
+
+def is_normalized(option: str) -> bool:
+    """True when the option's anchors live on the unit sphere (every option but `mean`)."""
+    return check_option(option) != "mean"
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Divide rows by their L2 norm; zero rows stay zero (no NaN, finite gradient)."""
+    return F.normalize(x, p=2.0, dim=-1, eps=_EPS)
+
+
+def anchor_space(features: torch.Tensor, option: str) -> torch.Tensor:
+    """Map features into the space where the option measures anchor-to-centre distances."""
+    return l2_normalize(features) if is_normalized(option) else features
+
+
+def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise Euclidean distances (rows of a to rows of b) with a finite gradient at zero."""
+    sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    # Clamping before sqrt keeps the gradient finite where two points coincide.
+    return sq.clamp_min(1e-12).sqrt()
+
+
+def precise_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise distances from explicit differences: slower, but free of cancellation error."""
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+@dataclass(frozen=True)
+class Centroids:
+    """Per-class centres in the option's anchor space, with member statistics.
+
+    Absent classes (no member, or zero total weight) have `present == False`, a zero
+    centre, zero count and zero radius: never NaN.
+    """
+
+    option: str
+    centres: torch.Tensor  # (K, D)
+    counts: torch.Tensor  # (K,) total member weight (member count when unweighted)
+    present: torch.Tensor  # (K,) bool
+    radius: torch.Tensor  # (K,) max distance of a member to its centre
+    mean_distance: torch.Tensor  # (K,) weighted mean distance of members to their centre
+
+    @property
+    def num_classes(self) -> int:
+        """Number of class slots, present or not."""
+        return int(self.centres.shape[0])
+
+    def to(self, device: torch.device | str) -> Centroids:
+        """Copy onto another device."""
+        return Centroids(
+            self.option,
+            *(t.to(device) for t in (self.centres, self.counts, self.present, self.radius, self.mean_distance)),
+        )
+
+    def detach(self) -> Centroids:
+        """Centres are data, not parameters: a copy cut from the autograd graph."""
+        return Centroids(
+            self.option,
+            *(t.detach() for t in (self.centres, self.counts, self.present, self.radius, self.mean_distance)),
+        )
+
+
+class CentroidAccumulator:
+    """Build centroids over a whole dataset in chunks, in two passes over the features.
+
+    Pass 1 (`add`) sums members per class; `centres()` then fixes the centres. Pass 2
+    (`add_radius`) measures each member's distance to its centre. Both passes are
+    O(N * D) with index_add / scatter, so no N x N or N x K matrix is ever built.
+    """
+
+    def __init__(self, option: str, num_classes: int, dim: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        check_option(option)
+        if num_classes < 1:
+            raise FatvizError("num_classes must be at least 1.")
+        self.option = option
+        self._sums = torch.zeros(num_classes, dim, device=device, dtype=dtype)
+        self._counts = torch.zeros(num_classes, device=device, dtype=dtype)
+        self._radius = torch.zeros(num_classes, device=device, dtype=dtype)
+        self._dist_sums = torch.zeros(num_classes, device=device, dtype=dtype)
+        self._centres: torch.Tensor | None = None
+
+    def _prepare(self, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None):
+        labels = labels.to(self._sums.device).long()
+        features = features.to(self._sums.device, self._sums.dtype)
+        if weights is None:
+            weights = torch.ones(labels.shape[0], device=labels.device, dtype=features.dtype)
+        else:
+            weights = weights.to(labels.device, features.dtype)
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self._sums.shape[0]):
+            raise FatvizError(f"Labels must lie in 0..{self._sums.shape[0] - 1}.")
+        return features, labels, weights
+
+    def add(self, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> None:
+        """Pass 1: add a chunk of (features, labels, optional per-sample weights >= 0)."""
+        if self._centres is not None:
+            raise RuntimeError("add() after centres(): start a new accumulator.")
+        features, labels, weights = self._prepare(features, labels, weights)
+        # `mean` averages raw features; the other options average unit vectors (u) or
+        # raw features (norm-mean) and normalise at the end.
+        summed = l2_normalize(features) if self.option in ("mean-norm", "norm-mean-norm") else features
+        self._sums.index_add_(0, labels, summed * weights[:, None])
+        self._counts.index_add_(0, labels, weights)
+
+    def centres(self) -> torch.Tensor:
+        """Fix and return the (K, D) centres; absent classes get a zero row."""
+        if self._centres is None:
+            present = self._counts > 0
+            mean = self._sums / self._counts.clamp_min(_EPS)[:, None]
+            if self.option in ("norm-mean", "norm-mean-norm"):
+                mean = l2_normalize(mean)
+            self._centres = torch.where(present[:, None], mean, torch.zeros_like(mean))
+        return self._centres
+
+    def add_radius(self, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> None:
+        """Pass 2: measure members' distances to their fixed centres (radius, mean distance)."""
+        centres = self.centres()
+        features, labels, weights = self._prepare(features, labels, weights)
+        anchors = anchor_space(features, self.option)
+        dist = (anchors - centres[labels]).norm(dim=1)
+        member = weights > 0
+        self._radius.scatter_reduce_(0, labels[member], dist[member], reduce="amax", include_self=True)
+        self._dist_sums.index_add_(0, labels, dist * weights)
+
+    def result(self) -> Centroids:
+        """The finished centroids (call after both passes)."""
+        centres = self.centres()
+        present = self._counts > 0
+        mean_distance = torch.where(present, self._dist_sums / self._counts.clamp_min(_EPS),
+                                    torch.zeros_like(self._dist_sums))
+        return Centroids(self.option, centres, self._counts.clone(), present, self._radius.clone(), mean_distance)
+
+
+def compute_centroids(features: torch.Tensor, labels: torch.Tensor, option: str = "norm-mean-norm",
+                      num_classes: int | None = None, weights: torch.Tensor | None = None,
+                      chunk_size: int = 65536) -> Centroids:
+    """Centres, counts, radii and mean member distances of every class, in O(N * D).
+
+    `weights` (N,) >= 0 lets confidence masks or soft memberships decide which samples
+    shape the centres; a sample of weight 0 is ignored entirely (also for the radius).
+    The result is detached: centres are data, not parameters.
+    """
+    features = features.detach()
+    labels = labels.detach().long()
+    if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
+        raise FatvizError("compute_centroids needs features (N, D) and labels (N,) of the same length.")
+    if num_classes is None:
+        num_classes = int(labels.max().item()) + 1 if labels.numel() else 1
+    dtype = features.dtype if features.dtype in (torch.float32, torch.float64) else torch.float32
+    acc = CentroidAccumulator(option, num_classes, features.shape[1], features.device, dtype)
+    w = None if weights is None else weights.detach()
+    for start in range(0, features.shape[0], chunk_size):
+        sl = slice(start, start + chunk_size)
+        acc.add(features[sl], labels[sl], None if w is None else w[sl])
+    for start in range(0, features.shape[0], chunk_size):
+        sl = slice(start, start + chunk_size)
+        acc.add_radius(features[sl], labels[sl], None if w is None else w[sl])
+    return acc.result()

@@ -1,0 +1,331 @@
+"""The FAT loss family, its triplet-loss bound, and the triplet baselines it replaces.
+
+Everything here is an ordinary PyTorch loss: `loss = FATLoss()(embeddings, labels)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fatviz.centroids import (
+    Centroids,
+    anchor_space,
+    check_option,
+    compute_centroids,
+    euclidean,
+    is_normalized,
+    l2_normalize,
+    precise_euclidean,
+)
+from fatviz.errors import FatvizError
+
+NEGATIVE_MODES: tuple[str, ...] = ("all", "average", "hardest")
+RADIUS_MODES: tuple[str, ...] = ("mean", "max")
+
+
+def default_margin(option: str) -> float:
+    """The public code's margin: 1.0 on raw features, 0.1 on the unit sphere."""
+    return 0.1 if is_normalized(option) else 1.0
+
+
+def default_compactness_weight(option: str) -> float:
+    """The public code's compactness weight: 0.1 on raw features, 1.0 on the unit sphere."""
+    return 1.0 if is_normalized(option) else 0.1
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of values where mask holds; 0 (still on the graph) when the mask is empty."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+@dataclass(frozen=True)
+class FATTerms:
+    """The two terms of the FAT loss and their weighted total, for one call."""
+
+    point_to_set: torch.Tensor
+    compactness: torch.Tensor
+    total: torch.Tensor
+
+
+class FATLoss(nn.Module):
+    """Fast Approximated Triplet loss: point-to-set hinge plus a cluster compactness term.
+
+    Called as `loss(embeddings, labels)` (centres from the batch, detached) or
+    `loss(embeddings, labels, centroids=c)` with centres computed elsewhere, e.g. over
+    the whole training set at the start of each epoch (`fatviz.centroids.compute_centroids`).
+
+    With negatives="all" the value is the mean over (anchor a, other present class k) of
+    max(0, d(a, c_ya) - d(a, c_k) + margin), plus compactness_weight times either the mean
+    over anchors of d(a, c_ya) (radius="mean", the public code) or the largest class
+    radius max_a d(a, c_ya) (radius="max", the paper's bound). d is Euclidean in the
+    option's anchor space. Anchors whose class has no centre contribute nothing.
+    """
+
+    def __init__(self, option: str = "norm-mean-norm", margin: float | None = None,
+                 negatives: str = "all", hardest_k: int = 5, radius: str = "mean",
+                 compactness_weight: float | None = None) -> None:
+        super().__init__()
+        self.option = check_option(option)
+        if negatives not in NEGATIVE_MODES:
+            raise FatvizError(f"negatives must be one of {', '.join(NEGATIVE_MODES)}, not {negatives!r}.")
+        if radius not in RADIUS_MODES:
+            raise FatvizError(f"radius must be one of {', '.join(RADIUS_MODES)}, not {radius!r}.")
+        if hardest_k < 1:
+            raise FatvizError("hardest_k must be at least 1.")
+        self.margin = default_margin(option) if margin is None else float(margin)
+        self.compactness_weight = (default_compactness_weight(option) if compactness_weight is None
+                                   else float(compactness_weight))
+        if self.margin < 0 or self.compactness_weight < 0:
+            raise FatvizError("margin and compactness weight must be >= 0.")
+        self.negatives = negatives
+        self.hardest_k = int(hardest_k)
+        self.radius = radius
+
+    def extra_repr(self) -> str:
+        """Shown by print(module)."""
+        return (f"option={self.option!r}, margin={self.margin}, negatives={self.negatives!r}, "
+                f"hardest_k={self.hardest_k}, radius={self.radius!r}, "
+                f"compactness_weight={self.compactness_weight}")
+
+    def terms(self, embeddings: torch.Tensor, labels: torch.Tensor, centroids: Centroids | None = None,
+              sample_weights: torch.Tensor | None = None) -> FATTerms:
+        """Compute both terms; `sample_weights` (B,) scale each anchor's contribution."""
+        labels = labels.long()
+        if centroids is None:
+            centroids = compute_centroids(embeddings, labels, self.option)
+        elif centroids.option != self.option:
+            raise FatvizError(f"Centroids were computed with {centroids.option!r}, the loss uses {self.option!r}.")
+        centroids = centroids.detach().to(embeddings.device)
+        num_classes = centroids.num_classes
+        if labels.numel() and int(labels.max()) >= num_classes:
+            raise FatvizError(f"A label ({int(labels.max())}) has no centre slot (only {num_classes} classes).")
+        centres = centroids.centres.to(embeddings.dtype)
+        present = centroids.present
+        anchors = anchor_space(embeddings, self.option)
+        dist = euclidean(anchors, centres)  # (B, K)
+        d_pos = dist.gather(1, labels[:, None]).squeeze(1)
+        has_centre = present[labels]
+        weights = torch.ones_like(d_pos) if sample_weights is None else sample_weights.to(d_pos.dtype)
+        anchor_w = weights * has_centre.to(d_pos.dtype)
+
+        other = present[None, :] & (torch.arange(num_classes, device=labels.device)[None, :] != labels[:, None])
+        if self.negatives == "all":
+            hinge = F.relu(d_pos[:, None] - dist + self.margin)
+            pair_w = other.to(d_pos.dtype) * anchor_w[:, None]
+            point_to_set = (hinge * pair_w).sum() / pair_w.sum().clamp_min(1e-12) if pair_w.sum() > 0 \
+                else hinge.sum() * 0.0
+        elif self.negatives == "average":
+            # Average of the other present centres, per anchor class.
+            pres = present.to(centres.dtype)
+            total = (centres * pres[:, None]).sum(0)
+            n_other = pres.sum() - pres[labels]
+            avg = (total[None, :] - centres[labels] * pres[labels][:, None]) / n_other.clamp_min(1)[:, None]
+            d_avg = (anchors - avg).norm(dim=1)
+            hinge = F.relu(d_pos - d_avg + self.margin)
+            valid = anchor_w * (n_other > 0).to(d_pos.dtype)
+            point_to_set = (hinge * valid).sum() / valid.sum().clamp_min(1e-12) if valid.sum() > 0 \
+                else hinge.sum() * 0.0
+        else:  # hardest: the k other centres nearest to the anchor's own centre
+            cc = euclidean(centres, centres)
+            cc = cc.masked_fill(~present[None, :] | ~present[:, None], float("inf"))
+            cc.fill_diagonal_(float("inf"))
+            k = max(1, min(self.hardest_k, int(present.sum()) - 1))
+            near_val, near_idx = cc.topk(k, dim=1, largest=False)  # (K, k)
+            idx = near_idx[labels]  # (B, k)
+            ok = torch.isfinite(near_val[labels])
+            hinge = F.relu(d_pos[:, None] - dist.gather(1, idx) + self.margin)
+            pair_w = ok.to(d_pos.dtype) * anchor_w[:, None]
+            point_to_set = (hinge * pair_w).sum() / pair_w.sum().clamp_min(1e-12) if pair_w.sum() > 0 \
+                else hinge.sum() * 0.0
+
+        if self.radius == "mean":
+            compactness = (d_pos * anchor_w).sum() / anchor_w.sum().clamp_min(1e-12) if anchor_w.sum() > 0 \
+                else d_pos.sum() * 0.0
+        else:
+            compactness = (d_pos.masked_fill(anchor_w <= 0, 0.0).max() if d_pos.numel() else d_pos.sum() * 0.0)
+        total = point_to_set + self.compactness_weight * compactness
+        return FATTerms(point_to_set, compactness, total)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, centroids: Centroids | None = None,
+                sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The FAT loss (a scalar tensor)."""
+        return self.terms(embeddings, labels, centroids, sample_weights).total
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against hard labels (B,) or soft targets (B, K) that sum to one."""
+    if targets.ndim == 1:
+        return F.cross_entropy(logits, targets.long())
+    return -(targets.to(logits.dtype) * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+class HybridLoss(nn.Module):
+    """Normalised FAT plus a weighted cross-entropy on a classifier head (hard or soft targets)."""
+
+    def __init__(self, fat: FATLoss | None = None, ce_weight: float = 1.0) -> None:
+        super().__init__()
+        self.fat = fat if fat is not None else FATLoss("norm-mean-norm")
+        if ce_weight < 0:
+            raise FatvizError("The cross-entropy weight must be >= 0.")
+        self.ce_weight = float(ce_weight)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
+                targets: torch.Tensor | None = None, centroids: Centroids | None = None) -> torch.Tensor:
+        """FAT on (embeddings, labels) + ce_weight * CE(logits, targets or labels)."""
+        ce = soft_cross_entropy(logits, labels if targets is None else targets)
+        return self.fat(embeddings, labels, centroids) + self.ce_weight * ce
+
+
+def _triplet_masks(labels: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive (same label, not self) and negative masks for a chunk of anchors."""
+    la = labels[rows]
+    same = la[:, None] == labels[None, :]
+    idx = torch.arange(labels.shape[0], device=labels.device)
+    not_self = idx[rows][:, None] != idx[None, :]
+    return same & not_self, ~same
+
+
+def _hinge_sums_sorted(d: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, margin: float) -> torch.Tensor:
+    """Per anchor, sum over (p, n) of max(0, d_ap - d_an + m), in O(N log N) per anchor.
+
+    For each anchor the negative distances are sorted once; for a positive p the hinge
+    is active exactly for the negatives with d_an < d_ap + m, so the sum over them is
+    count * (d_ap + m) - (sum of those d_an), read from a prefix sum.
+    """
+    inf = torch.finfo(d.dtype).max
+    d_neg = d.masked_fill(~neg, inf)
+    sorted_neg, _ = d_neg.sort(dim=1)
+    prefix = F.pad(torch.where(sorted_neg < inf, sorted_neg, 0.0).cumsum(1), (1, 0))
+    n_neg = neg.sum(1, keepdim=True)
+    thresh = d + margin  # (rows, N): one threshold per candidate positive
+    count = torch.searchsorted(sorted_neg.contiguous(), thresh.contiguous(), right=False)
+    count = torch.minimum(count, n_neg)
+    sums = count.to(d.dtype) * thresh - prefix.gather(1, count)
+    return (sums * pos.to(d.dtype)).sum(1)
+
+
+def triplet_all_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 1.0,
+                     normalize: bool = False, method: str = "sorted", chunk_size: int | None = None) -> torch.Tensor:
+    """Exact mean over all valid triplets (a != p, y_p = y_a, y_n != y_a) of the hinge.
+
+    method="sorted" sorts each anchor's negatives and reads hinge sums from prefix sums
+    (O(N^2 log N), exact); method="dense" builds the (chunk, N, N) hinge tensor, the
+    textbook O(N^3) computation. Both chunk over anchors so memory stays bounded.
+    """
+    if method not in ("sorted", "dense"):
+        raise FatvizError("method must be 'sorted' or 'dense'.")
+    labels = labels.long()
+    x = l2_normalize(embeddings) if normalize else embeddings
+    n = x.shape[0]
+    dist = euclidean(x, x)
+    if chunk_size is None:
+        chunk_size = max(1, min(n, (1 << 24) // max(1, n * n))) if method == "dense" else max(1, (1 << 22) // max(1, n))
+    total = dist.new_zeros(())
+    count = dist.new_zeros(())
+    for start in range(0, n, chunk_size):
+        rows = slice(start, min(n, start + chunk_size))
+        pos, neg = _triplet_masks(labels, rows)
+        d = dist[rows]
+        if method == "dense":
+            hinge = F.relu(d[:, :, None] - d[:, None, :] + margin)
+            valid = pos[:, :, None] & neg[:, None, :]
+            total = total + (hinge * valid.to(hinge.dtype)).sum()
+        else:
+            total = total + _hinge_sums_sorted(d, pos, neg, margin).sum()
+        count = count + (pos.sum(1) * neg.sum(1)).sum().to(dist.dtype)
+    return total / count.clamp_min(1.0)
+
+
+def batch_hard_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 1.0,
+                    normalize: bool = False) -> torch.Tensor:
+    """Batch-hard triplet loss: per anchor, its farthest positive against its nearest negative."""
+    labels = labels.long()
+    x = l2_normalize(embeddings) if normalize else embeddings
+    dist = euclidean(x, x)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+    pos = same & ~eye
+    hardest_pos = dist.masked_fill(~pos, float("-inf")).max(1).values
+    hardest_neg = dist.masked_fill(same, float("inf")).min(1).values
+    valid = pos.any(1) & (~same).any(1)
+    hinge = F.relu(torch.where(valid, hardest_pos - hardest_neg, torch.zeros_like(hardest_pos)) + margin)
+    return _masked_mean(hinge, valid)
+
+
+@dataclass(frozen=True)
+class BoundResult:
+    """The exact all-triplet loss and the FAT upper bound on the same triplets.
+
+    bound = point_to_set + radius_term, each a mean over the same valid triplets.
+    """
+
+    exact: float
+    bound: float
+    point_to_set: float
+    radius_term: float
+    num_triplets: int
+    option: str
+    margin: float
+
+    @property
+    def gap(self) -> float:
+        """How loose the bound is (bound - exact, never negative)."""
+        return self.bound - self.exact
+
+
+def triplet_bound(embeddings: torch.Tensor, labels: torch.Tensor, option: str = "norm-mean-norm",
+                  margin: float | None = None) -> BoundResult:
+    """Exact mean triplet hinge and the mean FAT_METHOD.md section 2 upper bound over the same triplets.
+
+    The bound for (a, p, n) is max(0, d(a, c_ya) - d(a, c_yn) + m) + R_ya + R_yn, with R
+    the max radius of each class. It does not depend on p or on which member of y_n is n,
+    so its sum is computed in O(N * K): per anchor, (number of positives) times, per
+    negative class k, (members of k) times the anchor's term for k. Distances are
+    Euclidean in the option's anchor space, computed in float64 for both sides.
+    """
+    check_option(option)
+    margin = default_margin(option) if margin is None else float(margin)
+    x = anchor_space(embeddings.detach().to(torch.float64), option)
+    labels = labels.detach().long().to(x.device)
+    classes, y = torch.unique(labels, return_inverse=True)
+    if classes.numel() < 2:
+        raise FatvizError("A triplet needs at least two classes: these labels hold only one.")
+    cents = compute_centroids(embeddings.detach().to(torch.float64), y, option)
+    n_k = torch.bincount(y, minlength=classes.numel()).to(x.dtype)
+    dist_c = precise_euclidean(x, cents.centres)  # (N, K)
+    d_own = dist_c.gather(1, y[:, None])
+    hinge = F.relu(d_own - dist_c + margin)  # (N, K)
+    neg_counts = n_k[None, :].expand_as(hinge).clone()
+    neg_counts.scatter_(1, y[:, None], 0.0)
+    positives = (n_k[y] - 1.0)  # (N,)
+    weight = positives[:, None] * neg_counts  # triplets per (anchor, negative class)
+    num_triplets = weight.sum()
+    if num_triplets == 0:
+        raise FatvizError("No valid triplet: every class has a single member, so there is no positive.")
+    radius = cents.radius
+    p2s = (weight * hinge).sum() / num_triplets
+    rad = (weight * (radius[y][:, None] + radius[None, :])).sum() / num_triplets
+    exact = _exact_triplet_mean(x, labels, margin)
+    return BoundResult(exact=float(exact), bound=float(p2s + rad), point_to_set=float(p2s),
+                       radius_term=float(rad), num_triplets=int(num_triplets.item()), option=option,
+                       margin=margin)
+
+
+def _exact_triplet_mean(x: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Exact mean hinge over all valid triplets with cancellation-free distances (float64)."""
+    n = x.shape[0]
+    chunk = max(1, (1 << 22) // max(1, n))
+    total = x.new_zeros(())
+    count = x.new_zeros(())
+    for start in range(0, n, chunk):
+        rows = slice(start, min(n, start + chunk))
+        pos, neg = _triplet_masks(labels, rows)
+        d = precise_euclidean(x[rows], x)
+        total = total + _hinge_sums_sorted(d, pos, neg, margin).sum()
+        count = count + (pos.sum(1) * neg.sum(1)).sum().to(x.dtype)
+    return total / count.clamp_min(1.0)
