@@ -1,0 +1,246 @@
+"""Tests for fatviz.metrics: hand-computed retrieval, sklearn cross-checks, clustering."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from fatviz.errors import FatvizError
+from fatviz.metrics import (
+    classification_accuracy,
+    clustering_metrics,
+    evaluate_embeddings,
+    retrieval_metrics,
+)
+
+
+def col(*values: float) -> np.ndarray:
+    """1-D positions as an (n, 1) embedding matrix."""
+    return np.array(values, dtype=np.float64)[:, None]
+
+
+def test_query_gallery_by_hand():
+    # Gallery on a line: 1 (A), 2 (B), 3 (A), 4 (B); both queries sit at 0.
+    # Query A: ranking A B A B -> relevant at ranks 1, 3 -> AP = (1 + 2/3) / 2 = 5/6.
+    # Query B: ranking A B A B -> relevant at ranks 2, 4 -> AP = (1/2 + 2/4) / 2 = 1/2.
+    # mAP = (5/6 + 1/2) / 2 = 2/3; precision@1 = 1/2; first hits at 1 and 2.
+    out = retrieval_metrics(col(0, 0), ["A", "B"], col(1, 2, 3, 4), ["A", "B", "A", "B"],
+                            ranks=(1, 2, 5))
+    assert out["map"] == pytest.approx(2 / 3)
+    assert out["precision_at_1"] == pytest.approx(0.5)
+    assert out["cmc_1"] == pytest.approx(0.5)
+    assert out["cmc_2"] == pytest.approx(1.0)
+    assert out["cmc_5"] == pytest.approx(1.0)
+    assert out["num_valid_queries"] == 2.0
+    assert set(out) == {
+        "precision_at_1", "map", "cmc_1", "cmc_2", "cmc_5", "num_valid_queries"
+    }
+
+
+def test_known_imperfect_and_perfect_ranking():
+    # Relevant at ranks 1 and 3 of 3 -> AP = (1 + 2/3) / 2.
+    out = retrieval_metrics(col(0), [0], col(1, 2, 3), [0, 1, 0])
+    assert out["map"] == pytest.approx((1 + 2 / 3) / 2)
+    # Both relevant items ranked first -> AP = 1.
+    out = retrieval_metrics(col(0), [0], col(1, 2, 3), [0, 0, 1])
+    assert out["map"] == 1.0
+    assert out["precision_at_1"] == 1.0
+
+
+def test_leave_one_out_by_hand():
+    # Points 0, 1, 5, 6, 20 with labels 0, 0, 1, 1, 0; each point's own entry is excluded.
+    # x=0:  others 1(R) 5 6 20(R)   -> AP = (1 + 2/4) / 2 = 3/4, first hit 1
+    # x=1:  others 0(R) 5 6 20(R)   -> AP = 3/4, first hit 1
+    # x=5:  others 6(R) 1 0 20      -> AP = 1, first hit 1
+    # x=6:  others 5(R) 1 0 20      -> AP = 1, first hit 1
+    # x=20: others 6 5 1(R) 0(R)    -> AP = (1/3 + 2/4) / 2 = 5/12, first hit 3
+    # mAP = (3/4 + 3/4 + 1 + 1 + 5/12) / 5 = 47/60; precision@1 = 4/5; cmc_5 = 1.
+    out = retrieval_metrics(col(0, 1, 5, 6, 20), [0, 0, 1, 1, 0])
+    assert out["map"] == pytest.approx(47 / 60)
+    assert out["precision_at_1"] == pytest.approx(0.8)
+    assert out["cmc_5"] == 1.0
+    assert out["cmc_10"] == 1.0
+    assert out["num_valid_queries"] == 5.0
+
+
+def test_same_camera_match_removed_and_query_without_match_skipped():
+    # Gallery: 0.5 (A, cam 1), 1 (B, cam 2), 2 (A, cam 2), 3 (C, cam 1); queries at 0.
+    # Query A, cam 1: the nearest A shares its camera and is removed -> ranking B A C,
+    #   first hit at rank 2 (not 3: removed entries take no rank), AP = 1/2.
+    # Query C, cam 1: its only match shares its camera -> no valid match, skipped.
+    gallery, g_lab, g_cam = col(0.5, 1, 2, 3), ["A", "B", "A", "C"], [1, 2, 2, 1]
+    out = retrieval_metrics(col(0, 0), ["A", "C"], gallery, g_lab,
+                            query_cams=[1, 1], gallery_cams=g_cam)
+    assert out["num_valid_queries"] == 1.0
+    assert out["map"] == pytest.approx(0.5)
+    assert out["precision_at_1"] == 0.0
+    assert out["cmc_5"] == 1.0
+    # Without cameras nothing is removed: A hits at 1 and 3 (AP 5/6), C at 4 (AP 1/4).
+    out = retrieval_metrics(col(0, 0), ["A", "C"], gallery, g_lab)
+    assert out["num_valid_queries"] == 2.0
+    assert out["map"] == pytest.approx((5 / 6 + 1 / 4) / 2)
+    assert out["precision_at_1"] == pytest.approx(0.5)
+
+
+def test_no_valid_query_gives_zeros_not_nan():
+    out = retrieval_metrics(col(0), ["A"], col(1, 2), ["B", "B"])
+    assert out == {"precision_at_1": 0.0, "map": 0.0, "cmc_1": 0.0, "cmc_5": 0.0,
+                   "cmc_10": 0.0, "num_valid_queries": 0.0}
+
+
+def test_ties_broken_by_gallery_index():
+    # Both gallery entries lie at distance 1 (exact in float): the lower index ranks first.
+    assert retrieval_metrics(col(0), [0], col(1, -1), [1, 0])["precision_at_1"] == 0.0
+    assert retrieval_metrics(col(0), [0], col(-1, 1), [0, 1])["precision_at_1"] == 1.0
+    # Gallery at 2, 1, 2, 1, ...: the 30 entries at distance 1 are indices 1, 3, ..., 59,
+    # and the only match is the last of them, so a stable order ranks it 30th.
+    labels = [1] * 59 + [0]
+    out = retrieval_metrics(col(0), [0], col(*[2, 1] * 30), labels, ranks=(29, 30))
+    assert out["map"] == pytest.approx(1 / 30)
+    assert (out["cmc_29"], out["cmc_30"]) == (0.0, 1.0)
+
+
+def reference(q, q_lab, g, g_lab, q_cam=None, g_cam=None):
+    """Per-query loop: sklearn AP on negated distances, first-hit rank for CMC."""
+    aps, firsts = [], []
+    for i in range(len(q)):
+        keep = np.ones(len(g), dtype=bool)
+        if q_cam is not None:
+            keep = ~((g_lab == q_lab[i]) & (g_cam == q_cam[i]))
+        d = np.linalg.norm(g[keep] - q[i], axis=1)
+        rel = g_lab[keep] == q_lab[i]
+        if not rel.any():
+            continue
+        aps.append(average_precision_score(rel, -d))
+        firsts.append(1 + np.flatnonzero(rel[np.argsort(d)])[0])
+    firsts = np.array(firsts)
+    return np.mean(aps), {k: np.mean(firsts <= k) for k in (1, 5, 10)}, len(aps)
+
+
+@pytest.mark.parametrize("use_cams", [False, True])
+def test_matches_sklearn_average_precision(use_cams):
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(30, 6)), rng.normal(size=(80, 6))
+    q_lab, g_lab = rng.integers(0, 5, 30), rng.integers(0, 5, 80)
+    q_cam = rng.integers(0, 3, 30) if use_cams else None
+    g_cam = rng.integers(0, 3, 80) if use_cams else None
+    expected_map, expected_cmc, expected_valid = reference(q, q_lab, g, g_lab, q_cam, g_cam)
+    out = retrieval_metrics(q, q_lab, g, g_lab, query_cams=q_cam, gallery_cams=g_cam)
+    assert out["map"] == pytest.approx(expected_map, abs=1e-9)
+    assert out["num_valid_queries"] == expected_valid
+    for k, value in expected_cmc.items():
+        assert out[f"cmc_{k}"] == pytest.approx(value)
+    assert out["precision_at_1"] == out["cmc_1"]
+
+
+def test_leave_one_out_matches_reference_without_self():
+    rng = np.random.default_rng(1)
+    x, lab = rng.normal(size=(40, 4)), rng.integers(0, 4, 40)
+    aps = []
+    for i in range(len(x)):
+        others = np.arange(len(x)) != i
+        aps.append(average_precision_score(lab[others] == lab[i],
+                                           -np.linalg.norm(x[others] - x[i], axis=1)))
+    assert retrieval_metrics(x, lab)["map"] == pytest.approx(np.mean(aps), abs=1e-9)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7])
+def test_chunking_matches_single_chunk(chunk_size):
+    rng = np.random.default_rng(2)
+    q = rng.normal(size=(23, 5)).astype(np.float32)
+    g = rng.normal(size=(31, 5)).astype(np.float32)
+    q_lab, g_lab = rng.integers(0, 4, 23), rng.integers(0, 4, 31)
+    q_cam, g_cam = rng.integers(0, 2, 23), rng.integers(0, 2, 31)
+    kwargs = {"query_cams": q_cam, "gallery_cams": g_cam}
+    whole = retrieval_metrics(q, q_lab, g, g_lab, chunk_size=1000, **kwargs)
+    assert retrieval_metrics(q, q_lab, g, g_lab, chunk_size=chunk_size, **kwargs) == whole
+    # Leave-one-out shifts the excluded diagonal entry with each chunk's offset.
+    assert retrieval_metrics(q, q_lab, chunk_size=chunk_size) == retrieval_metrics(q, q_lab)
+
+
+def test_torch_tensors_accepted():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x, lab = rng.normal(size=(20, 3)).astype(np.float32), rng.integers(0, 3, 20)
+    as_tensors = retrieval_metrics(torch.tensor(x, requires_grad=True), torch.tensor(lab))
+    assert as_tensors == retrieval_metrics(x, lab)
+
+
+def test_user_mistakes_raise_fatviz_error():
+    with pytest.raises(FatvizError):
+        retrieval_metrics(col(0, 1), [0])
+    with pytest.raises(FatvizError):
+        retrieval_metrics(col(0, np.nan), [0, 1])
+    with pytest.raises(FatvizError):
+        retrieval_metrics(col(0), [0], col(1), [0], query_cams=[1])
+    with pytest.raises(FatvizError):
+        retrieval_metrics(np.zeros(3), [0, 1, 2])
+    with pytest.raises(FatvizError):
+        evaluate_embeddings(col(0, 1), [0, 1], is_query=np.array([1, 0]))
+
+
+def blobs(n_per_class, n_classes, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = 50.0 * np.eye(n_classes, 8)
+    x = np.concatenate([c + rng.normal(size=(n_per_class, 8)) for c in centres])
+    return x, np.repeat(np.arange(n_classes), n_per_class)
+
+
+def test_clustering_separated_blobs():
+    x, lab = blobs(30, 3)
+    out = clustering_metrics(x, lab)
+    assert out["nmi"] == pytest.approx(1.0)
+    assert out["silhouette"] > 0.9
+    # Shuffled labels: neither metric may still look good.
+    shuffled = clustering_metrics(x, np.random.default_rng(0).permutation(lab))
+    assert shuffled["nmi"] < 0.3
+    assert shuffled["silhouette"] < 0.1
+
+
+def test_clustering_degenerate_inputs_are_finite():
+    x, _ = blobs(10, 2)
+    single = clustering_metrics(x, np.zeros(len(x), dtype=int))
+    assert np.isfinite(single["nmi"])
+    assert single["silhouette"] == 0.0
+    two = clustering_metrics(col(0, 1), [0, 1])
+    assert np.isfinite(two["nmi"])
+    assert two["silhouette"] == 0.0
+
+
+def test_silhouette_subsample_is_seeded():
+    x, lab = blobs(100, 3)
+    a = clustering_metrics(x, lab, max_silhouette_points=40, seed=5)
+    b = clustering_metrics(x, lab, max_silhouette_points=40, seed=5)
+    assert a == b
+    assert a["silhouette"] > 0.9
+
+
+def test_classification_accuracy():
+    logits = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 0.0], [1.0, 2.0]])
+    assert classification_accuracy(logits, [0, 1, 1, 1]) == pytest.approx(0.75)
+    assert classification_accuracy(np.array([0, 1, 1]), [0, 1, 0]) == pytest.approx(2 / 3)
+
+
+def test_evaluate_embeddings_reid_split():
+    x, lab = blobs(6, 3)
+    cams = np.tile([0, 1, 2], 6)
+    is_query = np.zeros(len(x), dtype=bool)
+    is_query[::6] = True
+    logits = np.eye(3)[lab]
+    logits[0] = [0.0, 1.0, 0.0]  # one wrong prediction of 18
+    out = evaluate_embeddings(x, lab, logits=logits, cams=cams, is_query=is_query)
+    expected = retrieval_metrics(x[is_query], lab[is_query], x[~is_query], lab[~is_query],
+                                 query_cams=cams[is_query], gallery_cams=cams[~is_query])
+    expected.update(clustering_metrics(x[~is_query], lab[~is_query]))
+    expected["accuracy"] = 17 / 18
+    assert out == pytest.approx(expected)
+    assert out["precision_at_1"] == 1.0
+    assert all(type(v) is float for v in out.values())
+
+
+def test_evaluate_embeddings_leave_one_out():
+    x, lab = blobs(5, 2)
+    out = evaluate_embeddings(x, lab)
+    assert out["map"] == 1.0
+    assert out["num_valid_queries"] == 10.0
+    assert "accuracy" not in out
+    assert all(type(v) is float for v in out.values())
