@@ -1,0 +1,469 @@
+import gzip
+import os
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fatviz.data import DATASETS, BlobSpec, Dataset, load_dataset, visualisation_indices
+from fatviz.errors import FatvizError
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """Write a uint8 array in the IDX format torchvision's MNIST files use."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def make_idx_root(root: Path, folder: str = "MNIST", gz: bool = False, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(60, dtype=np.uint8) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.arange(20, dtype=np.uint8) % 10,
+    }
+    for name, array in arrays.items():
+        write_idx(root / folder / "raw" / name, array, gz=gz)
+    return arrays
+
+
+def make_cifar_root(root: Path, protocol: int = 2) -> dict:
+    rng = np.random.default_rng(1)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
+             b"dog", b"frog", b"horse", b"ship", b"truck"]
+    batches = {}
+    for name, n in [(f"data_batch_{i}", 10) for i in range(1, 6)] + [("test_batch", 20)]:
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+        batches[name] = batch
+    meta = {b"label_names": names, b"num_cases_per_batch": 10000, b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
+    return batches
+
+
+def save_image(path: Path, seed: int, size: tuple[int, int] = (20, 14)) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def make_folder_root(root: Path, per_class: int = 8) -> None:
+    for k, name in enumerate(["cat", "ant", "bee"]):
+        for i in range(per_class):
+            ext = (".png", ".jpg", ".bmp")[i % 3]
+            save_image(root / name / f"{i}{ext}", seed=10 * k + i, size=(20 + i, 14 + k))
+    (root / "ant" / "readme.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+
+
+MARKET_TRAIN = [
+    "0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0002_c3s1_000101_01.jpg",
+    "0007_c1s1_000001_01.jpg", "0007_c4s1_000002_01.jpg",
+    "0010_c2s1_000003_01.jpg", "0010_c5s1_000004_01.jpg", "0010_c6s1_000005_01.jpg",
+    "-1_c1s1_000006_01.jpg",
+]
+MARKET_QUERY = ["0001_c1s1_001051_00.jpg", "0003_c2s1_000151_00.jpg"]
+MARKET_GALLERY = [
+    "0001_c2s1_000001_01.jpg", "0001_c1s1_000002_01.jpg", "0003_c3s1_000003_01.jpg",
+    "0000_c1s1_000004_01.jpg", "0000_c6s1_000005_01.jpg",
+    "-1_c1s1_000006_01.jpg", "-1_c3s1_000007_01.jpg",
+]
+
+
+def make_market_root(root: Path) -> None:
+    for folder, names in (
+        ("bounding_box_train", MARKET_TRAIN),
+        ("query", MARKET_QUERY),
+        ("bounding_box_test", MARKET_GALLERY),
+    ):
+        for i, name in enumerate(names):
+            save_image(root / folder / name, seed=i, size=(64, 128))
+    (root / "bounding_box_test" / "Thumbs.db").write_bytes(b"\0\1")  # ignored: not an image
+
+
+# --------------------------------------------------------------------------- built-in data
+
+
+def test_dataset_names():
+    assert DATASETS == (
+        "digits", "blobs", "mnist", "fashion-mnist", "cifar10", "folder", "market1501"
+    )
+
+
+def test_digits_shapes_labels_and_standardisation():
+    ds = load_dataset("digits", seed=3)
+    assert isinstance(ds, Dataset)
+    assert ds.kind == "vector" and ds.name == "digits"
+    assert ds.x_train.dtype == np.float32 and ds.x_train.shape == (1347, 64)
+    assert ds.x_test.shape == (450, 64) and ds.input_shape == (64,)
+    assert ds.y_train.dtype == np.int64 and set(ds.y_train) == set(range(10))
+    assert ds.num_classes == 10 and ds.class_names[3] == "3"
+    assert np.isfinite(ds.x_train).all() and np.isfinite(ds.x_test).all()
+    np.testing.assert_allclose(ds.x_train.mean(axis=0), 0, atol=1e-5)
+    std = ds.x_train.std(axis=0)
+    # Constant pixels stay 0 instead of dividing by zero; the others have unit variance.
+    assert np.all((np.abs(std - 1) < 1e-4) | (std == 0)) and (std == 0).any()
+    assert ds.images_train.dtype == np.uint8 and ds.images_train.shape == (1347, 8, 8)
+    assert ds.images_train.max() == 255
+    # The display image and the model input describe the same sample.
+    bright = ds.images_train.reshape(len(ds.y_train), 64).astype(float)
+    corr = np.corrcoef(bright[:, 30], ds.x_train[:, 30])[0, 1]
+    assert corr > 0.999
+    assert ds.cam_test is None and ds.is_query_test is None
+
+
+def test_digits_split_is_stratified_and_deterministic():
+    a = load_dataset("digits", seed=0)
+    b = load_dataset("digits", seed=0)
+    c = load_dataset("digits", seed=1)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert not np.array_equal(a.images_test, c.images_test)
+    test_share = np.bincount(a.y_test) / np.bincount(np.concatenate([a.y_train, a.y_test]))
+    assert np.all(np.abs(test_share - 0.25) < 0.02)
+
+
+def test_blobs_follow_spec_and_seed():
+    spec = BlobSpec(n_classes=4, n_per_class=40, dim=3, spread=0.5, separation=8.0)
+    ds = load_dataset("blobs", blobs=spec, seed=5, test_fraction=0.5)
+    assert ds.kind == "vector" and ds.images_train is None
+    assert ds.x_train.shape == (80, 3) and ds.x_test.shape == (80, 3)
+    assert ds.num_classes == 4
+    assert np.bincount(ds.y_train).tolist() == [20] * 4
+    same = load_dataset("blobs", blobs=spec, seed=5, test_fraction=0.5)
+    np.testing.assert_array_equal(ds.x_train, same.x_train)
+    other = load_dataset("blobs", blobs=spec, seed=6, test_fraction=0.5)
+    assert not np.allclose(ds.x_train, other.x_train)
+    # Tight, well separated clusters: each point's nearest class mean is its own.
+    means = np.stack([ds.x_train[ds.y_train == k].mean(0) for k in range(4)])
+    nearest = np.linalg.norm(ds.x_test[:, None] - means[None], axis=2).argmin(1)
+    assert (nearest == ds.y_test).mean() > 0.95
+
+
+def test_blob_outliers_are_far_but_keep_their_label():
+    spec = BlobSpec(n_classes=3, n_per_class=200, dim=2, outlier_fraction=0.1)
+    ds = load_dataset("blobs", blobs=spec, seed=0)
+    x = np.concatenate([ds.x_train, ds.x_test])
+    y = np.concatenate([ds.y_train, ds.y_test])
+    dist = np.empty(len(y))
+    for k in range(3):
+        members = x[y == k]
+        dist[y == k] = np.linalg.norm(members - np.median(members, axis=0), axis=1)
+    typical = np.median(dist)
+    far = (dist > 4 * typical).mean()
+    assert 0.05 < far < 0.15
+    clean = load_dataset("blobs", blobs=BlobSpec(n_classes=3, n_per_class=200), seed=0)
+    xc = np.concatenate([clean.x_train, clean.x_test])
+    assert np.abs(x).max() > np.abs(xc).max()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [BlobSpec(n_classes=1), BlobSpec(outlier_fraction=1.0), BlobSpec(spread=0.0)],
+)
+def test_bad_blob_spec(spec):
+    with pytest.raises(FatvizError):
+        load_dataset("blobs", blobs=spec)
+
+
+# --------------------------------------------------------------------------- MNIST (IDX)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("where", ["parent", "mnist_folder", "raw_folder"])
+def test_mnist_layouts(tmp_path, gz, where):
+    arrays = make_idx_root(tmp_path, gz=gz)
+    root = {"parent": tmp_path, "mnist_folder": tmp_path / "MNIST",
+            "raw_folder": tmp_path / "MNIST" / "raw"}[where]
+    ds = load_dataset("mnist", data_root=str(root))
+    assert ds.kind == "image" and ds.x_train.shape == (60, 1, 28, 28)
+    assert ds.x_test.shape == (20, 1, 28, 28) and ds.x_train.dtype == np.float32
+    assert ds.input_shape == (1, 28, 28)
+    np.testing.assert_array_equal(ds.y_train, arrays["train-labels-idx1-ubyte"])
+    np.testing.assert_array_equal(ds.images_test, arrays["t10k-images-idx3-ubyte"])
+    assert ds.images_train.dtype == np.uint8 and ds.images_train.shape == (60, 28, 28)
+    assert abs(ds.x_train.mean()) < 1e-4 and abs(ds.x_train.std() - 1) < 1e-3
+    # Normalisation is monotone in brightness and uses train statistics for test too.
+    flat = ds.images_test.ravel()
+    order = np.argsort(flat, kind="stable")
+    assert np.all(np.diff(ds.x_test.ravel()[order]) >= 0)
+    assert ds.class_names == [str(k) for k in range(10)]
+
+
+def test_fashion_mnist_class_names(tmp_path):
+    make_idx_root(tmp_path, folder="FashionMNIST", gz=True)
+    ds = load_dataset("fashion-mnist", data_root=str(tmp_path))
+    assert ds.class_names[0] == "T-shirt/top" and ds.class_names[9] == "Ankle boot"
+    assert ds.num_classes == 10
+
+
+def test_mnist_missing_folder_names_the_layout(tmp_path):
+    with pytest.raises(FatvizError) as err:
+        load_dataset("mnist", data_root=str(tmp_path))
+    message = str(err.value)
+    assert str(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte") in message
+    assert "never downloads" in message
+
+
+def test_mnist_missing_one_file(tmp_path):
+    make_idx_root(tmp_path)
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(FatvizError, match="t10k-labels-idx1-ubyte"):
+        load_dataset("mnist", data_root=str(tmp_path))
+
+
+def test_corrupt_idx_magic(tmp_path):
+    make_idx_root(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    data = bytearray(path.read_bytes())
+    data[2] = 0x0D  # claims float data
+    path.write_bytes(bytes(data))
+    with pytest.raises(FatvizError, match="magic number") as err:
+        load_dataset("mnist", data_root=str(tmp_path))
+    assert str(path) in str(err.value)
+
+
+def test_truncated_idx_and_label_mismatch(tmp_path):
+    make_idx_root(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(FatvizError, match="truncated"):
+        load_dataset("mnist", data_root=str(tmp_path))
+    write_idx(path, np.zeros((19, 28, 28), np.uint8))
+    with pytest.raises(FatvizError, match="19 images"):
+        load_dataset("mnist", data_root=str(tmp_path))
+
+
+def test_broken_gzip(tmp_path):
+    make_idx_root(tmp_path, gz=True)
+    path = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:12])
+    with pytest.raises(FatvizError, match="gzip"):
+        load_dataset("mnist", data_root=str(tmp_path))
+
+
+def test_subsample_is_stratified_and_deterministic(tmp_path):
+    make_idx_root(tmp_path)
+    ds = load_dataset("mnist", data_root=str(tmp_path), subsample=30, seed=4)
+    assert np.bincount(ds.y_train).tolist() == [3] * 10
+    assert len(ds.y_test) == 20  # the floor of 100 test samples keeps the whole small test set
+    assert ds.notes and "30 of 60" in ds.notes[0]
+    again = load_dataset("mnist", data_root=str(tmp_path), subsample=30, seed=4)
+    np.testing.assert_array_equal(ds.images_train, again.images_train)
+    other = load_dataset("mnist", data_root=str(tmp_path), subsample=30, seed=5)
+    assert not np.array_equal(ds.images_train, other.images_train)
+    with pytest.raises(FatvizError, match="at least 20"):
+        load_dataset("mnist", data_root=str(tmp_path), subsample=15)
+
+
+def test_digits_subsample_shrinks_test_too():
+    ds = load_dataset("digits", subsample=600)
+    assert len(ds.y_train) == 600 and len(ds.y_test) == 200
+    counts = np.bincount(ds.y_train)
+    assert counts.min() >= 58 and counts.max() <= 62
+    assert set(ds.y_test) == set(range(10))
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar10(tmp_path, protocol):
+    batches = make_cifar_root(tmp_path, protocol)
+    ds = load_dataset("cifar10", data_root=str(tmp_path))
+    assert ds.x_train.shape == (50, 3, 32, 32) and ds.x_test.shape == (20, 3, 32, 32)
+    assert ds.class_names[0] == "airplane" and ds.class_names[9] == "truck"
+    labels = [v for i in range(1, 6) for v in batches[f"data_batch_{i}"][b"labels"]]
+    assert ds.y_train.tolist() == labels
+    first = batches["data_batch_1"][b"data"][0]
+    # Rows hold 1024 red, then green, then blue values; display images are H x W x 3.
+    np.testing.assert_array_equal(ds.images_train[0][..., 1].ravel(), first[1024:2048])
+    assert ds.images_train.shape == (50, 32, 32, 3)
+    for c in range(3):
+        assert abs(ds.x_train[:, c].mean()) < 1e-4 and abs(ds.x_train[:, c].std() - 1) < 1e-3
+    assert ds.x_train.flags.c_contiguous and ds.images_test.flags.c_contiguous
+
+
+def test_cifar10_missing_files(tmp_path):
+    make_cifar_root(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(FatvizError, match="data_batch_3"):
+        load_dataset("cifar10", data_root=str(tmp_path))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo hacked",))
+
+
+def test_cifar10_refuses_pickles_that_run_code(tmp_path):
+    make_cifar_root(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    path.write_bytes(pickle.dumps({b"data": _Evil(), b"labels": []}))
+    with pytest.raises(FatvizError, match="not a CIFAR-10 python batch") as err:
+        load_dataset("cifar10", data_root=str(tmp_path))
+    assert "test_batch" in str(err.value)
+
+
+# --------------------------------------------------------------------------- ImageFolder
+
+
+def test_folder(tmp_path):
+    make_folder_root(tmp_path)
+    ds = load_dataset("folder", data_root=str(tmp_path), image_size=(16, 12), seed=2)
+    assert ds.class_names == ["ant", "bee", "cat"]
+    assert ds.x_train.shape == (18, 3, 16, 12) and ds.x_test.shape == (6, 3, 16, 12)
+    assert ds.images_train.shape == (18, 16, 12, 3) and ds.images_train.dtype == np.uint8
+    assert np.bincount(ds.y_test).tolist() == [2, 2, 2]
+    assert ds.notes == ()
+    again = load_dataset("folder", data_root=str(tmp_path), image_size=(16, 12), seed=2)
+    np.testing.assert_array_equal(ds.images_test, again.images_test)
+    default = load_dataset("folder", data_root=str(tmp_path))
+    assert default.input_shape == (3, 32, 32)
+
+
+def test_folder_skips_a_corrupt_image(tmp_path):
+    make_folder_root(tmp_path)
+    bad = tmp_path / "bee" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    ds = load_dataset("folder", data_root=str(tmp_path))
+    assert len(ds.y_train) + len(ds.y_test) == 24
+    assert len(ds.notes) == 1 and "skipped 1" in ds.notes[0] and str(bad) in ds.notes[0]
+
+
+def test_folder_mostly_corrupt_raises_naming_a_file(tmp_path):
+    for name in ("a", "b"):
+        save_image(tmp_path / name / "ok.png", seed=0)
+        for i in range(5):
+            (tmp_path / name / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(FatvizError, match=r"could not be read \(e\.g\. .*bad\d\.jpg"):
+        load_dataset("folder", data_root=str(tmp_path), test_fraction=0.5)
+
+
+def test_folder_class_left_empty_by_corrupt_files(tmp_path):
+    make_folder_root(tmp_path)
+    for i in range(2):
+        save_image(tmp_path / "dog" / f"{i}.png", seed=i)
+    for i in range(2):
+        (tmp_path / "dog" / f"{i}.png").write_bytes(b"broken")
+    with pytest.raises(FatvizError, match=r"'dog' has no readable train image .*dog"):
+        load_dataset("folder", data_root=str(tmp_path))
+
+
+def test_folder_one_class(tmp_path):
+    for i in range(4):
+        save_image(tmp_path / "only" / f"{i}.png", seed=i)
+    with pytest.raises(FatvizError, match="at least two classes"):
+        load_dataset("folder", data_root=str(tmp_path))
+
+
+def test_folder_layout_errors(tmp_path):
+    with pytest.raises(FatvizError, match="one sub-folder per class"):
+        load_dataset("folder", data_root=str(tmp_path))
+    with pytest.raises(FatvizError, match="is not a folder"):
+        load_dataset("folder", data_root=str(tmp_path / "nope"))
+    with pytest.raises(FatvizError, match="needs data_root"):
+        load_dataset("folder")
+    make_folder_root(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FatvizError, match="empty has no images"):
+        load_dataset("folder", data_root=str(tmp_path))
+    (tmp_path / "empty").rmdir()
+    save_image(tmp_path / "single" / "0.png", seed=0)
+    with pytest.raises(FatvizError, match="'single' has 1 sample"):
+        load_dataset("folder", data_root=str(tmp_path))
+
+
+# --------------------------------------------------------------------------- Market-1501
+
+
+def test_market1501(tmp_path):
+    make_market_root(tmp_path)
+    ds = load_dataset("market1501", data_root=str(tmp_path))
+    assert ds.class_names == ["0002", "0007", "0010"]
+    assert ds.y_train.tolist() == [0, 0, 0, 1, 1, 2, 2, 2]  # the junk (-1) image dropped
+    assert ds.x_train.shape == (8, 3, 64, 32) and ds.images_test.shape == (7, 64, 32, 3)
+    # Test = 2 queries then 5 gallery images (2 junk dropped), each sorted by file name:
+    # 0001 0003 | 0000 0000 0001 0001 0003.
+    assert ds.is_query_test.tolist() == [True, True, False, False, False, False, False]
+    assert ds.cam_test.tolist() == [1, 2, 1, 6, 1, 2, 3]
+    y = ds.y_test
+    assert y[0] == y[4] == y[5]  # identity 0001: query and both gallery images
+    assert y[1] == y[6]  # identity 0003
+    assert y[2] == y[3] and len({y[0], y[1], y[2]}) == 3  # distractors share their own id
+    # Market's test identities are not train classes, so no test label is a train class.
+    assert y.min() >= ds.num_classes
+
+
+def test_market1501_test_identity_seen_in_training_keeps_its_class(tmp_path):
+    make_market_root(tmp_path)
+    save_image(tmp_path / "query" / "0007_c2s1_000009_00.jpg", seed=3, size=(64, 128))
+    ds = load_dataset("market1501", data_root=str(tmp_path), image_size=(32, 16))
+    assert ds.input_shape == (3, 32, 16)
+    assert ds.y_test[ds.is_query_test].tolist()[-1] == ds.class_names.index("0007")
+
+
+def test_market1501_subsample_keeps_whole_identities(tmp_path):
+    names = [f"{i:04d}_c{c}s1_{j:06d}_01.jpg" for i in range(1, 9) for c, j in
+             ((1, 1), (2, 2), (3, 3))]
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+        for name in names:
+            save_image(tmp_path / folder / name, seed=0, size=(8, 16))
+    ds = load_dataset("market1501", data_root=str(tmp_path), subsample=9, seed=1)
+    assert len(ds.y_train) == 9 and np.bincount(ds.y_train).tolist() == [3, 3, 3]
+    assert ds.notes and "by identity" in ds.notes[0]
+
+
+def test_market1501_errors(tmp_path):
+    (tmp_path / "bounding_box_train").mkdir()
+    with pytest.raises(FatvizError, match="missing query, bounding_box_test"):
+        load_dataset("market1501", data_root=str(tmp_path))
+    make_market_root(tmp_path)
+    save_image(tmp_path / "query" / "person.jpg", seed=0)
+    with pytest.raises(FatvizError, match=re.escape("0002_c1s1_000451_03.jpg")):
+        load_dataset("market1501", data_root=str(tmp_path))
+
+
+# --------------------------------------------------------------------------- misc
+
+
+def test_visualisation_indices_are_fixed_stratified_and_sorted():
+    y = np.repeat(np.arange(4), [1000, 500, 300, 200])
+    idx = visualisation_indices(y, max_points=200, seed=3)
+    assert len(idx) == 200 and np.all(np.diff(idx) > 0)
+    assert np.bincount(y[idx]).tolist() == [100, 50, 30, 20]
+    np.testing.assert_array_equal(idx, visualisation_indices(y, max_points=200, seed=3))
+    assert not np.array_equal(idx, visualisation_indices(y, max_points=200, seed=4))
+    np.testing.assert_array_equal(visualisation_indices(y[:50], 2000), np.arange(50))
+    rare = np.repeat(np.arange(3), [997, 2, 1])
+    assert set(rare[visualisation_indices(rare, 10)]) == {0, 1, 2}  # every class shows
+
+
+def test_bad_arguments():
+    with pytest.raises(FatvizError, match="choose one of digits"):
+        load_dataset("imagenet")
+    with pytest.raises(FatvizError, match="test_fraction"):
+        load_dataset("digits", test_fraction=1.0)
+    with pytest.raises(FatvizError, match="subsample"):
+        load_dataset("digits", subsample=0)
+    with pytest.raises(FatvizError, match="needs data_root"):
+        load_dataset("cifar10")

@@ -1,0 +1,126 @@
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fatviz.errors import FatvizError
+from fatviz.noise import NOISE_KINDS, add_label_noise, parse_noise
+
+K = 10
+LABELS = np.arange(50_000) % K
+
+
+def test_noise_kinds():
+    assert NOISE_KINDS == ("none", "symmetric", "pairflip")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("none", ("none", 0.0)),
+        ("symmetric:0.2", ("symmetric", 0.2)),
+        ("pairflip:0.4", ("pairflip", 0.4)),
+        (" Symmetric : 0 ", ("symmetric", 0.0)),
+    ],
+)
+def test_parse_noise(spec, expected):
+    assert parse_noise(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("gaussian:0.2", "Unknown noise kind"),
+        ("symmetric", "has no rate"),
+        ("symmetric:abc", "not a number"),
+        ("pairflip:1.0", "outside [0, 1)"),
+        ("symmetric:-0.1", "outside [0, 1)"),
+        ("none:0.3", "takes no rate"),
+    ],
+)
+def test_parse_noise_errors(spec, fragment):
+    with pytest.raises(FatvizError, match=re.escape(fragment)):
+        parse_noise(spec)
+
+
+@pytest.mark.parametrize("kind", ["symmetric", "pairflip"])
+@pytest.mark.parametrize("rate", [0.2, 0.45])
+def test_flip_rate_close_to_rate(kind, rate):
+    noisy = add_label_noise(LABELS, kind, rate, K, seed=0)
+    assert abs(noisy.flipped.mean() - rate) < 0.01
+    assert noisy.kind == kind and noisy.rate == rate
+
+
+def test_symmetric_spreads_over_all_other_classes():
+    noisy = add_label_noise(LABELS, "symmetric", 0.4, K, seed=1)
+    for k in range(K):
+        moved = noisy.labels[(LABELS == k) & noisy.flipped]
+        counts = np.bincount(moved, minlength=K)
+        assert counts[k] == 0
+        others = np.delete(counts, k)
+        # Each of the K - 1 other classes gets about 1/(K-1) of the flipped labels.
+        share = others / others.sum()
+        assert np.all(np.abs(share - 1 / (K - 1)) < 0.03), share
+
+
+def test_pairflip_goes_to_next_class():
+    noisy = add_label_noise(LABELS, "pairflip", 0.3, K, seed=2)
+    moved = noisy.flipped
+    assert moved.any()
+    np.testing.assert_array_equal(noisy.labels[moved], (LABELS[moved] + 1) % K)
+    np.testing.assert_array_equal(noisy.labels[~moved], LABELS[~moved])
+
+
+@given(
+    kind=st.sampled_from(["none", "symmetric", "pairflip"]),
+    rate=st.floats(0.0, 0.99),
+    k=st.integers(2, 6),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=60, deadline=None)
+def test_mask_matches_and_labels_stay_in_range(kind, rate, k, seed):
+    labels = np.arange(300) % k
+    noisy = add_label_noise(labels, kind, rate, k, seed)
+    assert noisy.labels.dtype == np.int64 and noisy.flipped.dtype == bool
+    np.testing.assert_array_equal(noisy.flipped, noisy.labels != labels)
+    assert noisy.labels.min() >= 0 and noisy.labels.max() < k
+    if kind == "none":
+        assert not noisy.flipped.any()
+
+
+def test_deterministic_given_seed():
+    a = add_label_noise(LABELS, "symmetric", 0.3, K, seed=7)
+    b = add_label_noise(LABELS, "symmetric", 0.3, K, seed=7)
+    c = add_label_noise(LABELS, "symmetric", 0.3, K, seed=8)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert not np.array_equal(a.labels, c.labels)
+
+
+def test_zero_rate_and_none_leave_labels_unchanged():
+    for kind, rate in (("none", 0.0), ("symmetric", 0.0), ("pairflip", 0.0)):
+        noisy = add_label_noise(LABELS, kind, rate, K, seed=0)
+        np.testing.assert_array_equal(noisy.labels, LABELS)
+        assert not noisy.flipped.any()
+
+
+def test_input_is_not_modified():
+    labels = LABELS.copy()
+    add_label_noise(labels, "symmetric", 0.5, K, seed=0)
+    np.testing.assert_array_equal(labels, LABELS)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("symmetric", 1.0, K), "outside"),
+        (("symmetric", -0.2, K), "outside"),
+        (("gaussian", 0.2, K), "Unknown noise kind"),
+        (("symmetric", 0.2, 1), "at least two classes"),
+        (("pairflip", 0.2, 5), "must lie in 0..4"),
+    ],
+)
+def test_add_label_noise_errors(args, fragment):
+    with pytest.raises(FatvizError, match=re.escape(fragment)):
+        add_label_noise(LABELS, *args, seed=0)
