@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from fatviz.errors import FatvizError
 
@@ -45,8 +44,11 @@ def is_normalized(option: str) -> bool:
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    """Divide rows by their L2 norm; zero rows stay zero (no NaN, finite gradient)."""
-    return F.normalize(x, p=2.0, dim=-1, eps=_EPS)
+    """Divide rows by their L2 norm; zero rows stay zero with a zero gradient (no NaN)."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    # F.normalize divides a zero row by eps, so its gradient there is 1/eps = 1e12 times
+    # the incoming one; dividing by inf instead keeps the value 0 and the gradient 0.
+    return x / norm.masked_fill(norm <= _EPS, float("inf"))
 
 
 def anchor_space(features: torch.Tensor, option: str) -> torch.Tensor:

@@ -1,0 +1,273 @@
+"""Tests for fatviz.centroids: each option's centre against its definition (FAT_METHOD.md section 3)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fatviz.centroids import (
+    CENTROID_OPTIONS,
+    CentroidAccumulator,
+    anchor_space,
+    compute_centroids,
+    euclidean,
+    is_normalized,
+    l2_normalize,
+    precise_euclidean,
+)
+from fatviz.errors import FatvizError
+
+
+def unit(v: torch.Tensor) -> torch.Tensor:
+    """v / |v| (on the autograd graph), with the zero vector left at zero."""
+    n = torch.norm(v)
+    return v / n if float(n) > 0 else torch.zeros_like(v)
+
+
+def reference_centroids(features: torch.Tensor, labels: list[int], option: str, num_classes: int,
+                        weights: list[float] | None = None) -> dict[str, list]:
+    """The section 3 table written out per class with plain loops (float64)."""
+    feats = [features[i].double() for i in range(features.shape[0])]
+    w = [1.0] * len(feats) if weights is None else [float(v) for v in weights]
+    anchors = feats if option == "mean" else [unit(f) for f in feats]
+    out: dict[str, list] = {"centres": [], "counts": [], "present": [], "radius": [], "mean_distance": []}
+    for k in range(num_classes):
+        members = [i for i in range(len(feats)) if labels[i] == k and w[i] > 0]
+        total = sum(w[i] for i in members)
+        if not members:
+            out["centres"].append(torch.zeros(features.shape[1], dtype=torch.float64))
+            out["counts"].append(0.0)
+            out["present"].append(False)
+            out["radius"].append(0.0)
+            out["mean_distance"].append(0.0)
+            continue
+        summed = feats if option in ("mean", "norm-mean") else [unit(f) for f in feats]
+        centre = sum(w[i] * summed[i] for i in members) / total
+        if option in ("norm-mean", "norm-mean-norm"):
+            centre = unit(centre)
+        dists = [float(torch.norm(anchors[i] - centre)) for i in members]
+        out["centres"].append(centre)
+        out["counts"].append(total)
+        out["present"].append(True)
+        out["radius"].append(max(dists))
+        out["mean_distance"].append(sum(w[i] * d for i, d in zip(members, dists)) / total)
+    return out
+
+
+def assert_matches_reference(got, ref: dict[str, list], tol: float = 1e-9) -> None:
+    """Compare a Centroids object with reference_centroids output, field by field."""
+    for name in ("centres", "counts", "radius", "mean_distance"):
+        value = getattr(got, name)
+        assert torch.isfinite(value).all(), name
+        expected = torch.stack(ref[name]) if name == "centres" else torch.tensor(ref[name], dtype=torch.float64)
+        torch.testing.assert_close(value.double(), expected, rtol=tol, atol=tol, msg=name)
+    assert got.present.tolist() == ref["present"]
+
+
+def make_data(seed: int, n: int = 30, dim: int = 5, num_classes: int = 4, dtype=torch.float64):
+    """Random features with class-dependent offsets and scales, so the four options differ."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_classes, (n,), generator=g)
+    offsets = torch.randn(num_classes, dim, generator=g, dtype=torch.float64) * 2
+    scales = torch.rand(n, 1, generator=g, dtype=torch.float64) * 3 + 0.1
+    feats = (offsets[labels] + torch.randn(n, dim, generator=g, dtype=torch.float64)) * scales
+    return feats.to(dtype), labels
+
+
+@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+def test_each_option_matches_its_definition(option):
+    feats, labels = make_data(1)
+    got = compute_centroids(feats, labels, option)
+    assert got.option == option
+    assert_matches_reference(got, reference_centroids(feats, labels.tolist(), option, 4))
+
+
+@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+def test_options_really_differ(option):
+    # Guards the reference test against four options that accidentally coincide.
+    feats, labels = make_data(2)
+    mine = compute_centroids(feats, labels, option).centres
+    for other in CENTROID_OPTIONS:
+        if other != option:
+            assert not torch.allclose(mine, compute_centroids(feats, labels, other).centres, atol=1e-3)
+
+
+def test_centre_geometry_per_option():
+    feats, labels = make_data(3)
+    norms = {o: compute_centroids(feats, labels, o).centres.norm(dim=1) for o in CENTROID_OPTIONS}
+    # Options 3 and 4 lie on the sphere, option 2 inside the ball.
+    torch.testing.assert_close(norms["norm-mean"], torch.ones(4, dtype=torch.float64))
+    torch.testing.assert_close(norms["norm-mean-norm"], torch.ones(4, dtype=torch.float64))
+    assert (norms["mean-norm"] <= 1 + 1e-12).all()
+    assert (norms["mean-norm"] < 1 - 1e-3).any()
+
+
+def test_mean_norm_centre_norm_measures_compactness():
+    # A tight class and a spread class: the spread one's mean of unit vectors is shorter.
+    g = torch.Generator().manual_seed(0)
+    tight = torch.tensor([1.0, 0.0, 0.0]) + 0.01 * torch.randn(20, 3, generator=g)
+    spread = torch.randn(20, 3, generator=g)
+    feats = torch.cat([tight, spread]).double()
+    labels = torch.tensor([0] * 20 + [1] * 20)
+    c = compute_centroids(feats, labels, "mean-norm")
+    assert c.centres[0].norm() > 0.99 > c.centres[1].norm()
+
+
+@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+def test_weights_and_zero_weight_ignored_entirely(option):
+    feats, labels = make_data(4)
+    g = torch.Generator().manual_seed(5)
+    weights = torch.rand(feats.shape[0], generator=g, dtype=torch.float64) + 0.1
+    weights[::4] = 0.0
+    # A far outlier of weight 0 must move neither a centre nor a radius.
+    feats = torch.cat([feats, torch.full((1, feats.shape[1]), 1e3, dtype=torch.float64)])
+    labels = torch.cat([labels, labels[:1]])
+    weights = torch.cat([weights, torch.zeros(1, dtype=torch.float64)])
+    got = compute_centroids(feats, labels, option, weights=weights)
+    ref = reference_centroids(feats, labels.tolist(), option, 4, weights.tolist())
+    assert_matches_reference(got, ref)
+    keep = weights > 0
+    dropped = compute_centroids(feats[keep], labels[keep], option, num_classes=4, weights=weights[keep])
+    torch.testing.assert_close(got.centres, dropped.centres)
+    torch.testing.assert_close(got.radius, dropped.radius)
+    torch.testing.assert_close(got.counts, weights.new_tensor([weights[labels == k].sum() for k in range(4)]))
+
+
+def test_counts_are_member_counts_when_unweighted():
+    feats, labels = make_data(6)
+    got = compute_centroids(feats, labels, "mean")
+    assert got.counts.tolist() == torch.bincount(labels, minlength=4).double().tolist()
+
+
+@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+def test_absent_classes_are_zero_not_nan(option):
+    feats, labels = make_data(7, num_classes=2)
+    labels = labels * 2  # classes 0 and 2; 1, 3, 4 absent
+    weights = torch.ones(labels.shape[0], dtype=torch.float64)
+    weights[labels == 2] = 0.0  # class 2 has members, all of weight 0: absent too
+    got = compute_centroids(feats, labels, option, num_classes=5, weights=weights)
+    assert got.num_classes == 5
+    assert got.present.tolist() == [True, False, False, False, False]
+    for t in (got.centres[1:], got.counts[1:], got.radius[1:], got.mean_distance[1:]):
+        assert torch.isfinite(t).all() and (t == 0).all()
+    assert_matches_reference(got, reference_centroids(feats, labels.tolist(), option, 5, weights.tolist()))
+
+
+@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+def test_singleton_class_has_radius_zero(option):
+    feats = torch.tensor([[1.0, 2.0], [3.0, -1.0], [2.0, 2.0]], dtype=torch.float64)
+    got = compute_centroids(feats, torch.tensor([0, 1, 1]), option)
+    assert float(got.radius[0]) == pytest.approx(0.0, abs=1e-12)
+    assert float(got.radius[1]) > 0
+
+
+@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+def test_zero_vectors_under_normalisation(option):
+    feats = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 2])  # class 1 holds only a zero vector
+    got = compute_centroids(feats, labels, option)
+    for t in (got.centres, got.radius, got.mean_distance):
+        assert torch.isfinite(t).all()
+    assert got.present.all()
+    assert_matches_reference(got, reference_centroids(feats, labels.tolist(), option, 3), tol=1e-6)
+
+
+@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_chunked_equals_one_shot(option, weighted):
+    feats, labels = make_data(8, n=53)
+    weights = (torch.arange(53) % 3).double() if weighted else None
+    one = compute_centroids(feats, labels, option, weights=weights)
+    for chunk in (1, 4, 7):
+        many = compute_centroids(feats, labels, option, weights=weights, chunk_size=chunk)
+        for name in ("centres", "counts", "present", "radius", "mean_distance"):
+            torch.testing.assert_close(getattr(many, name), getattr(one, name), msg=name)
+
+
+def test_accumulator_two_passes_by_hand():
+    feats, labels = make_data(9, n=40)
+    acc = CentroidAccumulator("norm-mean-norm", 4, feats.shape[1], dtype=torch.float64)
+    for sl in (slice(0, 13), slice(13, 29), slice(29, 40)):
+        acc.add(feats[sl], labels[sl])
+    centres = acc.centres()
+    for sl in (slice(0, 5), slice(5, 40)):
+        acc.add_radius(feats[sl], labels[sl])
+    res = acc.result()
+    torch.testing.assert_close(res.centres, centres)
+    assert_matches_reference(res, reference_centroids(feats, labels.tolist(), "norm-mean-norm", 4))
+    with pytest.raises(RuntimeError):
+        acc.add(feats, labels)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 25), dim=st.integers(1, 6),
+       num_classes=st.integers(1, 6), option=st.sampled_from(CENTROID_OPTIONS), weighted=st.booleans())
+def test_property_matches_reference(seed, n, dim, num_classes, option, weighted):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, dim, generator=g, dtype=torch.float64) * 3
+    feats[torch.rand(n, generator=g) < 0.1] = 0.0
+    labels = torch.randint(0, num_classes, (n,), generator=g)
+    weights = (torch.rand(n, generator=g, dtype=torch.float64) * (torch.rand(n, generator=g) > 0.3)
+               if weighted else None)
+    got = compute_centroids(feats, labels, option, num_classes=num_classes, weights=weights,
+                            chunk_size=1 + seed % 5)
+    ref = reference_centroids(feats, labels.tolist(), option, num_classes,
+                              None if weights is None else weights.tolist())
+    assert_matches_reference(got, ref, tol=1e-7)
+
+
+def test_result_is_detached_and_keeps_dtype():
+    feats, labels = make_data(10, dtype=torch.float32)
+    feats.requires_grad_(True)
+    got = compute_centroids(feats, labels, "mean")
+    assert not got.centres.requires_grad
+    assert got.centres.dtype == torch.float32
+    assert got.detach().to("cpu").centres.shape == (4, feats.shape[1])
+
+
+def test_user_errors():
+    feats, labels = make_data(11)
+    with pytest.raises(FatvizError, match="Unknown centroid option"):
+        compute_centroids(feats, labels, "median")
+    with pytest.raises(FatvizError, match="Labels must lie"):
+        compute_centroids(feats, labels, "mean", num_classes=2)
+    with pytest.raises(FatvizError):
+        compute_centroids(feats, labels[:-1], "mean")
+
+
+@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+def test_anchor_space(option):
+    feats, _ = make_data(12)
+    anchors = anchor_space(feats, option)
+    if is_normalized(option):
+        torch.testing.assert_close(anchors.norm(dim=1), torch.ones(feats.shape[0], dtype=torch.float64))
+    else:
+        assert anchors is feats
+
+
+def test_euclidean_matches_differences_and_has_finite_gradient():
+    feats, _ = make_data(13, n=12)
+    ref = torch.tensor([[math.dist(a.tolist(), b.tolist()) for b in feats[:5]] for a in feats])
+    torch.testing.assert_close(precise_euclidean(feats, feats[:5]), ref.double())
+    torch.testing.assert_close(euclidean(feats, feats[:5]), ref.double(), rtol=1e-6, atol=1e-5)
+    x = feats.clone().requires_grad_(True)
+    euclidean(x, x).sum().backward()  # the diagonal is d = 0
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_l2_normalize_zero_rows(dtype):
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1e-300, 0.0]], dtype=dtype, requires_grad=True)
+    u = l2_normalize(x)
+    torch.testing.assert_close(u[:2].detach(), torch.tensor([[0.0, 0.0], [0.6, 0.8]], dtype=dtype))
+    (u * torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]], dtype=dtype)).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert (x.grad[0] == 0).all()  # a zero row stays put: no 1/eps blow-up
+    # The ordinary row gets the true derivative of x/|x|: (I - u u^T) g / |x|.
+    g = torch.tensor([1.0, 2.0], dtype=dtype)
+    u1 = torch.tensor([0.6, 0.8], dtype=dtype)
+    torch.testing.assert_close(x.grad[1], (g - u1 * (u1 @ g)) / 5)
