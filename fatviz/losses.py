@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -317,15 +318,33 @@ def triplet_bound(embeddings: torch.Tensor, labels: torch.Tensor, option: str = 
 
 
 def _exact_triplet_mean(x: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """Exact mean hinge over all valid triplets with cancellation-free distances (float64)."""
-    n = x.shape[0]
-    chunk = max(1, (1 << 22) // max(1, n))
-    total = x.new_zeros(())
-    count = x.new_zeros(())
+    """Exact mean hinge over all valid triplets with cancellation-free distances (float64).
+
+    Per anchor, one sort of the negatives' distances merged with the positives'
+    thresholds d(a, p) + m: walking the merged row, a positive's hinge sum over all
+    negatives is (negatives before it) * threshold - (their distance sum). numpy's sort
+    is several times faster than torch's on CPU rows, so this runs in numpy.
+    """
+    xs = x.cpu().numpy()
+    y = labels.cpu().numpy()
+    n = xs.shape[0]
+    chunk = max(1, (1 << 21) // max(1, n))
+    total = 0.0
+    count = 0
     for start in range(0, n, chunk):
-        rows = slice(start, min(n, start + chunk))
-        pos, neg = _triplet_masks(labels, rows)
-        d = precise_euclidean(x[rows], x)
-        total = total + _hinge_sums_sorted(d, pos, neg, margin).sum()
-        count = count + (pos.sum(1) * neg.sum(1)).sum().to(x.dtype)
-    return total / count.clamp_min(1.0)
+        rows = np.arange(start, min(n, start + chunk))
+        d = precise_euclidean(x[start:start + len(rows)], x).cpu().numpy()
+        same = y[rows][:, None] == y[None, :]
+        pos = same.copy()
+        pos[np.arange(len(rows)), rows] = False
+        neg = ~same
+        vals = np.where(neg, d, np.where(pos, d + margin, np.inf))
+        order = np.argsort(vals, axis=1)  # ties contribute 0 either way, so any order is exact
+        sorted_vals = np.take_along_axis(vals, order, 1)
+        is_neg = np.take_along_axis(neg, order, 1)
+        is_pos = np.take_along_axis(pos, order, 1)
+        neg_count = np.cumsum(is_neg, axis=1)
+        neg_sum = np.cumsum(np.where(is_neg, sorted_vals, 0.0), axis=1)
+        total += float(np.where(is_pos, neg_count * sorted_vals - neg_sum, 0.0).sum())
+        count += int((pos.sum(1) * neg.sum(1)).sum())
+    return torch.tensor(total / max(count, 1), dtype=torch.float64)

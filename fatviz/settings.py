@@ -45,7 +45,7 @@ class RunSettings:
     lr: float = 3e-3
     seed: int = 0
     device: str = "auto"
-    vis_points: int = 1000
+    vis_points: int = 500
     # Blobs (synthetic clusters) only.
     blob_classes: int = 6
     blob_dim: int = 2

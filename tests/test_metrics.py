@@ -244,3 +244,25 @@ def test_evaluate_embeddings_leave_one_out():
     assert out["num_valid_queries"] == 10.0
     assert "accuracy" not in out
     assert all(type(v) is float for v in out.values())
+
+
+def test_own_silhouette_matches_sklearn_including_singleton_clusters():
+    from sklearn.metrics import silhouette_score
+
+    from fatviz.metrics import _silhouette
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        x = rng.normal(size=(120, 5))
+        y = rng.integers(0, 4, size=120)
+        y[0] = 9  # a cluster of one member scores 0, as in sklearn
+        assert abs(_silhouette(x, y) - silhouette_score(x, y)) < 1e-9
+
+
+def test_quicksort_with_tie_repair_equals_stable_argsort():
+    from fatviz.metrics import _stable_argsort
+
+    rng = np.random.default_rng(4)
+    d = rng.integers(0, 5, size=(40, 60)).astype(np.float64)  # many ties
+    d[::3] = rng.random((14, 60))  # and some rows without ties
+    assert (_stable_argsort(d) == np.argsort(d, axis=1, kind="stable")).all()

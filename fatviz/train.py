@@ -1,0 +1,337 @@
+"""The training engine: one run from settings, a snapshot after every epoch, stoppable between batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fatviz.centroids import Centroids, anchor_space, compute_centroids
+from fatviz.data import Dataset, load_dataset, visualisation_indices
+from fatviz.errors import FatvizError
+from fatviz.losses import FATLoss, batch_hard_loss, soft_cross_entropy, triplet_all_loss, triplet_bound
+from fatviz.metrics import evaluate_embeddings
+from fatviz.models import EmbeddingNet, build_model, choose_model, pick_device
+from fatviz.noise import NoisyLabels, add_label_noise, parse_noise
+from fatviz.settings import RunSettings
+
+FAT_LOSSES = ("fat", "normalized-fat", "hybrid")
+
+
+class TrainingDiverged(FatvizError):
+    """The loss became NaN or infinite; the message says where and what to try."""
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedData:
+    """A dataset with its (noisy) training labels and the fixed visualisation subset."""
+
+    dataset: Dataset
+    noisy: NoisyLabels
+    vis_idx: np.ndarray
+
+    @property
+    def given_labels(self) -> np.ndarray:
+        """The training labels the model sees (after synthetic noise)."""
+        return self.noisy.labels
+
+
+def data_settings_key(settings: RunSettings) -> tuple:
+    """The settings that decide the data: runs that share them share one PreparedData."""
+    return (settings.dataset, settings.data_root, settings.subsample, settings.noise, settings.seed,
+            settings.vis_points, settings.blob_classes, settings.blob_dim, settings.blob_spread,
+            settings.blob_outliers)
+
+
+def prepare_data(settings: RunSettings) -> PreparedData:
+    """Load the dataset, add the settings' label noise, and fix the visualisation subset."""
+    from fatviz.data import BlobSpec
+
+    settings.validate()
+    blobs = BlobSpec(n_classes=settings.blob_classes, dim=settings.blob_dim, spread=settings.blob_spread,
+                     outlier_fraction=settings.blob_outliers)
+    dataset = load_dataset(settings.dataset, data_root=settings.data_root or None,
+                           subsample=settings.subsample or None, seed=settings.seed, blobs=blobs)
+    if len(np.unique(dataset.y_train)) < 2:
+        raise FatvizError("The training split holds a single class: a triplet needs at least two classes.")
+    kind, rate = parse_noise(settings.noise)
+    noisy = add_label_noise(dataset.y_train, kind, rate, dataset.num_classes, settings.seed)
+    vis_idx = visualisation_indices(dataset.y_train, settings.vis_points, settings.seed)
+    return PreparedData(dataset, noisy, vis_idx)
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """What one epoch looks like: embeddings, centres, loss terms, bound and test metrics.
+
+    Epoch 0 is the untrained network. Embeddings and centres live in the anchor space of
+    the run's centroid option (unit sphere for all but `mean`).
+    """
+
+    epoch: int
+    embeddings: np.ndarray  # (V, D) visualisation subset
+    centres: np.ndarray  # (K, D) whole-training-set centres after this epoch
+    radius: np.ndarray  # (K,)
+    present: np.ndarray  # (K,) bool
+    losses: dict[str, float]  # mean training loss terms over the epoch (empty at epoch 0)
+    bound: dict[str, float]  # exact triplet loss and FAT bound on the visualisation subset
+    metrics: dict[str, float]  # test split, true labels
+    seconds: float  # since training started
+
+
+@dataclass(eq=False)
+class RunResult:
+    """A finished (or stopped) run: its settings, snapshots, weights and data facts."""
+
+    settings: RunSettings
+    snapshots: list[Snapshot]
+    state_dict: dict[str, torch.Tensor]
+    vis_idx: np.ndarray
+    vis_true: np.ndarray
+    vis_given: np.ndarray
+    vis_flipped: np.ndarray
+    class_names: list[str]
+    model_kind: str
+    device: str
+    seconds: float
+    stopped: bool = False
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def final_metrics(self) -> dict[str, float]:
+        """Test metrics of the last snapshot."""
+        return self.snapshots[-1].metrics if self.snapshots else {}
+
+
+def _embed(model: EmbeddingNet, x: torch.Tensor, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings and logits of x in eval mode, in batches, without gradients."""
+    was_training = model.training
+    model.eval()
+    embs, logits = [], []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch):
+            e, lg = model(x[start:start + batch])
+            embs.append(e)
+            logits.append(lg)
+    model.train(was_training)
+    return torch.cat(embs), torch.cat(logits)
+
+
+class Trainer:
+    """Trains one run; iterate `snapshots()` for live progress, then read `result()`.
+
+    Optional overrides let label distillation reuse the engine: `train_labels` replace the
+    given labels, `soft_targets` (N, K) replace them as cross-entropy targets, `keep`
+    restricts which samples are trained on, and `centre_weights` decide which samples
+    shape the class centres (0 = ignored).
+    """
+
+    def __init__(self, settings: RunSettings, data: PreparedData | None = None, *,
+                 train_labels: np.ndarray | None = None, soft_targets: np.ndarray | None = None,
+                 keep: np.ndarray | None = None, centre_weights: np.ndarray | None = None,
+                 loss: str | None = None, epochs: int | None = None, snapshots: bool = True) -> None:
+        self.settings = settings.validate()
+        self.data = data if data is not None else prepare_data(settings)
+        self.loss_name = loss or settings.loss
+        self.epochs = settings.epochs if epochs is None else epochs
+        self.take_snapshots = snapshots
+        self.device = pick_device(settings.device)
+        ds = self.data.dataset
+        self.num_classes = ds.num_classes
+        labels = self.data.given_labels if train_labels is None else train_labels
+        keep = np.ones(len(labels), dtype=bool) if keep is None else keep.astype(bool)
+        if not keep.any():
+            raise FatvizError("No training sample is left to train on (every sample was discarded).")
+        self._keep_idx = torch.as_tensor(np.flatnonzero(keep), device=self.device)
+        self.x_train = torch.as_tensor(ds.x_train, dtype=torch.float32, device=self.device)
+        self.y_train = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        self.soft = None if soft_targets is None else torch.as_tensor(soft_targets, dtype=torch.float32,
+                                                                      device=self.device)
+        self.centre_weights = None if centre_weights is None else torch.as_tensor(
+            centre_weights, dtype=torch.float32, device=self.device)
+        self.x_test = torch.as_tensor(ds.x_test, dtype=torch.float32, device=self.device)
+        torch.manual_seed(settings.seed)
+        self.model_kind = choose_model(settings.model, tuple(ds.input_shape))
+        self.model = build_model(self.model_kind, tuple(ds.input_shape), settings.embedding_dim,
+                                 ds.num_classes).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
+        self.fat = FATLoss(settings.centroid, margin=settings.effective_margin, negatives=settings.negatives,
+                           hardest_k=settings.hardest_k, radius=settings.radius,
+                           compactness_weight=settings.effective_compactness_weight)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.snapshot_list: list[Snapshot] = []
+        self.stopped = False
+        self._start = 0.0
+        self._centroids: Centroids | None = None
+
+    # -- pieces -----------------------------------------------------------------------
+    def whole_set_centroids(self, train_emb: torch.Tensor | None = None) -> Centroids:
+        """Centres over the whole training set (model in eval mode), fixed for an epoch."""
+        if train_emb is None:
+            train_emb, _ = _embed(self.model, self.x_train)
+        w = torch.zeros(len(self.y_train), device=self.device)
+        w[self._keep_idx] = 1.0
+        if self.centre_weights is not None:
+            w = w * self.centre_weights
+        return compute_centroids(train_emb, self.y_train, self.settings.centroid, self.num_classes, weights=w)
+
+    def _batch_loss(self, emb: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        s = self.settings
+        y = self.y_train[idx]
+        name = self.loss_name
+        out: dict[str, torch.Tensor] = {}
+        if name in FAT_LOSSES:
+            centroids = self._centroids
+            if s.centres == "batch":
+                w = None if self.centre_weights is None else self.centre_weights[idx]
+                centroids = compute_centroids(emb, y, s.centroid, self.num_classes, weights=w)
+            terms = self.fat.terms(emb, y, centroids)
+            out["point_to_set"] = terms.point_to_set
+            out["compactness"] = terms.compactness
+            total = terms.total
+            if name == "hybrid":
+                target = y if self.soft is None else self.soft[idx]
+                out["ce"] = soft_cross_entropy(logits, target)
+                total = total + s.ce_weight * out["ce"]
+        elif name == "triplet-all":
+            total = triplet_all_loss(emb, y, s.effective_margin, normalize=s.centroid != "mean")
+        elif name == "triplet-hard":
+            total = batch_hard_loss(emb, y, s.effective_margin, normalize=s.centroid != "mean")
+        elif name == "ce":
+            total = soft_cross_entropy(logits, y if self.soft is None else self.soft[idx])
+        else:
+            raise FatvizError(f"Unknown loss {name!r}.")
+        out["total"] = total
+        return out
+
+    def _snapshot(self, epoch: int, losses: dict[str, float]) -> Snapshot:
+        """Measure the model now: embeddings, centres, bound on the visual subset, test metrics."""
+        s = self.settings
+        train_emb, _ = _embed(self.model, self.x_train)
+        self._centroids = self.whole_set_centroids(train_emb)
+        vis_idx = torch.as_tensor(self.data.vis_idx, device=self.device)
+        vis_emb = train_emb[vis_idx]
+        vis_given = self.y_train[vis_idx]
+        try:
+            b = triplet_bound(vis_emb, vis_given, s.centroid, s.effective_margin)
+            bound = {"exact": b.exact, "bound": b.bound, "bound_point_to_set": b.point_to_set,
+                     "bound_radius": b.radius_term}
+        except FatvizError:
+            bound = {}
+        test_emb, test_logits = _embed(self.model, self.x_test)
+        ds = self.data.dataset
+        metrics = evaluate_embeddings(
+            anchor_space(test_emb, s.centroid).cpu().numpy(), ds.y_test,
+            logits=test_logits.cpu().numpy() if self.loss_name in ("hybrid", "ce") else None,
+            cams=ds.cam_test, is_query=ds.is_query_test, seed=s.seed)
+        c = self._centroids
+        return Snapshot(
+            epoch=epoch,
+            embeddings=anchor_space(vis_emb, s.centroid).cpu().numpy().astype(np.float32),
+            centres=c.centres.cpu().numpy().astype(np.float32),
+            radius=c.radius.cpu().numpy().astype(np.float32),
+            present=c.present.cpu().numpy(),
+            losses=losses, bound=bound, metrics={k: float(v) for k, v in metrics.items()},
+            seconds=time.perf_counter() - self._start)
+
+    # -- the loop ---------------------------------------------------------------------
+    def snapshots(self, should_stop: Callable[[], bool] | None = None,
+                  on_progress: Callable[[float, str], None] | None = None) -> Iterator[Snapshot]:
+        """Train epoch by epoch, yielding a snapshot after each (epoch 0 = before training).
+
+        `should_stop` is polled between batches; when it returns True, training ends
+        after the current batch, a last snapshot is taken, and `self.stopped` is set.
+        """
+        self._start = time.perf_counter()
+        if self.take_snapshots:
+            snap = self._snapshot(0, {})
+            self.snapshot_list.append(snap)
+            yield snap
+        n = len(self._keep_idx)
+        bs = min(self.settings.batch_size, n)
+        for epoch in range(1, self.epochs + 1):
+            if self.loss_name in FAT_LOSSES and self.settings.centres == "epoch" and (
+                    self._centroids is None or not self.take_snapshots):
+                self._centroids = self.whole_set_centroids()
+            self.model.train()
+            order = self._keep_idx[torch.randperm(n, generator=self.generator).to(self.device)]
+            sums: dict[str, float] = {}
+            batches = 0
+            for b, start in enumerate(range(0, n, bs)):
+                idx = order[start:start + bs]
+                if len(idx) < 2:  # batch norm cannot train on a single sample
+                    continue
+                emb, logits = self.model(self.x_train[idx])
+                terms = self._batch_loss(emb, logits, idx)
+                total = terms["total"]
+                if not torch.isfinite(total):
+                    raise TrainingDiverged(
+                        f"The loss became {float(total)} at epoch {epoch}, batch {b + 1}. "
+                        "Lower the learning rate or the margin, or pick a normalised centroid option.")
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                self.optimizer.step()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                batches += 1
+                if should_stop is not None and should_stop():
+                    self.stopped = True
+                    break
+            losses = {k: v / max(1, batches) for k, v in sums.items()}
+            if on_progress is not None:
+                on_progress(epoch / self.epochs, f"epoch {epoch}/{self.epochs}")
+            if self.take_snapshots:
+                snap = self._snapshot(epoch, losses)
+                self.snapshot_list.append(snap)
+                yield snap
+            else:
+                self._centroids = None
+            if self.stopped:
+                return
+
+    def result(self) -> RunResult:
+        """The run so far, as a RunResult."""
+        given = self.y_train.cpu().numpy()
+        vis = self.data.vis_idx
+        return RunResult(
+            settings=self.settings, snapshots=list(self.snapshot_list),
+            state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            vis_idx=vis, vis_true=self.data.dataset.y_train[vis], vis_given=given[vis],
+            vis_flipped=given[vis] != self.data.dataset.y_train[vis],
+            class_names=list(self.data.dataset.class_names), model_kind=self.model_kind,
+            device=str(self.device), seconds=time.perf_counter() - self._start, stopped=self.stopped)
+
+    def fit(self, should_stop: Callable[[], bool] | None = None,
+            on_snapshot: Callable[[Snapshot], None] | None = None,
+            on_progress: Callable[[float, str], None] | None = None) -> RunResult:
+        """Train to the end (or until stopped) and return the result."""
+        for snap in self.snapshots(should_stop, on_progress):
+            if on_snapshot is not None:
+                on_snapshot(snap)
+        return self.result()
+
+
+def train(settings: RunSettings, data: PreparedData | None = None, **kwargs) -> RunResult:
+    """Train one run from settings and return its result (see Trainer for the keywords)."""
+    callbacks = {k: kwargs.pop(k) for k in ("should_stop", "on_snapshot", "on_progress") if k in kwargs}
+    return Trainer(settings, data, **kwargs).fit(**callbacks)
+
+
+def compare_centroids(settings: RunSettings, data: PreparedData | None = None,
+                      on_snapshot: Callable[[str, Snapshot], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> dict[str, RunResult]:
+    """Train the same run once per centroid option (same seed, same data)."""
+    from fatviz.centroids import CENTROID_OPTIONS
+
+    data = data if data is not None else prepare_data(settings)
+    results = {}
+    for option in CENTROID_OPTIONS:
+        s = settings.replace(centroid=option)
+        if s.loss == "normalized-fat" and option == "mean":
+            s = s.replace(loss="fat")
+        cb = None if on_snapshot is None else (lambda snap, o=option: on_snapshot(o, snap))
+        results[option] = train(s, data, on_snapshot=cb, should_stop=should_stop)
+    return results
