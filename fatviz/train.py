@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +119,24 @@ def _embed(model: EmbeddingNet, x: torch.Tensor, batch: int = 1024) -> tuple[tor
             logits.append(lg)
     model.train(was_training)
     return torch.cat(embs), torch.cat(logits)
+
+
+@contextmanager
+def cpu_threads(count: int | None):
+    """Temporarily set torch's CPU thread count (None: leave it)."""
+    old = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def threads_for(model_kind: str, device: torch.device) -> int | None:
+    """One CPU thread for the MLP: its ops are so small that a second thread only adds
+    synchronisation, and a busy second core makes OpenMP spin (seen: 100x slower steps)."""
+    return 1 if device.type == "cpu" and model_kind == "mlp" else None
 
 
 class Trainer:
@@ -245,6 +264,11 @@ class Trainer:
         `should_stop` is polled between batches; when it returns True, training ends
         after the current batch, a last snapshot is taken, and `self.stopped` is set.
         """
+        with cpu_threads(threads_for(self.model_kind, self.device)):
+            yield from self._loop(should_stop, on_progress)
+
+    def _loop(self, should_stop: Callable[[], bool] | None,
+              on_progress: Callable[[float, str], None] | None) -> Iterator[Snapshot]:
         self._start = time.perf_counter()
         if self.take_snapshots:
             snap = self._snapshot(0, {})

@@ -1,0 +1,199 @@
+"""Widgets and glue shared by the pages: settings sidebar <-> URL, the job manager, presentation mode.
+
+This is the only place that turns widgets into a RunSettings; pages call `sidebar_settings()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.errors import FatvizError
+from fatviz.jobs import Job, JobManager
+from fatviz.losses import NEGATIVE_MODES, RADIUS_MODES
+from fatviz.presets import DEFAULT_PRESET, PRESETS
+from fatviz.settings import DATASET_NAMES, LOSSES, RunSettings
+
+NOISE_KINDS = ("none", "symmetric", "pairflip")
+RUNS_DIR = os.environ.get("FATVIZ_RUNS_DIR", "runs")
+# Worker processes for training; 0 trains in a thread of the app (used by tests).
+WORKERS = int(os.environ.get("FATVIZ_WORKERS", str(min(2, os.cpu_count() or 1))))
+
+
+@st.cache_resource(show_spinner=False)
+def job_manager() -> JobManager:
+    """One manager per app process: identical requests from every session share one job."""
+    return JobManager(workers=WORKERS, runs_dir=RUNS_DIR)
+
+
+def show_error(exc: Exception) -> None:
+    """One clear message for a user mistake; the app keeps running."""
+    st.error(str(exc), icon="⚠️")
+
+
+def presentation() -> bool:
+    """True in presentation mode (controls hidden, charts enlarged), set by ?present=1."""
+    return st.query_params.get("present", "0") == "1"
+
+
+def apply_presentation_css() -> None:
+    """Presentation mode: hide the sidebar and chrome, enlarge text for the back row."""
+    if presentation():
+        st.markdown(
+            """<style>
+            [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
+            header[data-testid="stHeader"] {display: none !important;}
+            .block-container {padding-top: 1rem; max-width: 100% !important;}
+            html, body, [class*="css"], .stMarkdown p {font-size: 1.35rem !important;}
+            </style>""",
+            unsafe_allow_html=True,
+        )
+
+
+def _url_settings() -> RunSettings:
+    """Settings from the URL (a teacher's shared link); bad values fall back to defaults with a message."""
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    try:
+        return RunSettings.from_query(params)
+    except (FatvizError, TypeError, ValueError) as exc:
+        st.warning(f"The link's settings could not be read ({exc}); using the defaults.")
+        return RunSettings()
+
+
+def _init_state(settings: RunSettings) -> None:
+    """Seed widget state once per session, from the URL."""
+    if st.session_state.get("_seeded"):
+        return
+    _write_state(settings)
+    st.session_state["_seeded"] = True
+
+
+def _write_state(s: RunSettings) -> None:
+    kind, _, rate = s.noise.partition(":")
+    st.session_state.update({
+        "w_dataset": s.dataset, "w_data_root": s.data_root, "w_subsample": s.subsample,
+        "w_noise_kind": kind, "w_noise_rate": float(rate or 0.2), "w_loss": s.loss,
+        "w_centroid": s.centroid, "w_negatives": s.negatives, "w_hardest_k": s.hardest_k,
+        "w_radius": s.radius, "w_margin": s.margin if s.margin is not None else 0.0,
+        "w_margin_auto": s.margin is None,
+        "w_cw": s.compactness_weight if s.compactness_weight is not None else 0.0,
+        "w_cw_auto": s.compactness_weight is None, "w_epochs": s.epochs,
+        "w_embedding_dim": s.embedding_dim, "w_seed": s.seed, "w_centres": s.centres,
+        "w_lr": s.lr, "w_blob_outliers": s.blob_outliers, "w_blob_spread": s.blob_spread,
+    })
+
+
+def _apply_preset() -> None:
+    name = st.session_state.get("w_preset")
+    if name in PRESETS:
+        _write_state(PRESETS[name][1])
+
+
+def sidebar_settings(show: tuple[str, ...] = ("data", "noise", "loss", "training"),
+                     base: RunSettings | None = None) -> RunSettings | None:
+    """Draw the settings sidebar and return the validated settings (None, with an error shown, if impossible).
+
+    The settings are mirrored into the URL, so the address bar is always a shareable link.
+    """
+    url = _url_settings()
+    _init_state(url)
+    sb = st.sidebar
+    sb.selectbox("Preset", list(PRESETS), index=None, key="w_preset", on_change=_apply_preset,
+                 placeholder="Choose a classroom preset…", help="Load a ready-made setting.")
+    if "data" in show:
+        sb.subheader("Data")
+        sb.selectbox("Dataset", DATASET_NAMES, key="w_dataset")
+        if st.session_state["w_dataset"] in ("mnist", "fashion-mnist", "cifar10", "folder", "market1501"):
+            sb.text_input("Data folder", key="w_data_root",
+                          help="A local folder in torchvision / ImageFolder / Market-1501 layout. "
+                               "fatviz never downloads data.")
+        sb.number_input("Subsample (0 = all)", min_value=0, step=100, key="w_subsample")
+        if st.session_state["w_dataset"] == "blobs":
+            sb.slider("Blob spread", 0.2, 3.0, step=0.1, key="w_blob_spread")
+            sb.slider("Outlier fraction", 0.0, 0.3, step=0.01, key="w_blob_outliers")
+    if "noise" in show:
+        sb.subheader("Label noise")
+        sb.radio("Noise", NOISE_KINDS, key="w_noise_kind", horizontal=True)
+        if st.session_state["w_noise_kind"] != "none":
+            sb.slider("Noise rate", 0.0, 0.9, step=0.05, key="w_noise_rate")
+    if "loss" in show:
+        sb.subheader("Loss")
+        sb.selectbox("Loss", LOSSES, key="w_loss")
+        sb.selectbox("Centroid option", CENTROID_OPTIONS, key="w_centroid",
+                     help="The explorer trains all four side by side; this one is used elsewhere.")
+        sb.selectbox("Negatives", NEGATIVE_MODES, key="w_negatives")
+        if st.session_state["w_negatives"] == "hardest":
+            sb.number_input("Hardest k", 1, 50, key="w_hardest_k")
+        sb.selectbox("Compactness (radius)", RADIUS_MODES, key="w_radius",
+                     help="mean: mean distance to own centre (public code); max: largest radius (the bound)")
+        sb.checkbox("Default margin", key="w_margin_auto")
+        if not st.session_state["w_margin_auto"]:
+            sb.number_input("Margin", 0.0, 10.0, step=0.05, key="w_margin")
+        sb.checkbox("Default compactness weight", key="w_cw_auto")
+        if not st.session_state["w_cw_auto"]:
+            sb.number_input("Compactness weight", 0.0, 10.0, step=0.1, key="w_cw")
+    if "training" in show:
+        sb.subheader("Training")
+        sb.slider("Epochs", 1, 100, key="w_epochs")
+        sb.select_slider("Embedding dimension", [2, 3, 8, 16, 32, 64, 128], key="w_embedding_dim")
+        sb.radio("Centres from", ("epoch", "batch"), key="w_centres", horizontal=True,
+                 help="epoch: whole training set at each epoch start; batch: each batch (cheaper)")
+        sb.number_input("Seed", 0, 10_000, key="w_seed")
+    ss = st.session_state
+    noise = "none" if ss["w_noise_kind"] == "none" else f"{ss['w_noise_kind']}:{ss['w_noise_rate']:g}"
+    base = base or url
+    try:
+        settings = base.replace(
+            dataset=ss["w_dataset"], data_root=ss["w_data_root"].strip(), subsample=int(ss["w_subsample"]),
+            noise=noise, loss=ss["w_loss"], centroid=ss["w_centroid"], negatives=ss["w_negatives"],
+            hardest_k=int(ss["w_hardest_k"]), radius=ss["w_radius"],
+            margin=None if ss["w_margin_auto"] else float(ss["w_margin"]),
+            compactness_weight=None if ss["w_cw_auto"] else float(ss["w_cw"]),
+            epochs=int(ss["w_epochs"]), embedding_dim=int(ss["w_embedding_dim"]), seed=int(ss["w_seed"]),
+            centres=ss["w_centres"], blob_outliers=float(ss["w_blob_outliers"]),
+            blob_spread=float(ss["w_blob_spread"]),
+        ).validate()
+    except FatvizError as exc:
+        show_error(exc)
+        return None
+    _sync_url(settings)
+    return settings
+
+
+def _sync_url(settings: RunSettings) -> None:
+    """Write the settings into the address bar, keeping the page's own parameters."""
+    keep = {k: st.query_params[k] for k in ("present",) if k in st.query_params}
+    wanted = {**settings.to_query(), **keep}
+    current = {k: st.query_params[k] for k in st.query_params}
+    if current != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def start_job(kind: str, settings: RunSettings) -> Job | None:
+    """Submit (or join) a job; a user mistake shows one error and returns None."""
+    try:
+        return job_manager().submit(kind, settings)
+    except FatvizError as exc:
+        show_error(exc)
+        return None
+
+
+def job_status(job: Job) -> None:
+    """A progress bar while running; the error, if the job failed."""
+    if job.status == "error":
+        st.error(job.error, icon="⚠️")
+    elif not job.done:
+        frac, msg = job.progress
+        st.progress(min(1.0, max(0.0, frac)), text=f"Training… {msg}")
+
+
+def cached(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """st.cache_data for pure results keyed on their (hashable) arguments."""
+    return st.cache_data(show_spinner=False, max_entries=64)(fn)
+
+
+DEFAULT_PRESET_SETTINGS = PRESETS[DEFAULT_PRESET][1]
