@@ -153,7 +153,7 @@ def cmd_bench_loss(argv: list[str]) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a saved run's animation as a standalone HTML file."""
-    from fatviz.figures import embedding_animation
+    from fatviz.figures.embedding import embedding_animation
     from fatviz.runs import load_run
 
     result = load_run(args.run)

@@ -197,3 +197,21 @@ def cached(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 DEFAULT_PRESET_SETTINGS = PRESETS[DEFAULT_PRESET][1]
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _prepared(key: tuple, settings: RunSettings):
+    from fatviz.train import prepare_data
+
+    return prepare_data(settings)
+
+
+def prepared_data(settings: RunSettings):
+    """The dataset, noisy labels and visual subset for these settings, shared by all sessions."""
+    from fatviz.train import data_settings_key
+
+    try:
+        return _prepared(data_settings_key(settings), settings)
+    except FatvizError as exc:
+        show_error(exc)
+        return None
