@@ -103,6 +103,42 @@ class Centroids:
         )
 
 
+def _summed(features: torch.Tensor, option: str, anchors: torch.Tensor | None = None) -> torch.Tensor:
+    """What the option averages: unit vectors for mean-norm and norm-mean-norm, raw features otherwise.
+
+    `anchors` (the features already in the option's anchor space) saves normalising twice.
+    """
+    if option in ("mean-norm", "norm-mean-norm"):
+        return l2_normalize(features) if anchors is None else anchors
+    return features
+
+
+def centres_from_sums(sums: torch.Tensor, counts: torch.Tensor, option: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (K, D) and presence (K,) from per-class sums and total weights; absent rows are zero."""
+    present = counts > 0
+    mean = sums / counts.clamp_min(_EPS)[:, None]
+    if option in ("norm-mean", "norm-mean-norm"):
+        mean = l2_normalize(mean)
+    return torch.where(present[:, None], mean, torch.zeros_like(mean)), present
+
+
+def batch_centres(features: torch.Tensor, labels: torch.Tensor, option: str, num_classes: int,
+                  anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres and presence of each class from one batch, detached, without the radius pass.
+
+    The same centres as `compute_centroids(features, labels, option, num_classes).centres`
+    in one pass over the batch: what a loss needs every step. `anchors` may pass
+    `anchor_space(features, option)` when the caller has it already.
+    """
+    dtype = features.dtype if features.dtype in (torch.float32, torch.float64) else torch.float32
+    features = features.detach().to(dtype)
+    anchors = None if anchors is None or anchors.dtype != dtype else anchors.detach()
+    summed = _summed(features, option, anchors)
+    sums = summed.new_zeros(num_classes, summed.shape[1]).index_add_(0, labels, summed)
+    counts = torch.bincount(labels, minlength=num_classes).to(summed.dtype)
+    return centres_from_sums(sums, counts, option)
+
+
 class CentroidAccumulator:
     """Build centroids over a whole dataset in chunks, in two passes over the features.
 
@@ -141,18 +177,13 @@ class CentroidAccumulator:
         features, labels, weights = self._prepare(features, labels, weights)
         # `mean` averages raw features; the other options average unit vectors (u) or
         # raw features (norm-mean) and normalise at the end.
-        summed = l2_normalize(features) if self.option in ("mean-norm", "norm-mean-norm") else features
-        self._sums.index_add_(0, labels, summed * weights[:, None])
+        self._sums.index_add_(0, labels, _summed(features, self.option) * weights[:, None])
         self._counts.index_add_(0, labels, weights)
 
     def centres(self) -> torch.Tensor:
         """Fix and return the (K, D) centres; absent classes get a zero row."""
         if self._centres is None:
-            present = self._counts > 0
-            mean = self._sums / self._counts.clamp_min(_EPS)[:, None]
-            if self.option in ("norm-mean", "norm-mean-norm"):
-                mean = l2_normalize(mean)
-            self._centres = torch.where(present[:, None], mean, torch.zeros_like(mean))
+            self._centres = centres_from_sums(self._sums, self._counts, self.option)[0]
         return self._centres
 
     def add_radius(self, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> None:

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from fatviz.centroids import (
     Centroids,
     anchor_space,
+    batch_centres,
     check_option,
     compute_centroids,
     euclidean,
@@ -97,29 +98,32 @@ class FATLoss(nn.Module):
               sample_weights: torch.Tensor | None = None) -> FATTerms:
         """Compute both terms; `sample_weights` (B,) scale each anchor's contribution."""
         labels = labels.long()
+        anchors = anchor_space(embeddings, self.option)
         if centroids is None:
-            centroids = compute_centroids(embeddings, labels, self.option)
+            num_classes = int(labels.max()) + 1 if labels.numel() else 1
+            centres, present = batch_centres(embeddings, labels, self.option, num_classes, anchors)
         elif centroids.option != self.option:
             raise FatvizError(f"Centroids were computed with {centroids.option!r}, the loss uses {self.option!r}.")
-        centroids = centroids.detach().to(embeddings.device)
-        num_classes = centroids.num_classes
-        if labels.numel() and int(labels.max()) >= num_classes:
-            raise FatvizError(f"A label ({int(labels.max())}) has no centre slot (only {num_classes} classes).")
-        centres = centroids.centres.to(embeddings.dtype)
-        present = centroids.present
-        anchors = anchor_space(embeddings, self.option)
+        else:
+            num_classes = centroids.num_classes
+            if labels.numel() and int(labels.max()) >= num_classes:
+                raise FatvizError(f"A label ({int(labels.max())}) has no centre slot (only {num_classes} classes).")
+            centres = centroids.centres.detach().to(embeddings.device)
+            present = centroids.present.to(embeddings.device)
+        centres = centres.to(embeddings.dtype)
         dist = euclidean(anchors, centres)  # (B, K)
-        d_pos = dist.gather(1, labels[:, None]).squeeze(1)
-        has_centre = present[labels]
-        weights = torch.ones_like(d_pos) if sample_weights is None else sample_weights.to(d_pos.dtype)
-        anchor_w = weights * has_centre.to(d_pos.dtype)
+        d_pos = dist.gather(1, labels[:, None])  # (B, 1)
+        anchor_w = present[labels].to(dist.dtype)
+        if sample_weights is not None:
+            anchor_w = anchor_w * sample_weights.to(dist.dtype)
 
-        other = present[None, :] & (torch.arange(num_classes, device=labels.device)[None, :] != labels[:, None])
+        # Every weighted mean below divides by max(total weight, tiny): with no weight at
+        # all the numerator is an exact 0, so the term is 0 and stays on the graph.
         if self.negatives == "all":
-            hinge = F.relu(d_pos[:, None] - dist + self.margin)
-            pair_w = other.to(d_pos.dtype) * anchor_w[:, None]
-            point_to_set = (hinge * pair_w).sum() / pair_w.sum().clamp_min(1e-12) if pair_w.sum() > 0 \
-                else hinge.sum() * 0.0
+            pair_w = anchor_w[:, None] * present.to(dist.dtype)[None, :]
+            pair_w.scatter_(1, labels[:, None], 0.0)  # the anchor's own class is never a negative
+            hinge = F.relu(d_pos - dist + self.margin)
+            point_to_set = (hinge * pair_w).sum() / pair_w.sum().clamp_min(1e-12)
         elif self.negatives == "average":
             # Average of the other present centres, per anchor class.
             pres = present.to(centres.dtype)
@@ -127,10 +131,9 @@ class FATLoss(nn.Module):
             n_other = pres.sum() - pres[labels]
             avg = (total[None, :] - centres[labels] * pres[labels][:, None]) / n_other.clamp_min(1)[:, None]
             d_avg = (anchors - avg).norm(dim=1)
-            hinge = F.relu(d_pos - d_avg + self.margin)
-            valid = anchor_w * (n_other > 0).to(d_pos.dtype)
-            point_to_set = (hinge * valid).sum() / valid.sum().clamp_min(1e-12) if valid.sum() > 0 \
-                else hinge.sum() * 0.0
+            hinge = F.relu(d_pos.squeeze(1) - d_avg + self.margin)
+            valid = anchor_w * (n_other > 0).to(dist.dtype)
+            point_to_set = (hinge * valid).sum() / valid.sum().clamp_min(1e-12)
         else:  # hardest: the k other centres nearest to the anchor's own centre
             cc = euclidean(centres, centres)
             cc = cc.masked_fill(~present[None, :] | ~present[:, None], float("inf"))
@@ -139,14 +142,13 @@ class FATLoss(nn.Module):
             near_val, near_idx = cc.topk(k, dim=1, largest=False)  # (K, k)
             idx = near_idx[labels]  # (B, k)
             ok = torch.isfinite(near_val[labels])
-            hinge = F.relu(d_pos[:, None] - dist.gather(1, idx) + self.margin)
-            pair_w = ok.to(d_pos.dtype) * anchor_w[:, None]
-            point_to_set = (hinge * pair_w).sum() / pair_w.sum().clamp_min(1e-12) if pair_w.sum() > 0 \
-                else hinge.sum() * 0.0
+            hinge = F.relu(d_pos - dist.gather(1, idx) + self.margin)
+            pair_w = ok.to(dist.dtype) * anchor_w[:, None]
+            point_to_set = (hinge * pair_w).sum() / pair_w.sum().clamp_min(1e-12)
 
+        d_pos = d_pos.squeeze(1)
         if self.radius == "mean":
-            compactness = (d_pos * anchor_w).sum() / anchor_w.sum().clamp_min(1e-12) if anchor_w.sum() > 0 \
-                else d_pos.sum() * 0.0
+            compactness = (d_pos * anchor_w).sum() / anchor_w.sum().clamp_min(1e-12)
         else:
             compactness = (d_pos.masked_fill(anchor_w <= 0, 0.0).max() if d_pos.numel() else d_pos.sum() * 0.0)
         total = point_to_set + self.compactness_weight * compactness

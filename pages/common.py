@@ -200,10 +200,10 @@ DEFAULT_PRESET_SETTINGS = PRESETS[DEFAULT_PRESET][1]
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _prepared(key: tuple, settings: RunSettings):
+def _prepared(key: tuple, _settings: RunSettings):
     from fatviz.train import prepare_data
 
-    return prepare_data(settings)
+    return prepare_data(_settings)
 
 
 def prepared_data(settings: RunSettings):
