@@ -293,7 +293,7 @@ class Trainer:
                 total = terms["total"]
                 if not torch.isfinite(total):
                     raise TrainingDiverged(
-                        f"The loss became {float(total)} at epoch {epoch}, batch {b + 1}. "
+                        f"The loss became {float(total.detach())} at epoch {epoch}, batch {b + 1}. "
                         "Lower the learning rate or the margin, or pick a normalised centroid option.")
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()

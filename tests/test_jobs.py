@@ -1,0 +1,65 @@
+"""Background jobs: deduplication, live snapshots, saving and reloading, stop, errors."""
+
+import time
+
+import pytest
+
+from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.errors import FatvizError
+from fatviz.jobs import JobManager
+from fatviz.runs import load_run
+from fatviz.settings import RunSettings
+
+TINY = RunSettings(dataset="blobs", blob_classes=3, blob_dim=4, epochs=3, batch_size=64, embedding_dim=4,
+                   vis_points=30)
+
+
+def test_identical_requests_share_one_job_and_results_are_saved(tmp_path):
+    mgr = JobManager(workers=0, runs_dir=tmp_path)
+    job = mgr.submit("compare", TINY)
+    assert mgr.submit("compare", TINY) is job  # a second student joins the job in flight
+    assert job.wait(120) and job.status == "done", job.error
+    assert set(job.snapshots) == set(CENTROID_OPTIONS)
+    assert job.frames() == TINY.epochs + 1
+    assert job.first_frame_seconds is not None and job.first_frame_seconds <= job.seconds
+    saved = load_run(mgr.run_folder(job) / "norm-mean-norm")
+    assert saved.settings.centroid == "norm-mean-norm"
+    assert saved.final_metrics == job.results["norm-mean-norm"].final_metrics
+    # A new manager (an app restart) answers from disk without training.
+    again = JobManager(workers=0, runs_dir=tmp_path).submit("compare", TINY)
+    assert again.done and again.from_cache
+    assert again.results["mean"].final_metrics == job.results["mean"].final_metrics
+
+
+def test_a_user_mistake_becomes_the_job_error_not_a_crash(tmp_path):
+    mgr = JobManager(workers=0, runs_dir=tmp_path)
+    with pytest.raises(FatvizError):
+        mgr.submit("compare", TINY.replace(noise="symmetric:3"))
+    job = mgr.submit("train", RunSettings(dataset="mnist", data_root=str(tmp_path / "none")))
+    assert job.wait(60)
+    assert job.status == "error" and "MNIST" in job.error
+    assert not any((tmp_path / job.key).glob("**/run.pt"))
+
+
+def test_stop_ends_a_job_early_and_keeps_its_frames(tmp_path):
+    mgr = JobManager(workers=0, runs_dir=tmp_path)
+    job = mgr.submit("train", TINY.replace(epochs=200))
+    while job.frames() < 2:
+        time.sleep(0.01)
+    job.stop()
+    assert job.wait(60)
+    assert job.status == "stopped"
+    assert 2 <= job.frames() < 201
+
+
+def test_worker_processes_stream_the_same_results(tmp_path):
+    mgr = JobManager(workers=1, runs_dir=None)
+    try:
+        job = mgr.submit("train", TINY)
+        assert job.wait(300) and job.status == "done", job.error
+        local = JobManager(workers=0, runs_dir=None).submit("train", TINY)
+        assert local.wait(120)
+        assert job.results["norm-mean-norm"].final_metrics == local.results["norm-mean-norm"].final_metrics
+        assert len(job.snapshots["norm-mean-norm"]) == TINY.epochs + 1
+    finally:
+        mgr.shutdown()

@@ -1,0 +1,130 @@
+"""The training engine on tiny data: snapshots, determinism, stopping, overrides, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.errors import FatvizError
+from fatviz.losses import triplet_bound
+from fatviz.models import build_model, pick_device
+from fatviz.train import Trainer, TrainingDiverged, compare_centroids, prepare_data, train
+from fatviz.settings import RunSettings
+
+TINY = RunSettings(dataset="blobs", blob_classes=4, blob_dim=6, epochs=3, batch_size=64, embedding_dim=8,
+                   vis_points=80)
+
+
+def test_snapshots_per_epoch_hold_embeddings_centres_bound_and_metrics():
+    result = train(TINY)
+    assert [s.epoch for s in result.snapshots] == [0, 1, 2, 3]
+    last = result.snapshots[-1]
+    assert last.embeddings.shape == (80, 8) and last.centres.shape == (4, 8)
+    assert last.present.all() and (last.radius > 0).all()
+    # Normalised option: anchors and centres on the unit sphere.
+    assert np.allclose(np.linalg.norm(last.embeddings, axis=1), 1, atol=1e-5)
+    assert np.allclose(np.linalg.norm(last.centres, axis=1), 1, atol=1e-5)
+    assert last.bound["bound"] >= last.bound["exact"]
+    # The snapshot's bound is the bound of the stored visual subset under the given labels.
+    ref = triplet_bound(torch.from_numpy(last.embeddings), torch.from_numpy(result.vis_given), TINY.centroid,
+                        TINY.effective_margin)
+    assert ref.exact == pytest.approx(last.bound["exact"], abs=1e-5)
+    assert ref.bound == pytest.approx(last.bound["bound"], abs=1e-4)
+    assert {"precision_at_1", "map", "nmi", "silhouette", "accuracy"} <= set(last.metrics)
+    assert set(last.losses) == {"point_to_set", "compactness", "ce", "total"}
+    assert last.seconds >= result.snapshots[1].seconds
+
+
+def test_training_learns_blobs_and_is_deterministic_on_cpu():
+    a = train(TINY.replace(epochs=8))
+    b = train(TINY.replace(epochs=8))
+    assert a.final_metrics["precision_at_1"] > 0.9
+    assert a.final_metrics == b.final_metrics
+    assert np.array_equal(a.snapshots[-1].embeddings, b.snapshots[-1].embeddings)
+
+
+@pytest.mark.parametrize("loss", ["fat", "normalized-fat", "hybrid", "triplet-all", "triplet-hard", "ce"])
+def test_every_loss_trains_without_nan(loss):
+    result = train(TINY.replace(loss=loss, epochs=2))
+    assert np.isfinite(result.snapshots[-1].losses["total"])
+    assert np.isfinite(result.snapshots[-1].embeddings).all()
+
+
+def test_batch_centres_and_raw_option_and_negative_modes():
+    for change in ({"centres": "batch"}, {"centroid": "mean"}, {"negatives": "hardest", "hardest_k": 2},
+                   {"negatives": "average"}, {"radius": "max"}):
+        result = train(TINY.replace(epochs=2, **change))
+        assert np.isfinite(result.snapshots[-1].losses["total"]), change
+
+
+def test_stop_between_batches_keeps_a_final_snapshot():
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) >= 2
+
+    result = train(TINY.replace(epochs=10), should_stop=stop)
+    assert result.stopped
+    assert result.snapshots[-1].epoch == 1  # stopped during epoch 1, after its second batch
+
+
+def test_centre_weights_and_keep_mask_decide_the_centres():
+    data = prepare_data(TINY)
+    labels = data.given_labels
+    keep = labels != 0  # discard class 0 entirely: it must have no centre, and nothing may NaN
+    result = Trainer(TINY, data, keep=keep).fit()
+    last = result.snapshots[-1]
+    assert not last.present[0] and last.present[1:].all()
+    assert np.isfinite(last.losses["total"])
+
+
+def test_noise_is_applied_to_the_given_labels_only():
+    data = prepare_data(TINY.replace(noise="symmetric:0.4"))
+    flipped = data.noisy.flipped
+    assert 0.25 < flipped.mean() < 0.55
+    assert (data.given_labels[flipped] != data.dataset.y_train[flipped]).all()
+    result = train(TINY.replace(noise="symmetric:0.4", epochs=1), data)
+    assert np.array_equal(result.vis_flipped, flipped[result.vis_idx])
+
+
+def test_diverging_loss_raises_one_clear_error(monkeypatch):
+    def nan_loss(self, emb, logits, idx):
+        return {"total": emb.sum() * float("nan")}
+
+    monkeypatch.setattr(Trainer, "_batch_loss", nan_loss)
+    with pytest.raises(TrainingDiverged, match="learning rate"):
+        train(TINY)
+
+
+def test_compare_centroids_trains_all_four_options_on_the_same_data():
+    results = compare_centroids(TINY.replace(epochs=1))
+    assert list(results) == list(CENTROID_OPTIONS)
+    vis = [r.vis_idx for r in results.values()]
+    assert all(np.array_equal(vis[0], v) for v in vis)
+    assert results["mean"].settings.centroid == "mean"
+
+
+def test_one_class_dataset_is_refused(tmp_path):
+    from PIL import Image
+
+    for i in range(4):
+        (tmp_path / "only").mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "only" / f"{i}.png")
+    with pytest.raises(FatvizError, match="two classes"):
+        prepare_data(RunSettings(dataset="folder", data_root=str(tmp_path)))
+
+
+def test_models_and_device_choice():
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    assert pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(FatvizError, match="CUDA"):
+            pick_device("cuda")
+    cnn = build_model("auto", (1, 28, 28), 16, 10)
+    emb, logits = cnn(torch.zeros(2, 1, 28, 28))
+    assert emb.shape == (2, 16) and logits.shape == (2, 10)
+    res = build_model("resnet18", (3, 64, 64), 8, 5)
+    assert res(torch.zeros(2, 3, 64, 64))[0].shape == (2, 8)
+    with pytest.raises(FatvizError):
+        build_model("mlp", (1, 28, 28), 8, 5)
