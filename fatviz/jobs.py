@@ -36,7 +36,10 @@ def _init_worker(events: Any, stop_dir: str) -> None:
     _QUEUE, _STOP_DIR = events, stop_dir
     import torch
 
-    torch.set_num_threads(1)  # two workers on two cores: one thread each
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)  # two workers on two cores: one thread each, BLAS included
+    threadpool_limits(limits=1)
     import fatviz.train  # noqa: F401  (warm the imports before the first job)
 
 

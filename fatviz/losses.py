@@ -322,10 +322,10 @@ def triplet_bound(embeddings: torch.Tensor, labels: torch.Tensor, option: str = 
 def _exact_triplet_mean(x: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Exact mean hinge over all valid triplets with cancellation-free distances (float64).
 
-    Per anchor, one sort of the negatives' distances merged with the positives'
-    thresholds d(a, p) + m: walking the merged row, a positive's hinge sum over all
-    negatives is (negatives before it) * threshold - (their distance sum). numpy's sort
-    is several times faster than torch's on CPU rows, so this runs in numpy.
+    Per anchor, the negatives' distances are sorted once with prefix sums; a positive
+    with threshold t = d(a, p) + m then has hinge sum count * t - (sum of the `count`
+    negatives below t). All rows are searched in one call by shifting row r by r * span,
+    which keeps rows apart. numpy's sort is several times faster than torch's on CPU.
     """
     xs = x.cpu().numpy()
     y = labels.cpu().numpy()
@@ -340,13 +340,15 @@ def _exact_triplet_mean(x: torch.Tensor, labels: torch.Tensor, margin: float) ->
         pos = same.copy()
         pos[np.arange(len(rows)), rows] = False
         neg = ~same
-        vals = np.where(neg, d, np.where(pos, d + margin, np.inf))
-        order = np.argsort(vals, axis=1)  # ties contribute 0 either way, so any order is exact
-        sorted_vals = np.take_along_axis(vals, order, 1)
-        is_neg = np.take_along_axis(neg, order, 1)
-        is_pos = np.take_along_axis(pos, order, 1)
-        neg_count = np.cumsum(is_neg, axis=1)
-        neg_sum = np.cumsum(np.where(is_neg, sorted_vals, 0.0), axis=1)
-        total += float(np.where(is_pos, neg_count * sorted_vals - neg_sum, 0.0).sum())
+        span = float(d.max()) + margin + 1.0  # above every threshold d(a, p) + m
+        neg_sorted = np.where(neg, d, span)
+        neg_sorted.sort(axis=1)
+        prefix = np.cumsum(np.where(neg_sorted < span, neg_sorted, 0.0), axis=1)
+        shift = (np.arange(len(rows)) * (2.0 * span))[:, None]
+        pr, pc = np.nonzero(pos)
+        thresholds = d[pr, pc] + margin
+        below = np.searchsorted((neg_sorted + shift).ravel(), thresholds + shift[pr, 0]) - pr * n
+        below_sum = np.where(below > 0, prefix[pr, np.maximum(below - 1, 0)], 0.0)
+        total += float((below * thresholds - below_sum).sum())
         count += int((pos.sum(1) * neg.sum(1)).sum())
     return torch.tensor(total / max(count, 1), dtype=torch.float64)

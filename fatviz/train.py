@@ -123,12 +123,17 @@ def _embed(model: EmbeddingNet, x: torch.Tensor, batch: int = 1024) -> tuple[tor
 
 @contextmanager
 def cpu_threads(count: int | None):
-    """Temporarily set torch's CPU thread count (None: leave it)."""
-    old = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
+    """Temporarily set torch's and BLAS's CPU thread counts (None: leave them)."""
+    if count is None:
         yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        with threadpool_limits(limits=count):  # numpy/sklearn metrics in the snapshots
+            yield
     finally:
         torch.set_num_threads(old)
 
