@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -119,7 +120,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     start = time.perf_counter()
-    results = compare_centroids(settings)
+    if args.workers > 0:
+        results = _compare_in_workers(settings, args.workers)
+    else:
+        results = compare_centroids(settings)
     seconds = time.perf_counter() - start
     base = Path(args.out) if args.out else _default_out(settings, "compare")
     cols = ("precision_at_1", "map", "nmi", "silhouette", "accuracy")
@@ -135,6 +139,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"options": rows, "seconds": seconds, "runs": str(base)}))
     return 0
+
+
+def _compare_in_workers(settings: RunSettings, workers: int) -> dict:
+    """The four options on `workers` processes (two options each, in lockstep), with a progress bar."""
+    from fatviz.jobs import JobManager
+
+    manager = JobManager(workers=workers, runs_dir=None)
+    bar = _Progress("compare")
+    try:
+        job = manager.submit("compare", settings)
+        while not job.wait(0.2):
+            bar(*job.progress)
+    finally:
+        bar.close()
+        manager.shutdown()
+    if job.status == "error":
+        raise FatvizError(job.error)
+    return job.results
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -178,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         add_settings_arguments(p)
         p.set_defaults(func=func)
+        if name == "compare-centroids":
+            p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                           help="worker processes (0: train in this process)")
     sub.add_parser("bench-loss", help="loss-speed benchmark (python -m fatviz bench-loss --help)", add_help=False)
     p = sub.add_parser("export", help="export a saved run's animation as standalone HTML")
     p.add_argument("run", help="run folder (or its run.pt)")

@@ -239,8 +239,10 @@ class JobManager:
 
     def _finish(self, job: Job, futures: list[Future]) -> None:
         try:
+            found: dict[str, Any] = {}
             for fut in futures:
-                job.results.update(fut.result())
+                found.update(fut.result())
+            job.results.update({o: found[o] for o in job.options if o in found})
             stopped = os.path.exists(job._stop_path)
             # Drain events still in flight so the last frames are not lost.
             deadline = time.perf_counter() + 2.0
