@@ -25,7 +25,7 @@ from fatviz.errors import FatvizError
 def unit(v: torch.Tensor) -> torch.Tensor:
     """v / |v| (on the autograd graph), with the zero vector left at zero."""
     n = torch.norm(v)
-    return v / n if float(n) > 0 else torch.zeros_like(v)
+    return v / n if n.item() > 0 else torch.zeros_like(v)
 
 
 def reference_centroids(features: torch.Tensor, labels: list[int], option: str, num_classes: int,
@@ -271,3 +271,9 @@ def test_l2_normalize_zero_rows(dtype):
     g = torch.tensor([1.0, 2.0], dtype=dtype)
     u1 = torch.tensor([0.6, 0.8], dtype=dtype)
     torch.testing.assert_close(x.grad[1], (g - u1 * (u1 @ g)) / 5)
+
+
+def test_l2_normalize_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(6, 4, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    assert torch.autograd.gradcheck(l2_normalize, (x,))

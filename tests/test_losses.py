@@ -162,7 +162,7 @@ def test_bound_exact_equals_triple_loop(option):
     res = triplet_bound(x, labels, option, margin=0.3)
     anchors = x if option == "mean" else torch.stack([unit(v) for v in x])
     ref, count = brute_triplets(anchors, labels.tolist(), 0.3)
-    assert res.exact == pytest.approx(float(ref), rel=1e-10, abs=1e-12)
+    assert res.exact == pytest.approx(ref.item(), rel=1e-10, abs=1e-12)
     assert res.num_triplets == count
 
 
@@ -222,7 +222,7 @@ def test_triplet_all_equals_triple_loop(dtype, method, normalize):
         got = triplet_all_loss(x.to(dtype), labels, margin=0.7, normalize=normalize, method=method,
                                chunk_size=chunk)
         assert got.dtype == dtype
-        assert float(got) == pytest.approx(float(ref), rel=tol, abs=tol)
+        assert got.item() == pytest.approx(ref.item(), rel=tol, abs=tol)
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.5, 3.0])
@@ -240,8 +240,8 @@ def test_triplet_all_methods_agree_in_value_and_gradient(margin):
         loss.backward()
         values.append(loss.item())
         grads.append(xm.grad)
-    assert values[0] == pytest.approx(float(ref), rel=1e-9, abs=1e-12)
-    assert values[1] == pytest.approx(float(ref), rel=1e-9, abs=1e-12)
+    assert values[0] == pytest.approx(ref.item(), rel=1e-9, abs=1e-12)
+    assert values[1] == pytest.approx(ref.item(), rel=1e-9, abs=1e-12)
     torch.testing.assert_close(grads[0], xr.grad, rtol=1e-7, atol=1e-9)
     torch.testing.assert_close(grads[1], xr.grad, rtol=1e-7, atol=1e-9)
 
@@ -255,7 +255,7 @@ def test_triplet_all_property(seed, n, dim, k, margin, method):
     labels = torch.randint(0, k, (n,), generator=g)
     ref, _ = brute_triplets(x, labels.tolist(), margin)
     got = triplet_all_loss(x, labels, margin=margin, method=method)
-    assert float(got) == pytest.approx(float(ref), rel=1e-9, abs=1e-9)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-9, abs=1e-9)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -271,7 +271,7 @@ def test_batch_hard_equals_loop(dtype, normalize):
     got = batch_hard_loss(xm, labels, margin=0.4, normalize=normalize)
     got.backward()
     tol = 1e-9 if dtype == torch.float64 else 1e-4
-    assert float(got) == pytest.approx(float(ref), rel=tol, abs=tol)
+    assert got.item() == pytest.approx(ref.item(), rel=tol, abs=tol)
     torch.testing.assert_close(xm.grad.double(), xr.grad, rtol=tol * 10, atol=tol * 10)
 
 
@@ -279,7 +279,7 @@ def test_batch_hard_without_valid_anchor_is_zero():
     x = torch.randn(4, 3, requires_grad=True)
     loss = batch_hard_loss(x, torch.arange(4))  # all singletons: no positive anywhere
     loss.backward()
-    assert float(loss) == 0.0 and torch.isfinite(x.grad).all()
+    assert loss.item() == 0.0 and torch.isfinite(x.grad).all()
 
 
 def test_triplet_all_bad_method():
@@ -312,7 +312,7 @@ def test_fat_with_batch_centres_equals_loop(option, negatives, radius, weighted)
     xm = x.clone().requires_grad_(True)
     got = loss(xm, labels, sample_weights=sw)
     got.backward()
-    assert float(got) == pytest.approx(float(ref), rel=1e-6, abs=1e-5)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6, abs=1e-5)
     torch.testing.assert_close(xm.grad, xr.grad, rtol=1e-5, atol=1e-5)
 
 
@@ -342,7 +342,7 @@ def test_fat_with_given_centroids_equals_loop(option, negatives, radius, dtype):
     got.backward()
     assert got.dtype == dtype
     tol = 1e-6 if dtype == torch.float64 else 2e-3
-    assert float(got) == pytest.approx(float(ref), rel=tol, abs=tol)
+    assert got.item() == pytest.approx(ref.item(), rel=tol, abs=tol)
     torch.testing.assert_close(xm.grad.double(), xr.grad, rtol=tol * 10, atol=tol * 10)
     assert xm.grad[3].abs().sum() == 0 and xm.grad[4].abs().sum() == 0  # no centre: no say
 
@@ -360,7 +360,7 @@ def test_fat_property(seed, n, k, option, negatives, radius, hardest_k, margin):
     centres = [c if p else None for c, p in zip(ref_c["centres"], ref_c["present"])]
     ref = brute_fat(x, lab, option, margin, negatives, hardest_k, radius, 0.5, centres)
     got = FATLoss(option, margin, negatives, hardest_k, radius, 0.5)(x, labels)
-    assert float(got) == pytest.approx(float(ref), rel=1e-6, abs=1e-5)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6, abs=1e-5)
 
 
 def test_fat_all_excludes_own_class_by_hand():
@@ -371,9 +371,9 @@ def test_fat_all_excludes_own_class_by_hand():
     labels = torch.tensor([0, 0, 1])
     terms = FATLoss("mean", margin=1.0, radius="mean", compactness_weight=0.0).terms(x, labels)
     # hinges: a=0: 0.5-3+1 <0 -> 0; a=1: 0.5-2+1 = -0.5 -> 0; a=3: 0-2.5+1 <0 -> 0
-    assert float(terms.point_to_set) == 0.0
-    assert float(terms.compactness) == pytest.approx((0.5 + 0.5 + 0.0) / 3)
-    assert float(terms.total) == pytest.approx(float(terms.point_to_set))
+    assert terms.point_to_set.item() == 0.0
+    assert terms.compactness.item() == pytest.approx((0.5 + 0.5 + 0.0) / 3)
+    assert terms.total.item() == pytest.approx(terms.point_to_set.item())
 
 
 def test_fat_defaults_follow_the_public_code():
@@ -409,14 +409,14 @@ def test_fat_empty_and_one_class_batches_are_zero(negatives, radius):
     empty = torch.zeros(0, 4, requires_grad=True)
     value = loss(empty, torch.zeros(0, dtype=torch.long))
     value.backward()
-    assert float(value) == 0.0
+    assert value.item() == 0.0
     one = torch.randn(5, 4, requires_grad=True)
     terms = loss.terms(one, torch.zeros(5, dtype=torch.long))
     terms.total.backward()
-    assert float(terms.point_to_set) == 0.0  # no negative class
+    assert terms.point_to_set.item() == 0.0  # no negative class
     assert torch.isfinite(one.grad).all()
     zero_w = loss(torch.randn(6, 4), torch.arange(6) % 2, sample_weights=torch.zeros(6))
-    assert float(zero_w) == 0.0
+    assert zero_w.item() == 0.0
 
 
 # --------------------------------------------------------------------------- gradients
@@ -441,6 +441,18 @@ def test_fat_gradients_finite(dtype, option, negatives, radius):
         assert torch.isfinite(loss) and torch.isfinite(xm.grad).all()
         # Finite is not enough: a zero row once got a 1/eps = 1e12 gradient.
         assert xm.grad.abs().max() < 1e3
+
+
+@pytest.mark.parametrize(("option", "negatives", "radius"), FAT_CASES)
+def test_fat_gradcheck_with_given_centroids(option, negatives, radius):
+    # Given centres are constants, so finite differences see the same function autograd does.
+    x, labels = loss_data(13, n=10)
+    x = x[2:].clone().requires_grad_(True)
+    labels = labels[2:]
+    cents = compute_centroids(x.detach() + 0.3, labels, option)
+    weights = torch.linspace(0.2, 1.0, labels.shape[0], dtype=torch.float64)
+    loss = FATLoss(option, margin=0.3, negatives=negatives, hardest_k=2, radius=radius)
+    assert torch.autograd.gradcheck(lambda v: loss(v, labels, cents, weights), (x,))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -475,11 +487,11 @@ def test_soft_cross_entropy_one_hot_equals_hard():
     labels = torch.randint(0, 4, (9,), generator=g)
     hard = soft_cross_entropy(logits, labels)
     soft = soft_cross_entropy(logits, F.one_hot(labels, 4).double())
-    assert float(hard) == pytest.approx(float(F.cross_entropy(logits, labels)))
-    assert float(soft) == pytest.approx(float(hard), rel=1e-12)
+    assert hard.item() == pytest.approx(float(F.cross_entropy(logits, labels)))
+    assert soft.item() == pytest.approx(hard.item(), rel=1e-12)
     targets = torch.softmax(torch.randn(9, 4, generator=g, dtype=torch.float64), 1)
     by_hand = -sum(float((targets[i] * torch.log_softmax(logits[i], 0)).sum()) for i in range(9)) / 9
-    assert float(soft_cross_entropy(logits, targets)) == pytest.approx(by_hand, rel=1e-12)
+    assert soft_cross_entropy(logits, targets).item() == pytest.approx(by_hand, rel=1e-12)
 
 
 def test_hybrid_hard_and_soft_targets():
@@ -491,12 +503,12 @@ def test_hybrid_hard_and_soft_targets():
     hard = hybrid(x, labels, logits)
     soft = hybrid(x, labels, logits, targets=F.one_hot(labels, 5).double())
     expected = fat(x, labels) + 0.3 * F.cross_entropy(logits, labels)
-    assert float(hard) == pytest.approx(float(expected), rel=1e-12)
-    assert float(soft) == pytest.approx(float(hard), rel=1e-12)
+    assert hard.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert soft.item() == pytest.approx(hard.item(), rel=1e-12)
     targets = torch.softmax(logits * 0.5, 1)
     cents = compute_centroids(x, labels, "norm-mean-norm")
     with_soft = hybrid(x, labels, logits, targets=targets, centroids=cents)
-    assert float(with_soft) == pytest.approx(float(fat(x, labels, cents) + 0.3 * soft_cross_entropy(logits, targets)))
+    assert with_soft.item() == pytest.approx((fat(x, labels, cents) + 0.3 * soft_cross_entropy(logits, targets)).item())
     assert isinstance(HybridLoss().fat, FATLoss)
     with pytest.raises(FatvizError):
         HybridLoss(ce_weight=-1.0)
@@ -520,7 +532,7 @@ def test_fat_trains_a_linear_layer():
         loss = loss_fn(model(data), labels)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.5 * losses[0]
     assert min(losses[-5:]) < losses[0]
