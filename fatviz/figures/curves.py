@@ -1,0 +1,123 @@
+"""Curves over epochs, one colour per centroid option: test metrics, loss terms, and the bound vs the exact loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fatviz.errors import FatvizError
+from fatviz.figures.style import OPTION_COLOURS, apply_style
+
+METRIC_LABELS: dict[str, str] = {
+    "precision_at_1": "precision@1", "map": "mAP", "nmi": "NMI", "silhouette": "silhouette",
+    "accuracy": "accuracy", "cmc_1": "CMC rank-1", "cmc_5": "CMC rank-5", "cmc_10": "CMC rank-10",
+}
+LOSS_LABELS: dict[str, str] = {
+    "total": "total", "point_to_set": "point-to-set", "compactness": "compactness", "ce": "cross-entropy",
+}
+LOSS_STYLES: dict[str, dict] = {
+    "total": {"color": "#111111", "width": 3}, "point_to_set": {"color": "#0072B2", "width": 2.5},
+    "compactness": {"color": "#D55E00", "width": 2.5}, "ce": {"color": "#009E73", "width": 2.5, "dash": "dot"},
+}
+BOUND_STYLES: dict[str, tuple[str, dict]] = {
+    "exact": ("exact triplet loss", {"color": "#111111", "width": 3}),
+    "bound": ("FAT bound", {"color": "#D55E00", "width": 3, "dash": "dash"}),
+    "bound_point_to_set": ("bound: point-to-set part", {"color": "#0072B2", "width": 2, "dash": "dot"}),
+}
+DEFAULT_METRICS: tuple[str, ...] = ("precision_at_1", "map", "nmi")
+TABLE_METRICS: tuple[str, ...] = ("precision_at_1", "map", "nmi", "silhouette", "accuracy")
+
+
+def _colour(option: str) -> str:
+    return OPTION_COLOURS.get(option, "#333333")
+
+
+def _value(d: Mapping[str, float], key: str) -> float | None:
+    v = d.get(key)
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _check(runs: Mapping[str, Sequence]) -> None:
+    if not runs or not any(runs.values()):
+        raise FatvizError("No snapshot to plot yet.")
+
+
+def metric_curves(runs: Mapping[str, Sequence], metrics: Sequence[str] = DEFAULT_METRICS,
+                  presentation: bool = False, height: int = 360) -> go.Figure:
+    """Test metrics over epochs, one panel per metric and one line per option (same colours everywhere)."""
+    _check(runs)
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRIC_LABELS.get(m, m) for m in metrics],
+                        horizontal_spacing=0.07)
+    for c, metric in enumerate(metrics, start=1):
+        for option, snaps in runs.items():
+            fig.add_trace(go.Scatter(
+                x=[s.epoch for s in snaps], y=[_value(s.metrics, metric) for s in snaps], mode="lines+markers",
+                name=option, legendgroup=option, showlegend=c == 1, line={"color": _colour(option), "width": 3},
+                marker={"size": 5}), row=1, col=c)
+        fig.update_xaxes(title_text="epoch", row=1, col=c)
+    apply_style(fig, presentation=presentation, height=height)
+    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.18, "xanchor": "left", "yanchor": "bottom"},
+                      margin={"t": 100}, uirevision="metrics")
+    return fig
+
+
+def loss_curves(runs: Mapping[str, Sequence], presentation: bool = False, height: int = 340) -> go.Figure:
+    """Mean training loss terms over epochs, one panel per option."""
+    _check(runs)
+    options = list(runs)
+    fig = make_subplots(rows=1, cols=len(options), subplot_titles=options, horizontal_spacing=0.05)
+    shown: set[str] = set()
+    for c, option in enumerate(options, start=1):
+        snaps = [s for s in runs[option] if s.losses]
+        for term, line in LOSS_STYLES.items():
+            if not any(term in s.losses for s in snaps):
+                continue
+            fig.add_trace(go.Scatter(
+                x=[s.epoch for s in snaps], y=[_value(s.losses, term) for s in snaps], mode="lines",
+                name=LOSS_LABELS[term], legendgroup=term, showlegend=term not in shown,
+                line=line), row=1, col=c)
+            shown.add(term)
+        fig.update_xaxes(title_text="epoch", row=1, col=c)
+    apply_style(fig, presentation=presentation, height=height)
+    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.18, "xanchor": "left", "yanchor": "bottom"},
+                      margin={"t": 100}, uirevision="losses")
+    return fig
+
+
+def bound_curves(runs: Mapping[str, Sequence], presentation: bool = False, height: int = 340) -> go.Figure:
+    """The FAT bound against the exact triplet loss (visualisation subset) over epochs, one panel per option."""
+    _check(runs)
+    options = list(runs)
+    fig = make_subplots(rows=1, cols=len(options), subplot_titles=options, horizontal_spacing=0.05)
+    for c, option in enumerate(options, start=1):
+        snaps = [s for s in runs[option] if s.bound]
+        for key, (label, line) in BOUND_STYLES.items():
+            fig.add_trace(go.Scatter(
+                x=[s.epoch for s in snaps], y=[_value(s.bound, key) for s in snaps], mode="lines", name=label,
+                legendgroup=key, showlegend=c == 1, line=line), row=1, col=c)
+        fig.update_xaxes(title_text="epoch", row=1, col=c)
+    apply_style(fig, presentation=presentation, height=height)
+    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.18, "xanchor": "left", "yanchor": "bottom"},
+                      margin={"t": 100}, uirevision="bound")
+    return fig
+
+
+def metrics_table(runs: Mapping[str, Sequence], index: int = -1) -> pd.DataFrame:
+    """One row per option at snapshot `index` (default: the last): test metrics, exact loss, bound, seconds."""
+    _check(runs)
+    rows = {}
+    for option, snaps in runs.items():
+        if not snaps:
+            continue
+        s = snaps[max(-len(snaps), min(index, len(snaps) - 1))]
+        row: dict[str, float | int | None] = {"epoch": int(s.epoch)}
+        row.update({METRIC_LABELS[m]: _value(s.metrics, m) for m in TABLE_METRICS if m in s.metrics})
+        row["exact triplet loss"] = _value(s.bound, "exact")
+        row["FAT bound"] = _value(s.bound, "bound")
+        row["seconds"] = round(float(s.seconds), 2)
+        rows[option] = row
+    return pd.DataFrame.from_dict(rows, orient="index")

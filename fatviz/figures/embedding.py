@@ -1,0 +1,300 @@
+"""The animated embedding scatter: one panel per centroid option, one frame per epoch.
+
+All panels live in ONE plotly figure (subplots + frames + Play/Pause + an epoch slider),
+so they move in step and the figure exports as a standalone HTML file. Points keep one
+colour per class in every panel; class centres are drawn as large diamonds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fatviz.errors import FatvizError
+from fatviz.figures.style import FLAG_COLOURS, OPTION_COLOURS, apply_style, class_colour
+from fatviz.projection import project_frames
+
+COLOUR_BY: tuple[str, ...] = ("true", "given", "flipped")
+COLOUR_BY_LABELS: dict[str, str] = {
+    "true": "true label", "given": "given (noisy) label", "flipped": "flipped by label noise",
+}
+OPTION_NOTES: dict[str, str] = {
+    "mean": "mean of raw features",
+    "mean-norm": "mean of normalised features",
+    "norm-mean": "normalised mean",
+    "norm-mean-norm": "normalised mean of normalised",
+}
+KEPT, FLIPPED = "label kept", "flipped by noise"
+_GROUP_COLOURS = {KEPT: FLAG_COLOURS["kept"], FLIPPED: FLAG_COLOURS["correctly flagged"]}
+FRAME_MS = 450  # one epoch on screen during Play
+TRANSITION_MS = 300  # points glide between epochs
+
+
+@dataclass(frozen=True, eq=False)
+class PointLabels:
+    """What is known about each point of the visualisation subset (same order as the embeddings)."""
+
+    index: np.ndarray  # (V,) index into the training split
+    true: np.ndarray  # (V,) true class
+    given: np.ndarray  # (V,) the label training saw
+    flipped: np.ndarray  # (V,) bool: the label was changed by synthetic noise
+    class_names: list[str]
+
+    @classmethod
+    def from_result(cls, result) -> PointLabels:
+        """Labels of a RunResult's visualisation subset."""
+        return cls(np.asarray(result.vis_idx), np.asarray(result.vis_true), np.asarray(result.vis_given),
+                   np.asarray(result.vis_flipped, dtype=bool), list(result.class_names))
+
+    @classmethod
+    def from_data(cls, data) -> PointLabels:
+        """Labels of a PreparedData's visualisation subset (available before any run finishes)."""
+        vis = np.asarray(data.vis_idx)
+        return cls(vis, data.dataset.y_train[vis], data.given_labels[vis], data.noisy.flipped[vis].astype(bool),
+                   list(data.dataset.class_names))
+
+
+@dataclass(frozen=True, eq=False)
+class PanelFrames:
+    """One panel's 2-D frames: projected points and centres per epoch, with a caption per epoch."""
+
+    title: str
+    epochs: list[int]
+    points: list[np.ndarray]  # per epoch (V, 2)
+    centres: list[np.ndarray]  # per epoch (K, 2); NaN rows for classes without a centre
+    captions: list[str]
+    unit_circle: bool = False  # raw 2-D embedding on the unit circle: draw the circle
+
+
+def _caption(metrics: Mapping[str, float]) -> str:
+    """Short per-epoch caption: the test precision@1."""
+    p1 = metrics.get("precision_at_1")
+    return "" if p1 is None or not math.isfinite(p1) else f"P@1 {p1:.2f}"
+
+
+def panel_frames(title: str, snapshots: Sequence, method: str = "pca", seed: int = 0,
+                 progress: Callable[[float, str], None] | None = None) -> PanelFrames:
+    """Project one run's snapshots to 2-D (PCA fitted once across epochs) for a panel."""
+    if not snapshots:
+        raise FatvizError(f"The run {title!r} has no snapshot yet: nothing to draw.")
+    points, centres = project_frames([s.embeddings for s in snapshots], method, seed,
+                                     extra=[s.centres for s in snapshots], progress=progress)
+    centres = [np.where(np.asarray(s.present, dtype=bool)[:, None], c, np.nan).astype(np.float32)
+               for s, c in zip(snapshots, centres, strict=True)]
+    first = np.asarray(snapshots[-1].embeddings)
+    circle = first.shape[1] == 2 and bool(np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-3))
+    return PanelFrames(title, [int(s.epoch) for s in snapshots], points, centres,
+                       [_caption(s.metrics) for s in snapshots], circle)
+
+
+def nearest_neighbours(embeddings: np.ndarray, index: int, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The k points nearest to point `index` (Euclidean, in the embedding itself), and their distances."""
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if not 0 <= index < len(emb):
+        raise FatvizError(f"Point {index} does not exist: the view holds {len(emb)} points.")
+    d = np.sqrt(((emb - emb[index]) ** 2).sum(1))
+    d[index] = np.inf
+    k = min(k, len(emb) - 1)
+    order = np.argsort(d, kind="stable")[:k]
+    return order, d[order]
+
+
+def point_groups(labels: PointLabels, colour_by: str) -> list[tuple[str, str, np.ndarray]]:
+    """(legend name, colour, mask of points) for each colour group of the chosen colouring."""
+    if colour_by not in COLOUR_BY:
+        raise FatvizError(f"Cannot colour points by {colour_by!r}: choose one of {', '.join(COLOUR_BY)}.")
+    if colour_by == "flipped":
+        return [(KEPT, _GROUP_COLOURS[KEPT], ~labels.flipped), (FLIPPED, _GROUP_COLOURS[FLIPPED], labels.flipped)]
+    values = labels.true if colour_by == "true" else labels.given
+    return [(name, class_colour(k), values == k) for k, name in enumerate(labels.class_names)]
+
+
+def _grid(n: int) -> tuple[int, int]:
+    """Rows and columns for n panels: side by side up to two, then two per row."""
+    return (1, n) if n <= 2 else (math.ceil(n / 2), 2)
+
+
+ZOOMS: tuple[str, ...] = ("follow", "fixed")
+
+
+def _square(points: np.ndarray, circle: bool) -> tuple[list[float], list[float]]:
+    """A square x and y range around the finite points (and the unit circle when drawn), with a margin."""
+    pts = points[np.isfinite(points).all(1)]
+    if circle:
+        pts = np.concatenate([pts, [[-1.0, -1.0], [1.0, 1.0]]])
+    if not len(pts):
+        return [-1.0, 1.0], [-1.0, 1.0]
+    lo, hi = pts.min(0), pts.max(0)
+    mid, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-6) * 1.08
+    return [float(mid[0] - half), float(mid[0] + half)], [float(mid[1] - half), float(mid[1] + half)]
+
+
+def _ranges(panels: Sequence[PanelFrames], f: int, zoom: str) -> dict[str, dict]:
+    """Axis ranges of every panel at frame f: this frame's points ("follow") or all frames' ("fixed")."""
+    out: dict[str, dict] = {}
+    for p, panel in enumerate(panels):
+        frames = range(len(panel.points)) if zoom == "fixed" else (f,)
+        pts = np.concatenate([a for g in frames for a in (panel.points[g], panel.centres[g])])
+        xr, yr = _square(pts, panel.unit_circle)
+        axis = "" if p == 0 else str(p + 1)
+        out[f"xaxis{axis}"] = {"range": xr}
+        out[f"yaxis{axis}"] = {"range": yr}
+    return out
+
+
+def _xy(a: np.ndarray) -> dict[str, np.ndarray]:
+    """x and y of (n, 2) points, rounded: three decimals are plenty on screen and keep the figure light."""
+    a = np.round(np.asarray(a, dtype=np.float32), 3)
+    return {"x": a[:, 0], "y": a[:, 1]}
+
+
+def _moving(panels: Sequence[PanelFrames], f: int, highlight: int | None = None) -> list[dict]:
+    """The traces that move, at frame f: points then centres, panel after panel, then the rings."""
+    out: list[dict] = []
+    for panel in panels:
+        out += [{"type": "scatter", **_xy(panel.points[f])}, {"type": "scatter", **_xy(panel.centres[f])}]
+    if highlight is not None:
+        out += [{"type": "scatter", **_xy(panel.points[f][[highlight]])} for panel in panels]
+    return out
+
+
+def _titles(panels: Sequence[PanelFrames], f: int, size: int) -> list[dict]:
+    """Panel titles (option, what its centre is, this epoch's P@1) as annotations above each panel."""
+    out = []
+    for i, panel in enumerate(panels):
+        axis = "" if i == 0 else str(i + 1)
+        colour = OPTION_COLOURS.get(panel.title, "#333333")
+        text = f"<b><span style='color:{colour}'>{panel.title}</span></b>"
+        note = OPTION_NOTES.get(panel.title, "")
+        if note:
+            text += f"<span style='font-size:{size - 4}px;color:#555555'>  ({note})</span>"
+        if panel.captions[f]:
+            text += f"   {panel.captions[f]}"
+        out.append({"text": text, "xref": f"x{axis} domain", "yref": f"y{axis} domain", "x": 0.5, "y": 1.0,
+                    "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": size}})
+    return out
+
+
+def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_by: str = "true",
+                     frame: int | None = None, animate: bool = True, presentation: bool = False,
+                     height: int | None = None, title: str = "", zoom: str = "follow",
+                     highlight: int | None = None) -> go.Figure:
+    """The synchronised panels as one figure: frames per epoch, Play/Pause/Reset and an epoch slider.
+
+    `frame` picks the epoch shown first (default: the last). With `animate=False` the figure
+    holds only that epoch (a light live view while training still runs). `zoom="follow"`
+    frames each epoch's points (a raw `mean` embedding grows tenfold in the first epochs);
+    "fixed" keeps one range for all epochs. `highlight` rings one point (a position in the
+    visualisation subset) in every panel. Traces: per panel its points (customdata = position
+    in the visualisation subset) and its centres; then the legend key of colour groups; then
+    the rings.
+    """
+    if not panels:
+        raise FatvizError("Nothing to draw: no run has a snapshot yet.")
+    n_frames = min(len(p.points) for p in panels)
+    frame = n_frames - 1 if frame is None else max(0, min(int(frame), n_frames - 1))
+    if zoom not in ZOOMS:
+        raise FatvizError(f"Unknown zoom {zoom!r}: choose follow or fixed.")
+    if highlight is not None and not 0 <= highlight < len(labels.true):
+        raise FatvizError(f"Point {highlight} does not exist: the view holds {len(labels.true)} points.")
+    groups = point_groups(labels, colour_by)
+    colours = np.empty(len(labels.true), dtype=object)
+    for _, colour, mask in groups:
+        colours[mask] = colour
+    names = labels.class_names
+    hover = [f"sample {labels.index[i]}<br>true {names[labels.true[i]]} · given {names[labels.given[i]]}"
+             + (" (flipped)" if labels.flipped[i] else "") for i in range(len(labels.true))]
+    rows, cols = _grid(len(panels))
+    size = 22 if presentation else 16
+    marker = 9 if presentation else 7
+    epochs = panels[0].epochs
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.08)
+    start = _moving(panels, frame, highlight)
+    for p, panel in enumerate(panels):
+        row, col = p // cols + 1, p % cols + 1
+        k = len(panel.centres[frame])
+        fig.add_trace(go.Scatter(
+            start[2 * p], mode="markers", name="points", showlegend=False,
+            marker={"color": list(colours), "size": marker, "opacity": 0.8, "line": {"width": 0}},
+            customdata=np.arange(len(hover)), hovertext=hover, hoverinfo="text"), row=row, col=col)
+        fig.add_trace(go.Scatter(
+            start[2 * p + 1], mode="markers", name="class centre", legendgroup="centres", showlegend=p == 0,
+            marker={"symbol": "diamond", "size": marker * 3, "color": [class_colour(c) for c in range(k)],
+                    "line": {"width": 2, "color": "#111111"}},
+            hovertext=[f"centre of {names[c] if c < len(names) else c}" for c in range(k)], hoverinfo="text"),
+            row=row, col=col)
+        fig.update_xaxes(autorange=False, showticklabels=False, zeroline=False, row=row, col=col)
+        fig.update_yaxes(autorange=False, showticklabels=False, zeroline=False, row=row, col=col,
+                         scaleanchor="x" if p == 0 else f"x{p + 1}", scaleratio=1, constrain="domain")
+        if panel.unit_circle:
+            fig.add_shape(type="circle", x0=-1, y0=-1, x1=1, y1=1, line={"color": "#999999", "dash": "dot"},
+                          layer="below", row=row, col=col)
+    for name, colour, mask in groups:  # legend key: one entry per colour group, with its count
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{name} ({int(mask.sum())})",
+                                 marker={"color": colour, "size": marker + 3}, hoverinfo="skip"))
+    if highlight is not None:
+        for p in range(len(panels)):
+            fig.add_trace(go.Scatter(
+                start[2 * len(panels) + p], mode="markers", name=f"sample {labels.index[highlight]}",
+                legendgroup="highlight", showlegend=p == 0, hoverinfo="skip",
+                marker={"symbol": "circle-open", "size": marker * 3.2, "color": "#111111", "line": {"width": 3}}),
+                row=p // cols + 1, col=p % cols + 1)
+    fig.update_layout(annotations=_titles(panels, frame, size), **_ranges(panels, frame, zoom))
+    apply_style(fig, presentation=presentation, height=height or (500 * rows + 120 if animate else 500 * rows))
+    fig.update_layout(
+        uirevision="embedding",  # keep the zoom when the page reruns
+        legend={"title": {"text": COLOUR_BY_LABELS[colour_by]}, "x": 1.01, "y": 1.0, "xanchor": "left",
+                "yanchor": "top", "itemsizing": "constant", "itemclick": False, "itemdoubleclick": False},
+        margin={"l": 10, "r": 10, "t": 90, "b": 100 if animate and n_frames > 1 else 10},
+        title={"text": title or f"Epoch {epochs[frame]}", "x": 0.01, "xanchor": "left", "y": 0.99,
+               "yanchor": "top", "font": {"size": size + 4}},
+        hovermode="closest", dragmode="pan",
+    )
+    if not animate or n_frames < 2:
+        return fig
+    moving = list(range(2 * len(panels)))
+    if highlight is not None:
+        moving += list(range(len(fig.data) - len(panels), len(fig.data)))
+    fig.frames = [{"name": str(f), "data": _moving(panels, f, highlight), "traces": moving,
+                   "layout": {"annotations": _titles(panels, f, size), **_ranges(panels, f, zoom),
+                              "title": {"text": title or f"Epoch {epochs[f]}"}}}
+                  for f in range(n_frames)]
+    play = {"frame": {"duration": FRAME_MS, "redraw": True}, "fromcurrent": True, "mode": "immediate",
+            "transition": {"duration": TRANSITION_MS, "easing": "cubic-in-out"}}
+    jump = {"frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}, "mode": "immediate"}
+    fig.update_layout(
+        updatemenus=[{
+            "type": "buttons", "direction": "left", "showactive": False, "x": 0.0, "y": 0.0,
+            "xanchor": "left", "yanchor": "top", "pad": {"t": 40, "r": 10}, "font": {"size": size - 2},
+            "buttons": [
+                {"label": "▶ Play", "method": "animate", "args": [None, play]},
+                {"label": "❚❚ Pause", "method": "animate", "args": [[None], jump]},
+                {"label": "↺ Reset", "method": "animate", "args": [["0"], jump]},
+            ],
+        }],
+        sliders=[{
+            "active": frame, "x": 0.3, "len": 0.7, "y": 0.0, "yanchor": "top", "pad": {"t": 30},
+            "currentvalue": {"prefix": "epoch ", "font": {"size": size}}, "font": {"size": max(10, size - 6)},
+            "steps": [{"label": str(e), "method": "animate", "args": [[str(f)], jump]}
+                      for f, e in enumerate(epochs[:n_frames])],
+        }],
+    )
+    return fig
+
+
+def embedding_animation(results, method: str = "pca", colour_by: str = "true", presentation: bool = False,
+                        frame: int | None = None, zoom: str = "follow") -> go.Figure:
+    """The animation of one RunResult, or of {option: RunResult} side by side (the CLI's export)."""
+    if not isinstance(results, Mapping):
+        results = {results.settings.centroid: results}
+    if not results:
+        raise FatvizError("No run to draw.")
+    first = next(iter(results.values()))
+    panels = [panel_frames(option, r.snapshots, method, r.settings.seed) for option, r in results.items()]
+    return embedding_figure(panels, PointLabels.from_result(first), colour_by, frame=frame,
+                            presentation=presentation, zoom=zoom)

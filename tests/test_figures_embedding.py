@@ -1,0 +1,308 @@
+"""The embedding animation and the curves over epochs, read back from the figures' data."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from fatviz.cli import main as cli_main
+from fatviz.errors import FatvizError
+from fatviz.figures.curves import (
+    bound_curves,
+    loss_curves,
+    metric_curves,
+    metrics_table,
+)
+from fatviz.figures.embedding import (
+    FLIPPED,
+    KEPT,
+    PanelFrames,
+    PointLabels,
+    embedding_animation,
+    embedding_figure,
+    nearest_neighbours,
+    panel_frames,
+    point_groups,
+)
+from fatviz.figures.style import OPTION_COLOURS, class_colour
+from fatviz.runs import load_run, save_run
+from fatviz.settings import RunSettings
+from fatviz.train import RunResult, Snapshot
+
+OPTIONS = ("mean", "mean-norm", "norm-mean", "norm-mean-norm")
+V, K, D, EPOCHS = 40, 4, 6, 5
+
+
+def values(v) -> np.ndarray:
+    """An array from plotly's data: a list, a numpy array, or a base64 typed array."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v, dtype=float)
+
+
+def fake_snapshots(seed: int = 0, dim: int = D, epochs: int = EPOCHS, unit: bool = False,
+                   absent: int | None = None) -> list[Snapshot]:
+    """Points that drift toward their class centre epoch by epoch, with computed centres and metrics."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(V) % K
+    anchors = rng.normal(size=(K, dim)) * 3
+    noise = rng.normal(size=(V, dim))
+    snaps = []
+    for e in range(epochs + 1):
+        emb = anchors[labels] + noise / (1 + e)
+        if unit:
+            emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        centres = np.stack([emb[labels == k].mean(0) for k in range(K)])
+        present = np.ones(K, dtype=bool)
+        if absent is not None:
+            present[absent] = False
+        exact = 1.0 / (1 + e)
+        snaps.append(Snapshot(
+            epoch=e, embeddings=emb.astype(np.float32), centres=centres.astype(np.float32),
+            radius=np.ones(K, dtype=np.float32), present=present,
+            losses={} if e == 0 else {"point_to_set": 0.5 / e, "compactness": 0.2 / e, "total": 0.7 / e},
+            bound={"exact": exact, "bound": exact + 0.3, "bound_point_to_set": exact + 0.1, "bound_radius": 0.2},
+            metrics={"precision_at_1": 0.5 + 0.1 * e / epochs, "map": 0.4 + e / 100, "nmi": 0.3 + e / 50},
+            seconds=0.1 * e))
+    return snaps
+
+
+def fake_labels(flip_every: int = 5) -> PointLabels:
+    true = np.arange(V) % K
+    flipped = np.arange(V) % flip_every == 0
+    given = np.where(flipped, (true + 1) % K, true)
+    return PointLabels(np.arange(100, 100 + V), true, given, flipped, [f"class {k}" for k in range(K)])
+
+
+def fake_result(option: str, snaps: list[Snapshot], labels: PointLabels) -> RunResult:
+    return RunResult(settings=RunSettings(centroid=option), snapshots=snaps, state_dict={}, vis_idx=labels.index,
+                     vis_true=labels.true, vis_given=labels.given, vis_flipped=labels.flipped,
+                     class_names=labels.class_names, model_kind="mlp", device="cpu", seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, list[Snapshot]]:
+    return {o: fake_snapshots(seed=i, unit=o != "mean") for i, o in enumerate(OPTIONS)}
+
+
+@pytest.fixture(scope="module")
+def panels(runs) -> list[PanelFrames]:
+    return [panel_frames(o, s) for o, s in runs.items()]
+
+
+# --------------------------------------------------------------------------- panels and neighbours
+
+
+def test_panel_frames_project_every_epoch_and_hide_absent_centres() -> None:
+    snaps = fake_snapshots(absent=2)
+    panel = panel_frames("mean", snaps)
+    assert panel.epochs == list(range(EPOCHS + 1))
+    assert all(p.shape == (V, 2) for p in panel.points) and all(c.shape == (K, 2) for c in panel.centres)
+    assert all(np.isnan(c[2]).all() and np.isfinite(np.delete(c, 2, 0)).all() for c in panel.centres)
+    assert panel.captions[-1] == f"P@1 {snaps[-1].metrics['precision_at_1']:.2f}"
+    assert not panel.unit_circle
+
+
+def test_a_2d_embedding_is_drawn_as_it_is_with_the_unit_circle_when_normalised() -> None:
+    snaps = fake_snapshots(dim=2, unit=True)
+    panel = panel_frames("norm-mean-norm", snaps)
+    np.testing.assert_allclose(panel.points[3], snaps[3].embeddings, atol=1e-6)
+    assert panel.unit_circle
+    fig = embedding_figure([panel], fake_labels())
+    assert [s["type"] for s in fig.layout.shapes] == ["circle"]
+
+
+def test_panel_frames_without_snapshots_is_a_user_error() -> None:
+    with pytest.raises(FatvizError, match="no snapshot"):
+        panel_frames("mean", [])
+
+
+def test_nearest_neighbours_match_brute_force_and_skip_the_point_itself() -> None:
+    emb = np.random.default_rng(3).normal(size=(30, 5))
+    order, dist = nearest_neighbours(emb, 7, k=4)
+    brute = sorted((np.linalg.norm(emb[j] - emb[7]), j) for j in range(30) if j != 7)[:4]
+    assert list(order) == [j for _, j in brute]
+    np.testing.assert_allclose(dist, [d for d, _ in brute])
+    assert len(nearest_neighbours(emb[:3], 0, k=10)[0]) == 2
+    with pytest.raises(FatvizError, match="does not exist"):
+        nearest_neighbours(emb, 30)
+
+
+# --------------------------------------------------------------------------- the four-panel animation
+
+
+def test_four_panels_one_frame_per_epoch_with_play_pause_reset_and_a_slider(panels) -> None:
+    fig = embedding_figure(panels, fake_labels())
+    points = [t for t in fig.data if t.name == "points"]
+    centres = [t for t in fig.data if t.name == "class centre"]
+    assert len(points) == 4 and len(centres) == 4
+    assert [t.xaxis for t in points] == ["x", "x2", "x3", "x4"]  # one panel each, 2x2
+    assert len(fig.frames) == EPOCHS + 1
+    for f, frame in enumerate(fig.frames):
+        assert frame.name == str(f)
+        assert list(frame.traces) == list(range(8))  # points and centres of the four panels move
+        np.testing.assert_allclose(values(frame.data[0].x), np.round(panels[0].points[f][:, 0], 3), atol=1e-3)
+        np.testing.assert_allclose(values(frame.data[7].y), np.round(panels[3].centres[f][:, 1], 3), atol=1e-3)
+        assert frame.layout.title.text == f"Epoch {f}"
+    labels = [b.label for b in fig.layout.updatemenus[0].buttons]
+    assert labels == ["▶ Play", "❚❚ Pause", "↺ Reset"]
+    slider = fig.layout.sliders[0]
+    assert [s.label for s in slider.steps] == [str(e) for e in range(EPOCHS + 1)]
+    assert slider.active == EPOCHS  # the last epoch is shown first
+    assert fig.layout.uirevision == "embedding"
+    titles = [a.text for a in fig.layout.annotations]
+    assert all(o in t for o, t in zip(OPTIONS, titles, strict=True))
+    assert OPTION_COLOURS["mean"] in titles[0]
+
+
+def test_the_first_frame_shown_can_be_chosen(panels) -> None:
+    fig = embedding_figure(panels, fake_labels(), frame=2)
+    assert fig.layout.sliders[0].active == 2
+    np.testing.assert_allclose(values(fig.data[0].x), np.round(panels[0].points[2][:, 0], 3), atol=1e-3)
+    assert fig.layout.title.text == "Epoch 2"
+    assert embedding_figure(panels, fake_labels(), frame=99).layout.sliders[0].active == EPOCHS
+
+
+def test_each_class_has_one_colour_in_every_panel(panels) -> None:
+    labels = fake_labels()
+    fig = embedding_figure(panels, labels, colour_by="true")
+    points = [t for t in fig.data if t.name == "points"]
+    expected = [class_colour(k) for k in labels.true]
+    assert all(list(t.marker.color) == expected for t in points)
+    assert all(list(t.customdata) == list(range(V)) for t in points)
+    centres = [t for t in fig.data if t.name == "class centre"]
+    assert all(list(t.marker.color) == [class_colour(k) for k in range(K)] for t in centres)
+    key = [t.name for t in fig.data if t.name not in ("points", "class centre")]
+    assert key == [f"class {k} ({V // K})" for k in range(K)]
+    assert sum(1 for t in fig.data if t.showlegend is not False) == 1 + K  # once each, not once per panel
+
+
+def test_colouring_by_given_label_or_flipped_recolours_the_flipped_points(panels) -> None:
+    labels = fake_labels()
+    true = list(embedding_figure(panels, labels, "true").data[0].marker.color)
+    given = list(embedding_figure(panels, labels, "given").data[0].marker.color)
+    changed = [i for i in range(V) if true[i] != given[i]]
+    assert changed == list(np.flatnonzero(labels.flipped))
+    flipped = list(embedding_figure(panels, labels, "flipped").data[0].marker.color)
+    groups = {name: colour for name, colour, _ in point_groups(labels, "flipped")}
+    assert [c == groups[FLIPPED] for c in flipped] == list(labels.flipped)
+    assert set(flipped) == {groups[KEPT], groups[FLIPPED]}
+    with pytest.raises(FatvizError, match="colour points"):
+        embedding_figure(panels, labels, "size")
+
+
+def test_follow_zoom_frames_each_epoch_and_fixed_keeps_one_range(panels) -> None:
+    follow = embedding_figure(panels, fake_labels(), zoom="follow")
+    fixed = embedding_figure(panels, fake_labels(), zoom="fixed")
+    spans = [f.layout.xaxis.range[1] - f.layout.xaxis.range[0] for f in follow.frames]
+    assert spans[0] > spans[-1]  # points contract toward their centres
+    fixed_ranges = {tuple(f.layout.xaxis.range) for f in fixed.frames}
+    assert len(fixed_ranges) == 1
+    lo, hi = next(iter(fixed_ranges))
+    every = np.concatenate([p[:, 0] for p in panels[0].points])
+    assert lo < every.min() and every.max() < hi
+    with pytest.raises(FatvizError, match="zoom"):
+        embedding_figure(panels, fake_labels(), zoom="wobble")
+
+
+def test_a_highlighted_point_is_ringed_in_every_panel_and_moves_with_it(panels) -> None:
+    fig = embedding_figure(panels, fake_labels(), highlight=7)
+    rings = [t for t in fig.data if t.legendgroup == "highlight"]
+    assert len(rings) == 4 and rings[0].name == "sample 107"
+    first_ring = list(fig.data).index(rings[0])
+    assert list(fig.frames[1].traces)[-4:] == list(range(first_ring, first_ring + 4))
+    np.testing.assert_allclose(values(fig.frames[1].data[8].x), np.round(panels[0].points[1][[7], 0], 3), atol=1e-3)
+    with pytest.raises(FatvizError, match="does not exist"):
+        embedding_figure(panels, fake_labels(), highlight=V)
+
+
+def test_the_live_view_is_one_static_epoch(panels) -> None:
+    fig = embedding_figure(panels, fake_labels(), animate=False)
+    assert not fig.frames and not fig.layout.sliders and not fig.layout.updatemenus
+    assert fig.layout.title.text == f"Epoch {EPOCHS}"
+
+
+def test_presentation_mode_enlarges_text_and_markers(panels) -> None:
+    small = embedding_figure(panels, fake_labels())
+    large = embedding_figure(panels, fake_labels(), presentation=True)
+    assert large.layout.font.size > small.layout.font.size
+    assert large.data[0].marker.size > small.data[0].marker.size
+
+
+def test_the_animation_stays_light(runs) -> None:
+    """500 points x 4 panels x 31 epochs must stay a few megabytes of JSON at most."""
+    big = {o: fake_snapshots(seed=i, epochs=30) for i, o in enumerate(OPTIONS)}
+    for snaps in big.values():
+        for s in snaps:
+            object.__setattr__(s, "embeddings", np.repeat(s.embeddings, 13, axis=0)[:500])
+    labels = PointLabels(np.arange(500), np.arange(500) % K, np.arange(500) % K, np.zeros(500, bool),
+                         [str(k) for k in range(K)])
+    fig = embedding_figure([panel_frames(o, s) for o, s in big.items()], labels)
+    assert len(fig.to_json()) < 2_500_000
+
+
+def test_embedding_animation_of_one_run_or_of_four_and_its_html_export(runs, tmp_path) -> None:
+    labels = fake_labels()
+    one = embedding_animation(fake_result("norm-mean", runs["norm-mean"], labels))
+    assert sum(t.name == "points" for t in one.data) == 1 and len(one.frames) == EPOCHS + 1
+    four = embedding_animation({o: fake_result(o, s, labels) for o, s in runs.items()}, colour_by="flipped")
+    assert sum(t.name == "points" for t in four.data) == 4
+    html = four.to_html(include_plotlyjs=True, full_html=True, auto_play=False)
+    assert "<script" in html and "Plotly.newPlot" in html and len(html) > 1_000_000  # plotly.js inside
+    with pytest.raises(FatvizError):
+        embedding_animation({})
+
+
+def test_cli_export_writes_a_standalone_html_file(runs, tmp_path) -> None:
+    folder = tmp_path / "run"
+    save_run(fake_result("mean-norm", runs["mean-norm"], fake_labels()), folder)
+    assert load_run(folder).snapshots[-1].epoch == EPOCHS
+    out = tmp_path / "anim.html"
+    assert cli_main(["export", str(folder), "--html", str(out)]) == 0
+    text = out.read_text()
+    assert "Plotly.newPlot" in text and '"name":"5"' in text.replace(" ", "")
+
+
+# --------------------------------------------------------------------------- curves and table
+
+
+def test_metric_curves_one_line_per_option_per_metric_in_the_option_colour(runs) -> None:
+    fig = metric_curves(runs)
+    assert len(fig.data) == 3 * 4
+    first = [t for t in fig.data if t.xaxis == "x"]
+    assert [t.name for t in first] == list(OPTIONS)
+    assert [t.line.color for t in first] == [OPTION_COLOURS[o] for o in OPTIONS]
+    mean_p1 = next(t for t in first if t.name == "mean")
+    np.testing.assert_allclose(values(mean_p1.y), [s.metrics["precision_at_1"] for s in runs["mean"]])
+    assert [a.text for a in fig.layout.annotations] == ["precision@1", "mAP", "NMI"]
+
+
+def test_loss_curves_show_each_term_per_option_without_epoch_zero(runs) -> None:
+    fig = loss_curves(runs)
+    assert {t.name for t in fig.data} == {"total", "point-to-set", "compactness"}
+    first = [t for t in fig.data if t.xaxis == "x"]
+    assert list(first[0].x) == list(range(1, EPOCHS + 1))
+    total = next(t for t in first if t.name == "total")
+    np.testing.assert_allclose(values(total.y), [s.losses["total"] for s in runs["mean"][1:]])
+
+
+def test_bound_curves_put_the_bound_above_the_exact_loss(runs) -> None:
+    fig = bound_curves(runs)
+    exact = [t for t in fig.data if t.name == "exact triplet loss"]
+    bound = [t for t in fig.data if t.name == "FAT bound"]
+    assert len(exact) == len(bound) == 4
+    for e, b in zip(exact, bound, strict=True):
+        assert (values(b.y) >= values(e.y)).all()
+
+
+def test_metrics_table_rows_are_options_at_the_chosen_epoch(runs) -> None:
+    last = metrics_table(runs)
+    assert list(last.index) == list(OPTIONS) and (last["epoch"] == EPOCHS).all()
+    assert last.loc["mean", "precision@1"] == pytest.approx(runs["mean"][-1].metrics["precision_at_1"])
+    assert last.loc["mean-norm", "FAT bound"] == pytest.approx(runs["mean-norm"][-1].bound["bound"])
+    two = metrics_table(runs, 2)
+    assert (two["epoch"] == 2).all()
+    with pytest.raises(FatvizError):
+        metrics_table({})
