@@ -1,6 +1,191 @@
-"""Placeholder until the page lands."""
+"""Centroid explorer: the four centroid options side by side, same data, same seed, over epochs."""
 
+from __future__ import annotations
+
+import numpy as np
 import streamlit as st
 
-st.title("centroid_explorer")
-st.info("This page is being built.")
+from fatviz.figures.curves import (
+    bound_curves,
+    loss_curves,
+    metric_curves,
+    metrics_table,
+)
+from fatviz.figures.embedding import (
+    COLOUR_BY,
+    COLOUR_BY_LABELS,
+    ZOOMS,
+    nearest_neighbours,
+)
+from fatviz.jobs import job_key
+from fatviz.projection import PROJECTIONS
+from pages.common import (
+    apply_presentation_css,
+    job_manager,
+    job_runs,
+    prepared_data,
+    presentation,
+    show_job_animation,
+    sidebar_settings,
+    start_job,
+)
+
+PROJECTION_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+NEIGHBOURS = 6
+
+apply_presentation_css()
+# Digits are 8x8 pixels: keep them crisp when enlarged.
+st.markdown("<style>[data-testid='stImage'] img {image-rendering: pixelated;}</style>", unsafe_allow_html=True)
+st.title("Centroid explorer")
+st.caption("The same network, data and seed, trained once per centroid option. Points are the "
+           "visualisation subset of the training split; diamonds are the class centres.")
+
+settings = sidebar_settings()
+if settings is None:
+    st.stop()
+
+manager = job_manager()
+key = job_key("compare", settings)
+job = manager.get(key)
+saved = manager.runs_dir is not None and (manager.runs_dir / key).is_dir()
+# A shared link or a saved run starts at once; edited settings wait for the button, so a
+# few quick edits never queue several four-option trainings behind each other.
+first_visit = not st.session_state.get("explorer_visited")
+st.session_state["explorer_visited"] = True
+if job is None and (saved or first_visit):
+    job = start_job("compare", settings)
+if job is None or job.status in ("error", "stopped"):
+    label = "Train the four options" if job is None else "Train again"
+    if st.button(label, type="primary", icon=":material/model_training:",
+                 help=f"{settings.epochs} epochs × 4 centroid options, in the background"):
+        job = start_job("compare", settings)
+    elif job is None:
+        st.info("These settings have not been trained yet. Press **Train the four options**: "
+                "the panels fill in epoch by epoch while training runs.")
+        st.stop()
+if job is None:
+    st.stop()
+
+controls = st.columns([2.2, 1.6, 1.4, 1], vertical_alignment="bottom")
+colour_by = controls[0].segmented_control(
+    "Colour points by", COLOUR_BY, format_func=lambda c: COLOUR_BY_LABELS[c], default="true",
+    key="explorer_colour_by", required=True)
+if settings.embedding_dim == 2:
+    method = "pca"
+    controls[1].markdown("**Projection**  \n2-D embedding: drawn as it is")
+else:
+    method = controls[1].segmented_control(
+        "Projection", PROJECTIONS, format_func=PROJECTION_LABELS.get, default="pca", key="explorer_projection",
+        required=True, help="PCA is fitted once across all epochs (stable axes, instant). t-SNE and UMAP fit "
+                            "every epoch (slow, once per run, then cached).")
+zoom = controls[2].segmented_control(
+    "Axes", ZOOMS, default="follow", key="explorer_zoom", required=True,
+    format_func={"follow": "follow points", "fixed": "fixed"}.get,
+    help="follow: each epoch framed on its own points; fixed: one range for all epochs (shows growth).")
+if not job.done and controls[3].button("Stop", icon=":material/stop:", help="Stop after the current batch"):
+    job.stop()
+if method != "pca" and not job.done:
+    st.caption(f"{PROJECTION_LABELS[method]} is computed once training ends; PCA meanwhile.")
+
+# Epoch to inspect: drives the first frame shown, the table and the neighbours.
+frame = None
+n = job.frames()
+if job.done and n > 1:
+    if st.session_state.get("explorer_epoch_of") != job.key:
+        st.session_state["explorer_epoch_of"] = job.key
+        st.session_state["explorer_epoch"] = n - 1
+    st.session_state["explorer_epoch"] = min(int(st.session_state.get("explorer_epoch", n - 1)), n - 1)
+
+    def step(delta: int) -> None:
+        st.session_state["explorer_epoch"] = int(np.clip(st.session_state["explorer_epoch"] + delta, 0, n - 1))
+
+    epochs = [s.epoch for s in next(iter(job_runs(job).values()))]
+    cols = st.columns([1, 1, 1, 8], vertical_alignment="bottom")
+    cols[0].button("◀ Step", on_click=step, args=(-1,), width="stretch", key="explorer_back")
+    cols[1].button("Step ▶", on_click=step, args=(1,), width="stretch", key="explorer_next")
+    cols[2].button("Reset", on_click=step, args=(-n,), width="stretch", key="explorer_reset")
+    frame = cols[3].select_slider("Epoch to inspect", options=list(range(n)), key="explorer_epoch",
+                                  format_func=lambda f: f"epoch {epochs[f]}",
+                                  help="Sets the frame shown, the table and the neighbours below. "
+                                       "▶ Play in the chart animates all epochs.")
+
+# A click on a point reruns the page with the chart's selection; remember the point, since a
+# new figure (another epoch, the ring around the point) starts with an empty selection.
+chart_key = f"explorer-{key}"
+state = st.session_state.get(chart_key)
+points = state["selection"]["points"] if state and "selection" in state else []
+picked = next((p for p in points if p.get("curve_number", -1) in range(0, 2 * len(job.options), 2)
+               and "customdata" in p), None)
+if picked is not None:
+    custom = picked["customdata"]
+    st.session_state["explorer_point"] = (job.options[picked["curve_number"] // 2],
+                                          int(custom[0] if isinstance(custom, list) else custom))
+selected = st.session_state.get("explorer_point")
+shown = len(job.snapshots[job.options[0]][0].embeddings) if job.frames() else 0
+if selected is not None and (selected[0] not in job.options or selected[1] >= shown):
+    selected = None
+show_job_animation(job, key=chart_key, method=method if job.done else "pca", colour_by=colour_by, zoom=zoom,
+                   frame=frame, highlight=None if selected is None else selected[1], selectable=True)
+if not job.done or job.status == "error":
+    st.stop()
+
+runs = job_runs(job)
+if not any(runs.values()):
+    st.stop()
+index = -1 if frame is None else frame
+
+# -- one sample: its image, labels and nearest neighbours --------------------------------
+data = prepared_data(settings)
+if selected is not None and data is not None:
+    option, i = selected
+    snap = runs[option][index]
+    ds = data.dataset
+    names = ds.class_names
+
+    def describe(j: int) -> str:
+        """True and given label of point j, marking a label flipped by noise."""
+        idx = data.vis_idx[j]
+        given = data.given_labels[idx]
+        text = f"true **{names[ds.y_train[idx]]}** · given **{names[given]}**"
+        return text + (" · :red[flipped]" if data.noisy.flipped[idx] else "")
+
+    def show_sample(where, j: int, caption: str) -> None:
+        """The sample's image, or its features when the dataset has no images."""
+        idx = data.vis_idx[j]
+        if ds.images_train is not None:
+            where.image(ds.images_train[idx], width=110 if caption else 180)
+        else:
+            where.code("x = (" + ", ".join(f"{v:.2f}" for v in ds.x_train[idx][:8]) + ")")
+        if caption:
+            where.caption(caption)
+
+    st.subheader(f"Sample {data.vis_idx[i]} in the {option} panel, epoch {snap.epoch}")
+    left, right = st.columns([1, 3], gap="large")
+    with left:
+        show_sample(st, i, "")
+        st.markdown(describe(i))
+    with right:
+        order, dist = nearest_neighbours(snap.embeddings, i, NEIGHBOURS)
+        st.markdown(f"**Nearest neighbours** in the {option} anchor space (Euclidean distance)")
+        cells = st.columns(len(order))
+        for cell, j, d in zip(cells, order, dist, strict=True):
+            show_sample(cell, int(j), f"d = {d:.3f}")
+            cell.markdown(describe(int(j)))
+else:
+    st.caption("Click a point in any panel to see its image, its labels and its nearest neighbours.")
+
+# -- per option: metrics, loss terms, bound vs exact --------------------------------------
+pres = presentation()
+table = metrics_table(runs, index)
+st.subheader(f"Test metrics at epoch {int(table['epoch'].iloc[0])}")
+st.dataframe(table.style.format(precision=3, na_rep="–"), width="stretch")
+tabs = st.tabs(["Metrics over epochs", "Loss terms", "The bound vs the exact triplet loss"])
+with tabs[0]:
+    st.plotly_chart(metric_curves(runs, presentation=pres), theme=None, width="stretch")
+with tabs[1]:
+    st.plotly_chart(loss_curves(runs, presentation=pres), theme=None, width="stretch")
+with tabs[2]:
+    st.plotly_chart(bound_curves(runs, presentation=pres), theme=None, width="stretch")
+    st.caption("Measured on the visualisation subset with the given labels: the exact mean triplet "
+               "loss over all triplets, and the FAT bound (point-to-set term plus the two radii), "
+               "which holds for every centroid option.")

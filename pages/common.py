@@ -6,6 +6,8 @@ This is the only place that turns widgets into a RunSettings; pages call `sideba
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,20 @@ NOISE_KINDS = ("none", "symmetric", "pairflip")
 RUNS_DIR = os.environ.get("FATVIZ_RUNS_DIR", "runs")
 # Worker processes for training; 0 trains in a thread of the app (used by tests).
 WORKERS = int(os.environ.get("FATVIZ_WORKERS", str(min(2, os.cpu_count() or 1))))
+
+
+def _leave_pages_folder_mode() -> None:
+    """Until app.py first calls st.navigation, Streamlit serves pages/ as an old-style page folder
+    (with common.py as a page). A first visitor after a server start who opens a shared link such
+    as /classroom would land there: switch to app.py's navigation and rerun, once per server."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_folder_mode()
 
 
 @st.cache_resource(show_spinner=False)
@@ -91,6 +107,12 @@ def _apply_preset() -> None:
     name = st.session_state.get("w_preset")
     if name in PRESETS:
         _write_state(PRESETS[name][1])
+
+
+def use_preset(name: str) -> None:
+    """Load a named preset into the settings widgets (a button callback, like the sidebar's Preset box)."""
+    st.session_state["w_preset"] = name
+    _apply_preset()
 
 
 def sidebar_settings(show: tuple[str, ...] = ("data", "noise", "loss", "training"),
@@ -215,3 +237,120 @@ def prepared_data(settings: RunSettings):
     except FatvizError as exc:
         show_error(exc)
         return None
+
+
+# -- The four-panel animation, shared by Home, the Centroid explorer and the Classroom ------------
+
+@st.cache_resource(show_spinner=False)
+def _figure_store() -> dict:
+    """Built figures shared by every session: a class looking at one preset builds its figure once."""
+    return {"lock": threading.Lock(), "figures": OrderedDict()}
+
+
+def animation_figure(source: str, runs: dict[str, list], labels, *, method: str = "pca", colour_by: str = "true",
+                     zoom: str = "follow", frame: int | None = None, animate: bool = True,
+                     highlight: int | None = None):
+    """The four-panel figure for `runs` (snapshots per option), built once per view for all sessions.
+
+    `source` names where the snapshots come from (a job or a run folder); t-SNE and UMAP
+    show a progress bar while they fit. A user mistake shows one error and returns None.
+    """
+    from fatviz.figures.embedding import embedding_figure, panel_frames
+
+    n = min((len(v) for v in runs.values()), default=0)
+    store = _figure_store()
+    view = (source, n, method, colour_by, zoom, frame, animate, highlight, presentation())
+    with store["lock"]:
+        if view in store["figures"]:
+            store["figures"].move_to_end(view)
+            return store["figures"][view]
+    bar = st.progress(0.0, text=f"Fitting {method.upper()}…") if method != "pca" else None
+    try:
+        panels = []
+        for i, (option, snaps) in enumerate(runs.items()):
+            def progress(f: float, msg: str, i: int = i, option: str = option) -> None:
+                if bar is not None:
+                    bar.progress(min(1.0, (i + f) / len(runs)), text=f"{option}: {msg} (once; then cached)")
+            panels.append(panel_frames(option, snaps[:n], method, progress=progress))
+        fig = embedding_figure(panels, labels, colour_by, frame=frame, animate=animate,
+                               presentation=presentation(), zoom=zoom, highlight=highlight)
+    except (FatvizError, ImportError) as exc:
+        show_error(exc if isinstance(exc, FatvizError) else FatvizError(
+            f"{method} is not installed here ({exc}); choose PCA."))
+        return None
+    finally:
+        if bar is not None:
+            bar.empty()
+    with store["lock"]:
+        store["figures"][view] = fig
+        while len(store["figures"]) > 48:
+            store["figures"].popitem(last=False)
+    return fig
+
+
+def job_runs(job: Job) -> dict[str, list]:
+    """Snapshots per option that every option has reached (panels advance together)."""
+    n = job.frames()
+    return {o: list(job.snapshots.get(o, []))[:n] for o in job.options}
+
+
+def job_labels(job: Job):
+    """The visualisation subset's labels: from the results when done, else from the prepared data."""
+    from fatviz.figures.embedding import PointLabels
+
+    if job.results:
+        return PointLabels.from_result(next(iter(job.results.values())))
+    data = prepared_data(job.settings)
+    return None if data is None else PointLabels.from_data(data)
+
+
+def plot_embedding(fig, key: str, selectable: bool = False):
+    """Draw an embedding figure the same way everywhere (our own style, not Streamlit's theme)."""
+    config = {"displaylogo": False, "scrollZoom": True,
+              "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "fatviz-embedding"}}
+    if selectable:
+        return st.plotly_chart(fig, key=key, theme=None, on_select="rerun", selection_mode="points",
+                               config=config)
+    st.plotly_chart(fig, key=key, theme=None, config=config)
+    return None
+
+
+def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: str = "true", zoom: str = "follow",
+                       frame: int | None = None, highlight: int | None = None, selectable: bool = False):
+    """A compare job's panels: the latest epoch, live, while it trains; the full animation once done.
+
+    While training, a fragment polls the job twice a second and redraws the newest epoch;
+    when the job ends it reruns the page once, which draws the animation and stops polling.
+    Returns the chart's selection state (when `selectable` and done), else None.
+    """
+    if not job.done:
+        # Polling reruns would fade the chart as "stale" twice a second: keep it solid.
+        st.markdown("<style>[data-stale='true'] {opacity: 1 !important; transition: none !important;}</style>",
+                    unsafe_allow_html=True)
+
+        @st.fragment(run_every=0.5)
+        def live() -> None:
+            if job.done:
+                st.rerun()
+            job_status(job)
+            labels = job_labels(job)
+            if job.frames() == 0 or labels is None:
+                st.caption("The first epoch appears here in a moment…")
+                return
+            fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, colour_by=colour_by, zoom=zoom, animate=False)
+            if fig is not None:
+                plot_embedding(fig, f"{key}-live")
+
+        live()
+        return None
+    if job.status == "error":
+        st.error(job.error, icon="⚠️")
+        return None
+    if job.status == "stopped":
+        st.info(f"Stopped after epoch {max(0, job.frames() - 1)}: showing the epochs trained so far.")
+    labels = job_labels(job)
+    if job.frames() == 0 or labels is None:
+        return None
+    fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, method=method, colour_by=colour_by,
+                           zoom=zoom, frame=frame, highlight=highlight)
+    return None if fig is None else plot_embedding(fig, key, selectable)

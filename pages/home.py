@@ -1,6 +1,53 @@
-"""Placeholder until the page lands."""
+"""Home: what FAT is, in one screen, and a button that trains the default demo and animates it."""
 
 import streamlit as st
 
-st.title("home")
-st.info("This page is being built.")
+from fatviz.settings import RunSettings
+from pages.common import (
+    apply_presentation_css,
+    job_manager,
+    show_job_animation,
+    start_job,
+)
+
+apply_presentation_css()
+job_manager()  # start the training workers now, while the visitor reads
+
+st.title("FAT: the Fast Approximated Triplet loss")
+story, maths = st.columns([1, 1.1], gap="large")
+with story:
+    st.markdown(
+        "A **triplet loss** teaches a network to put an *anchor* closer to a *positive* (same class) "
+        "than to a *negative* (another class), by a margin *m*. With *N* samples there are about "
+        "*N*³ triplets, and mining the hard ones favours outliers and **mislabelled** samples.\n\n"
+        "**FAT** replaces every positive and negative by its **class centre** *c* and the class "
+        "**radius** *R* (the farthest member from the centre). The triangle inequality turns the "
+        "loss of every triplet into a bound that needs only each anchor's distance to the *K* "
+        "centres: *O(N·K)* instead of *O(N³)*.\n\n"
+        "Press **Run the demo** to train the same network four times, once per way of computing "
+        "the centre, on handwritten digits, and watch the classes pull apart."
+    )
+with maths:
+    st.markdown("**The bound**: for any centre point, by the triangle inequality")
+    st.latex(r"""\begin{aligned}\max\bigl(0,\ d(a,p) - d(a,n) + m\bigr) \;\le\;
+             &\max\bigl(0,\ d(a,c_{y_a}) - d(a,c_k) + m\bigr)\\ &+ R_{y_a} + R_k\end{aligned}""")
+    st.markdown("**The FAT loss** minimises it: a point-to-set term plus a compactness term")
+    st.latex(r"""\begin{aligned}L_{\mathrm{FAT}} = \frac{1}{N(K-1)} \sum_{a} \sum_{k \ne y_a}
+             &\max\bigl(0,\ d(a,c_{y_a}) - d(a,c_k) + m\bigr)\\ &+ \lambda\, \mathrm{compactness}\end{aligned}""")
+    st.caption("d: Euclidean distance in the anchor space · c_k: centre of class k, recomputed from the "
+               "whole training set every epoch · R_k: radius of class k · m: margin · λ: compactness weight")
+
+settings = RunSettings()
+if st.button("Run the demo", type="primary", icon=":material/play_arrow:",
+             help=f"{settings.dataset}, the four centroid options, {settings.epochs} epochs, seed {settings.seed}"):
+    st.session_state["home_demo"] = True
+
+if st.session_state.get("home_demo"):
+    job = start_job("compare", settings)
+    if job is not None:
+        show_job_animation(job, key="home_animation")
+        if job.done and job.status == "done":
+            how = "loaded from the saved run" if job.from_cache else f"trained in {job.seconds:.1f} s"
+            st.caption(f"Four runs, same data and seed, {how}. Each panel is one centroid option "
+                       "(PCA fitted once across all epochs). Press ▶ Play to watch training; "
+                       "open the **Centroid explorer** for metrics, the bound, and single samples.")

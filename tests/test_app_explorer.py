@@ -1,0 +1,232 @@
+"""AppTest runs of Home, the Centroid explorer and the Classroom: they render, and widgets change what is computed.
+
+Runs train in a thread of the test process (conftest: FATVIZ_WORKERS=0) on tiny settings
+passed through the URL, as a teacher's link would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fatviz.jobs import job_key
+from fatviz.presets import PRESETS
+from fatviz.runs import save_run
+from fatviz.settings import RunSettings
+from fatviz.train import compare_centroids
+from pages.common import RUNS_DIR, job_manager
+
+TIMEOUT = 120
+TINY = {"subsample": "200", "epochs": "2", "vis_points": "60", "embedding_dim": "8"}
+
+
+def tiny(**changes: str) -> dict[str, str]:
+    return {**TINY, **changes}
+
+
+def page(name: str, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(f"../pages/{name}.py", default_timeout=TIMEOUT)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def animation(at: AppTest) -> dict | None:
+    """The embedding figure on the page (the one with point traces), if drawn."""
+    return next((f for f in figures(at) if any(t.get("name") == "points" for t in f["data"])), None)
+
+
+def values(v) -> np.ndarray:
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def no_trouble(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def run_until_animated(at: AppTest, frames: int, timeout: float = TIMEOUT) -> dict:
+    """Rerun the page (as the live fragment would) until the full animation with `frames` epochs is drawn."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert not at.exception, [e.value for e in at.exception]
+        fig = animation(at)
+        if fig is not None and len(fig.get("frames", [])) == frames:
+            return fig
+        assert time.monotonic() < deadline, "the animation never appeared"
+        time.sleep(0.3)
+        at.run()
+
+
+@pytest.fixture(scope="module")
+def saved_default_demo():
+    """A finished (tiny) comparison saved where the default demo's job looks, so Run the demo loads it."""
+    results = compare_centroids(RunSettings(**{k: int(v) for k, v in TINY.items()}))
+    folder = Path(RUNS_DIR) / job_key("compare", RunSettings())
+    for option, result in results.items():
+        save_run(result, folder / option)
+    job_manager.clear()  # a fresh manager: nothing in memory, the saved run on disk
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+    job_manager.clear()
+
+
+# --------------------------------------------------------------------------- home
+
+
+def test_home_says_what_fat_is_and_runs_the_demo(saved_default_demo) -> None:
+    at = page("home")
+    no_trouble(at)
+    latex = [x.value for x in at.latex]
+    assert any(r"R_{y_a} + R_k" in x and r"d(a,c_k)" in x for x in latex)
+    assert any(r"L_{\mathrm{FAT}}" in x for x in latex)
+    assert animation(at) is None  # nothing trains before the button
+    (button,) = [b for b in at.button if b.label == "Run the demo"]
+    button.click().run()
+    no_trouble(at)
+    fig = run_until_animated(at, frames=3)
+    assert sum(t.get("name") == "points" for t in fig["data"]) == 4
+    assert [s["label"] for s in fig["layout"]["sliders"][0]["steps"]] == ["0", "1", "2"]
+    assert any("loaded from the saved run" in c.value for c in at.caption)
+    job = job_manager().get(job_key("compare", RunSettings()))
+    assert job.from_cache and job.done
+
+
+# --------------------------------------------------------------------------- centroid explorer
+
+
+def test_explorer_trains_live_then_animates_the_four_options() -> None:
+    at = page("centroid_explorer", tiny(seed="11"))
+    fig = run_until_animated(at, frames=3)
+    no_trouble(at)
+    titles = [a["text"] for a in fig["layout"]["annotations"]]
+    assert [t.split("</span>")[0].split(">")[-1] for t in titles] == ["mean", "mean-norm", "norm-mean",
+                                                                      "norm-mean-norm"]
+    table = at.dataframe[0].value
+    assert list(table.index) == ["mean", "mean-norm", "norm-mean", "norm-mean-norm"]
+    assert (table["epoch"] == 2).all()
+    assert len(figures(at)) == 4  # the animation and the three curve figures
+    assert any("Click a point" in c.value for c in at.caption)
+
+
+def test_explorer_colour_by_given_label_recolours_the_flipped_points() -> None:
+    at = page("centroid_explorer", tiny(noise="pairflip:0.4", seed="12"))
+    true = run_until_animated(at, frames=3)["data"][0]["marker"]["color"]
+    at.segmented_control(key="explorer_colour_by").set_value("given").run()
+    no_trouble(at)
+    given = animation(at)["data"][0]["marker"]["color"]
+    assert true != given
+    assert animation(at)["layout"]["legend"]["title"]["text"] == "given (noisy) label"
+    at.segmented_control(key="explorer_colour_by").set_value("flipped").run()
+    names = [t["name"] for t in animation(at)["data"] if t.get("showlegend") is not False]
+    assert any(n.startswith("flipped by noise (") for n in names)
+
+
+def test_explorer_changed_settings_train_on_request_with_more_epochs() -> None:
+    at = page("centroid_explorer", tiny(seed="13"))
+    run_until_animated(at, frames=3)
+    at.slider(key="w_epochs").set_value(3).run()
+    no_trouble(at)
+    assert at.query_params["epochs"] in ("3", ["3"])
+    assert animation(at) is None  # edited settings wait for the button
+    (train,) = [b for b in at.button if b.label == "Train the four options"]
+    train.click().run()
+    fig = run_until_animated(at, frames=4)
+    assert fig["layout"]["sliders"][0]["steps"][-1]["label"] == "3"
+
+
+def test_explorer_step_buttons_and_a_clicked_point_show_that_epoch_and_sample() -> None:
+    at = page("centroid_explorer", tiny(seed="14"))
+    run_until_animated(at, frames=3)
+    (back,) = [b for b in at.button if b.label == "◀ Step"]
+    back.click().run()
+    no_trouble(at)
+    assert at.session_state["explorer_epoch"] == 1
+    assert animation(at)["layout"]["sliders"][0]["active"] == 1
+    assert (at.dataframe[0].value["epoch"] == 1).all()
+    at.session_state["explorer_point"] = ("norm-mean", 5)  # what a click on a point stores
+    at.run()
+    no_trouble(at)
+    assert any(h.value.startswith("Sample ") and "norm-mean panel, epoch 1" in h.value for h in at.subheader)
+    assert len(at.get("image")) == 1 + 6  # the sample and its six nearest neighbours
+    rings = [t for t in animation(at)["data"] if t.get("legendgroup") == "highlight"]
+    assert len(rings) == 4
+
+
+def test_explorer_impossible_setting_shows_one_error_and_keeps_running() -> None:
+    at = page("centroid_explorer", tiny(loss="normalized-fat", centroid="mean"))
+    assert not at.exception
+    assert len(at.error) == 1 and "normalized-fat" in at.error[0].value
+    at = page("centroid_explorer", tiny(dataset="folder", data_root="/no/such/folder", seed="15"))
+    deadline = time.monotonic() + TIMEOUT
+    while not at.error and time.monotonic() < deadline:
+        time.sleep(0.3)
+        at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and "/no/such/folder" in at.error[0].value
+
+
+# --------------------------------------------------------------------------- classroom
+
+
+def test_classroom_link_carries_the_settings_and_presentation_mode() -> None:
+    at = page("classroom", tiny(seed="16"))
+    no_trouble(at)
+    links = [c.value for c in at.code]
+    assert len(links) == 2
+    query = parse_qs(urlparse(links[0]).query)
+    assert urlparse(links[0]).path.endswith("/classroom")
+    assert {k: v[0] for k, v in query.items()} == tiny(seed="16")
+    assert parse_qs(urlparse(links[1]).query)["present"] == ["1"]
+    assert [b.label for b in at.button if b.key and b.key.startswith("preset-")] == list(PRESETS)
+    run_until_animated(at, frames=3)
+    assert at.get("download_button")  # the HTML export
+    at.toggle(key="classroom_present").set_value(True).run()
+    no_trouble(at)
+    assert at.query_params["present"] in ("1", ["1"])
+    assert not [b for b in at.button if b.key and b.key.startswith("preset-")]  # controls hidden
+    assert animation(at)["layout"]["font"]["size"] == 22  # charts enlarged
+
+
+def test_classroom_preset_button_loads_the_preset_into_the_settings() -> None:
+    at = page("classroom", tiny(seed="17"))
+    (button,) = [b for b in at.button if b.key == "preset-40% pairflip noise"]
+    button.click().run()
+    assert not at.exception
+    assert at.session_state["w_noise_kind"] == "pairflip" and at.session_state["w_noise_rate"] == 0.4
+    assert "noise=pairflip%3A0.4" in at.code[0].value
+    # The preset's job started for the whole class; stop it, this test only checks the link.
+    # vis_points is not a sidebar widget: it stays as the link set it.
+    job = job_manager().get(job_key("compare", PRESETS["40% pairflip noise"][1].replace(vis_points=60)))
+    assert job is not None
+    job.stop()
+    job.wait(TIMEOUT)
+
+
+def test_classroom_saved_run_shows_without_training_and_a_bad_folder_is_one_error(saved_default_demo) -> None:
+    at = page("classroom", tiny(seed="18"))
+    at.segmented_control(key="classroom_source").set_value("a saved run").run()
+    no_trouble(at)
+    at.selectbox(key="classroom_saved").set_value(saved_default_demo).run()
+    no_trouble(at)
+    assert any(str(saved_default_demo) in m.value for m in at.markdown)
+    fig = animation(at)
+    assert fig is not None and len(fig["frames"]) == 3
+    assert at.get("download_button")
+    at.text_input(key="classroom_folder").input("/no/such/run").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "/no/such/run" in at.error[0].value
