@@ -122,10 +122,11 @@ if source == SOURCES[0]:
     job = start_job("compare", settings)
     if job is None:
         st.stop()
-    show_job_animation(job, key=f"classroom-{job.key}")
+    columns = 4 if pres else None  # a projector is wide: all four panels on one screen
+    show_job_animation(job, key=f"classroom-{job.key}", columns=columns)
     if job.done and job.status != "error" and job.frames() > 0:
         fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), PointLabels.from_result(
-            next(iter(job.results.values()))))
+            next(iter(job.results.values()))), columns=columns)
         if fig is not None and not pres:
             export_button(fig, job.key)
 else:
@@ -155,7 +156,7 @@ else:
     first = next(iter(results.values()))
     st.markdown(f"**{summary(first.settings)}** — loaded from `{folder}`, no training")
     fig = animation_figure(f"{folder}:{stamp}", {o: r.snapshots for o, r in results.items()},
-                           PointLabels.from_result(first))
+                           PointLabels.from_result(first), columns=4 if pres else None)
     if fig is not None:
         plot_embedding(fig, key=f"classroom-saved-{folder}")
         export_button(fig, folder.name)

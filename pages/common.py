@@ -249,7 +249,7 @@ def _figure_store() -> dict:
 
 def animation_figure(source: str, runs: dict[str, list], labels, *, method: str = "pca", colour_by: str = "true",
                      zoom: str = "follow", frame: int | None = None, animate: bool = True,
-                     highlight: int | None = None):
+                     highlight: int | None = None, columns: int | None = None):
     """The four-panel figure for `runs` (snapshots per option), built once per view for all sessions.
 
     `source` names where the snapshots come from (a job or a run folder); t-SNE and UMAP
@@ -259,7 +259,7 @@ def animation_figure(source: str, runs: dict[str, list], labels, *, method: str 
 
     n = min((len(v) for v in runs.values()), default=0)
     store = _figure_store()
-    view = (source, n, method, colour_by, zoom, frame, animate, highlight, presentation())
+    view = (source, n, method, colour_by, zoom, frame, animate, highlight, columns, presentation())
     with store["lock"]:
         if view in store["figures"]:
             store["figures"].move_to_end(view)
@@ -273,7 +273,7 @@ def animation_figure(source: str, runs: dict[str, list], labels, *, method: str 
                     bar.progress(min(1.0, (i + f) / len(runs)), text=f"{option}: {msg} (once; then cached)")
             panels.append(panel_frames(option, snaps[:n], method, progress=progress))
         fig = embedding_figure(panels, labels, colour_by, frame=frame, animate=animate,
-                               presentation=presentation(), zoom=zoom, highlight=highlight)
+                               presentation=presentation(), zoom=zoom, highlight=highlight, columns=columns)
     except (FatvizError, ImportError) as exc:
         show_error(exc if isinstance(exc, FatvizError) else FatvizError(
             f"{method} is not installed here ({exc}); choose PCA."))
@@ -316,7 +316,8 @@ def plot_embedding(fig, key: str, selectable: bool = False):
 
 
 def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: str = "true", zoom: str = "follow",
-                       frame: int | None = None, highlight: int | None = None, selectable: bool = False):
+                       frame: int | None = None, highlight: int | None = None, columns: int | None = None,
+                       selectable: bool = False):
     """A compare job's panels: the latest epoch, live, while it trains; the full animation once done.
 
     While training, a fragment polls the job twice a second and redraws the newest epoch;
@@ -337,7 +338,8 @@ def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: st
             if job.frames() == 0 or labels is None:
                 st.caption("The first epoch appears here in a moment…")
                 return
-            fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, colour_by=colour_by, zoom=zoom, animate=False)
+            fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, colour_by=colour_by, zoom=zoom,
+                                   animate=False, columns=columns)
             if fig is not None:
                 plot_embedding(fig, f"{key}-live")
 
@@ -352,5 +354,5 @@ def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: st
     if job.frames() == 0 or labels is None:
         return None
     fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, method=method, colour_by=colour_by,
-                           zoom=zoom, frame=frame, highlight=highlight)
+                           zoom=zoom, frame=frame, highlight=highlight, columns=columns)
     return None if fig is None else plot_embedding(fig, key, selectable)

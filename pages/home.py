@@ -2,10 +2,13 @@
 
 import streamlit as st
 
+from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.figures.embedding import placeholder_figure
 from fatviz.settings import RunSettings
 from pages.common import (
     apply_presentation_css,
     job_manager,
+    presentation,
     show_job_animation,
     start_job,
 )
@@ -45,9 +48,17 @@ if st.button("Run the demo", type="primary", icon=":material/play_arrow:",
 if st.session_state.get("home_demo"):
     job = start_job("compare", settings)
     if job is not None:
-        show_job_animation(job, key="home_animation")
+        show_job_animation(job, key="home_animation", columns=4)
         if job.done and job.status == "done":
-            how = "loaded from the saved run" if job.from_cache else f"trained in {job.seconds:.1f} s"
+            if job.from_cache:
+                how = "loaded from the saved run"
+            else:
+                how = (f"first epochs on screen after {job.first_frame_seconds:.1f} s, "
+                       f"all {settings.epochs} epochs trained in {job.seconds:.1f} s")
             st.caption(f"Four runs, same data and seed, {how}. Each panel is one centroid option "
                        "(PCA fitted once across all epochs). Press ▶ Play to watch training; "
                        "open the **Centroid explorer** for metrics, the bound, and single samples.")
+else:
+    st.plotly_chart(placeholder_figure(CENTROID_OPTIONS, "Press <b>Run the demo</b>: the four runs appear "
+                                       "here, epoch by epoch", columns=4, presentation=presentation()),
+                    theme=None, config={"staticPlot": True}, key="home_placeholder")

@@ -94,7 +94,9 @@ def test_home_says_what_fat_is_and_runs_the_demo(saved_default_demo) -> None:
     latex = [x.value for x in at.latex]
     assert any(r"R_{y_a} + R_k" in x and r"d(a,c_k)" in x for x in latex)
     assert any(r"L_{\mathrm{FAT}}" in x for x in latex)
-    assert animation(at) is None  # nothing trains before the button
+    assert animation(at) is None  # nothing trains before the button, the panels wait empty
+    (placeholder,) = figures(at)
+    assert "Run the demo" in placeholder["layout"]["annotations"][-1]["text"]
     (button,) = [b for b in at.button if b.label == "Run the demo"]
     button.click().run()
     no_trouble(at)

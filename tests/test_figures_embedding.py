@@ -24,6 +24,7 @@ from fatviz.figures.embedding import (
     embedding_figure,
     nearest_neighbours,
     panel_frames,
+    placeholder_figure,
     point_groups,
 )
 from fatviz.figures.style import OPTION_COLOURS, class_colour
@@ -222,6 +223,15 @@ def test_the_live_view_is_one_static_epoch(panels) -> None:
     fig = embedding_figure(panels, fake_labels(), animate=False)
     assert not fig.frames and not fig.layout.sliders and not fig.layout.updatemenus
     assert fig.layout.title.text == f"Epoch {EPOCHS}"
+
+
+def test_the_placeholder_has_the_panels_titles_and_a_message() -> None:
+    fig = placeholder_figure(OPTIONS, "Press the button", columns=4)
+    texts = [a.text for a in fig.layout.annotations]
+    assert texts[-1] == "Press the button"
+    assert all(o in t for o, t in zip(OPTIONS, texts, strict=False))
+    assert fig.layout.yaxis.domain == fig.layout.yaxis4.domain  # one row of four
+    assert len(fig.data) == 4 and not fig.frames
 
 
 def test_presentation_mode_enlarges_text_and_markers(panels) -> None:
