@@ -1,6 +1,220 @@
-"""Placeholder until the page lands."""
+"""Noisy labels: a teacher flags the samples it doubts, a student trains with FAT on the rest."""
+
+from __future__ import annotations
+
+import math
 
 import streamlit as st
 
-st.title("noisy_labels")
-st.info("This page is being built.")
+from fatviz.errors import FatvizError
+from fatviz.figures.labels import (
+    OUTCOMES,
+    SORT_ORDERS,
+    baselines_figure,
+    confusion_figure,
+    enlarge,
+    flag_outcomes,
+    flagging_comparison,
+    gallery_rows,
+    kept_per_round_figure,
+    sample_indices,
+    score_figure,
+)
+from fatviz.jobs import job_key
+from fatviz.settings import CONFIDENCE_RULES, RunSettings
+from pages.common import (
+    apply_presentation_css,
+    job_manager,
+    job_status,
+    prepared_data,
+    presentation,
+    show_error,
+    sidebar_settings,
+    start_job,
+)
+
+# Distillation controls on this page: widget key -> RunSettings field.
+DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_rounds",
+                  "nl_round_epochs": "round_epochs", "nl_rule": "confidence_rule",
+                  "nl_threshold": "confidence_threshold", "nl_keep": "keep_fraction", "nl_temperature": "temperature"}
+GALLERY_COLUMNS = 8
+GALLERY_MAX = 48
+IMAGE_SCALE = 12  # 8x8 digits become 96x96, pixel for pixel
+
+
+def _url_base() -> RunSettings:
+    """The link's settings, so a shared link keeps its distillation controls (the sidebar reports bad values)."""
+    try:
+        return RunSettings.from_query({k: st.query_params.get_all(k) for k in st.query_params})
+    except (FatvizError, TypeError, ValueError):
+        return RunSettings()
+
+
+def _use_pairflip() -> None:
+    st.session_state.update({"w_noise_kind": "pairflip", "w_noise_rate": 0.4})
+
+
+def distill_controls(base: RunSettings) -> dict:
+    """The distillation widgets (seeded once from the link); returns the RunSettings fields they set."""
+    if not st.session_state.get("nl_seeded"):
+        st.session_state.update({key: getattr(base, name) for key, name in DISTILL_FIELDS.items()})
+        st.session_state["nl_seeded"] = True
+    with st.expander("Teacher and student", expanded=True):
+        c1, c2, c3, c4 = st.columns(4)
+        c1.slider("Teacher epochs", 1, 30, key="nl_teacher_epochs",
+                  help="Cross-entropy on all (noisy) labels first; a briefly trained network is sure of clean samples.")
+        c2.slider("Rounds", 0, 10, key="nl_rounds", help="Each round retrains on the samples kept so far.")
+        c3.slider("Epochs per round", 1, 20, key="nl_round_epochs")
+        c4.slider("Temperature", 0.1, 5.0, step=0.1, key="nl_temperature",
+                  help="Softens the teacher's softmax before it becomes the student's soft labels.")
+        c5, c6 = st.columns(2)
+        c5.radio("Keep a sample when", CONFIDENCE_RULES, key="nl_rule", horizontal=True,
+                 format_func={"agree": "the teacher agrees, above a threshold",
+                              "small-loss": "its loss is among the smallest"}.get)
+        if st.session_state["nl_rule"] == "agree":
+            c6.slider("Confidence threshold", 0.0, 1.0, step=0.05, key="nl_threshold",
+                      help="Keep a sample when the teacher predicts its given label with at least this probability.")
+        else:
+            c6.slider("Keep fraction", 0.05, 1.0, step=0.05, key="nl_keep",
+                      help="Keep this share of each round's samples: those with the smallest loss.")
+    return {name: st.session_state[key] for key, name in DISTILL_FIELDS.items()}
+
+
+@st.fragment(run_every=1.0)
+def follow(job) -> None:
+    """Progress while the job runs; the whole page reruns once it is done."""
+    if job.done:
+        st.rerun()
+    job_status(job)
+    if st.button("Stop", icon=":material/stop:"):
+        job.stop()
+
+
+def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
+    """Flagged, wrongly flagged and missed samples as images (a table for vector data)."""
+    table = result.table.assign(outcome=flag_outcomes(result.table))
+    data = prepared_data(settings)
+    images = None if data is None else data.dataset.images_train
+    f1, f2 = st.columns([2, 1])
+    classes = f1.multiselect("Given label", list(range(len(names))), format_func=lambda k: names[k],
+                             key="nl_classes", placeholder="every class")
+    order = f2.radio("Order", SORT_ORDERS, key="nl_order", horizontal=True,
+                     help="Score: the teacher's probability of the given label.")
+    shown = OUTCOMES[:3]
+    counts = table["outcome"].value_counts()
+    tabs = st.tabs([f"{o.capitalize()} ({int(counts.get(o, 0))})" for o in shown])
+    for tab, outcome in zip(tabs, shown):
+        rows = gallery_rows(table, outcome, classes, order, GALLERY_MAX)
+        with tab:
+            if rows.empty:
+                st.caption("No sample here.")
+                continue
+            if images is None:
+                st.dataframe(rows.assign(**{c: rows[c].map(names.__getitem__)
+                                            for c in ("given_label", "teacher_label", "true_label")}),
+                             hide_index=True)
+                continue
+            cols = st.columns(GALLERY_COLUMNS)
+            for i, (idx, row) in enumerate(zip(sample_indices(rows), rows.itertuples())):
+                cols[i % GALLERY_COLUMNS].image(
+                    enlarge(images[idx], IMAGE_SCALE),
+                    caption=f"given {names[row.given_label]} · teacher {names[row.teacher_label]} · "
+                            f"true {names[row.true_label]} · p {row.score:.2f}")
+            total = int(counts.get(outcome, 0))
+            if total > len(rows):
+                st.caption(f"Showing {len(rows)} of {total}.")
+
+
+def _number(value: float) -> str:
+    """Three decimals, or a dash for a part that was not measured (NaN)."""
+    return "–" if math.isnan(value) else f"{value:.3f}"
+
+
+def show_result(result, settings: RunSettings) -> None:
+    """Everything the distillation measured."""
+    big = presentation()
+    names = list(result.student.class_names)
+    rep = result.report
+    st.subheader("How well the teacher finds the flipped labels")
+    m = st.columns(5)
+    m[0].metric("Precision", _number(rep["flag_precision"]), help="Of the flagged samples, the share really flipped.")
+    m[1].metric("Recall", _number(rep["flag_recall"]), help="Of the flipped samples, the share flagged.")
+    m[2].metric("F1", _number(rep["flag_f1"]))
+    m[3].metric("Flagged / flipped", f"{int(rep['n_flagged'])} / {int(rep['n_flipped'])}")
+    m[4].metric("Kept labels correct", _number(rep["kept_label_precision"]),
+                help="Among the samples the teacher kept, the share whose given label is the true one.")
+    with st.expander("How these numbers were made"):
+        st.markdown("\n".join(f"- {note}" for note in result.notes))
+    c1, c2 = st.columns([2, 3], gap="large")
+    c1.markdown("**Side by side with confident learning** (cleanlab, out-of-sample probabilities)")
+    c1.dataframe(flagging_comparison(rep).style.format("{:.3f}", na_rep="–").format(
+        "{:.0f}", subset=(["flagged"], slice(None)), na_rep="–"))
+    with c2:
+        st.download_button("Download every sample as CSV", result.to_csv(), file_name=f"distill-{settings.key()}.csv",
+                           mime="text/csv", icon=":material/download:")
+        st.caption(f"One row per training sample: given, teacher's and true label, score, flagged, round "
+                   f"discarded. Took {rep['seconds']:.1f} s.")
+    gallery, rounds, confusion, student, per_class = st.tabs(
+        ["Flagged samples", "Rounds", "Where labels moved", "Student vs baselines", "Per class"])
+    with gallery:
+        show_gallery(result, settings, names)
+    with rounds:
+        r1, r2 = st.columns(2, gap="large")
+        r1.plotly_chart(kept_per_round_figure(result.rounds, names, presentation=big), theme=None, key="nl_rounds_fig")
+        threshold = settings.confidence_threshold if settings.confidence_rule == "agree" else None
+        r2.plotly_chart(score_figure(result.table, threshold, presentation=big), theme=None, key="nl_score_fig")
+    with confusion:
+        h1, h2 = st.columns(2, gap="large")
+        h1.plotly_chart(confusion_figure(result.confusion, "given_label", "teacher_label", names, presentation=big),
+                        theme=None, key="nl_conf_teacher")
+        h2.plotly_chart(confusion_figure(result.confusion, "given_label", "true_label", names, presentation=big),
+                        theme=None, key="nl_conf_true")
+        st.caption("Left: what the teacher predicts for each given label. Right: the truth. With pairflip noise "
+                   "the off-diagonal band on the right is the noise; the teacher's matrix shows how much it undoes.")
+    with student:
+        s1, s2 = st.columns([3, 2], gap="large")
+        s1.plotly_chart(baselines_figure(result.baselines, presentation=big), theme=None, key="nl_baselines")
+        s2.dataframe(result.baselines.style.format("{:.3f}").format("{:.1f}", subset=["seconds"]))
+        s2.caption("Retrieval and clustering on the test split with true labels. The baselines train on the noisy "
+                   "labels as given; the student trains with FAT on the teacher's kept samples and soft labels.")
+    with per_class:
+        st.dataframe(result.per_class.assign(**{"class": result.per_class["class"].map(
+            lambda c: names[int(c)] if 0 <= int(c) < len(names) else c)}), hide_index=True)
+
+
+apply_presentation_css()
+st.title("Noisy labels")
+st.markdown(
+    "A **teacher** trained briefly with cross-entropy is sure of clean samples first. Samples whose given label "
+    "it doubts are **flagged** and dropped, round by round; its softmax becomes **soft labels** for a "
+    "**student** trained with FAT on the samples it kept. With synthetic noise the truth is known, so flagging "
+    "is scored.")
+base = _url_base()
+fields = distill_controls(base)
+settings = sidebar_settings(base=base.replace(**fields))
+if settings is None:
+    st.stop()
+if settings.noise == "none":
+    st.info("There is no label noise, so every flag is a false alarm. Choose noise in the sidebar, or:",
+            icon=":material/lightbulb:")
+    st.button("Use 40% pairflip noise", on_click=_use_pairflip)
+
+job = job_manager().get(job_key("distill", settings))
+if job is None or job.status in ("error", "stopped"):
+    if job is not None and job.status == "error":
+        job_status(job)
+    elif job is not None:
+        st.caption("The last run was stopped.")
+    if st.button("Run the teacher and the student", type="primary", icon=":material/play_arrow:"):
+        job = start_job("distill", settings)
+        if job is not None and not job.done:
+            st.rerun()
+    if job is None or job.status in ("error", "stopped"):
+        st.stop()
+if not job.done:
+    follow(job)
+    st.stop()
+try:
+    show_result(job.results[""], settings)
+except FatvizError as exc:
+    show_error(exc)

@@ -1,0 +1,135 @@
+"""Label distillation, drawn: what the teacher flagged, what it kept per round, where labels moved.
+
+Inputs are the parts of a `fatviz.distill.DistillResult` (its per-sample table, rounds,
+report, confusion and baselines), so these builders work on saved results too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from fatviz.figures.style import FLAG_COLOURS, apply_style, class_colour
+
+OUTCOMES: tuple[str, ...] = ("correctly flagged", "wrongly flagged", "missed", "kept")
+SORT_ORDERS: tuple[str, ...] = ("lowest score first", "highest score first")
+LABEL_COLUMNS: dict[str, str] = {"given_label": "given label", "teacher_label": "teacher's label",
+                                 "true_label": "true label"}
+
+
+def sample_indices(table: pd.DataFrame) -> np.ndarray:
+    """Each row's position in the training split (the `index` column, else the frame's index)."""
+    return np.asarray(table["index"] if "index" in table.columns else table.index, dtype=np.int64)
+
+
+def flag_outcomes(table: pd.DataFrame) -> pd.Series:
+    """Per sample: correctly flagged (flipped and flagged), wrongly flagged, missed (flipped, kept) or kept."""
+    flagged = table["flagged"].to_numpy(bool)
+    flipped = table["was_flipped"].to_numpy(bool)
+    out = np.select([flagged & flipped, flagged & ~flipped, ~flagged & flipped],
+                    ["correctly flagged", "wrongly flagged", "missed"], default="kept")
+    return pd.Series(out, index=table.index, name="outcome")
+
+
+def gallery_rows(table: pd.DataFrame, outcome: str, classes: Sequence[int] | None = None,
+                 order: str = SORT_ORDERS[0], limit: int | None = None) -> pd.DataFrame:
+    """The samples with this outcome (given label in `classes`, if set), sorted by the teacher's score."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+    if order not in SORT_ORDERS:
+        raise ValueError(f"order must be one of {SORT_ORDERS}, not {order!r}")
+    rows = table[flag_outcomes(table) == outcome]
+    if classes:
+        rows = rows[rows["given_label"].isin(list(classes))]
+    rows = rows.sort_values("score", ascending=order == SORT_ORDERS[0], kind="stable")
+    return rows if limit is None else rows.head(limit)
+
+
+def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
+    """Blow a small image up by repeating pixels (no blur: an 8x8 digit stays crisp on a projector)."""
+    return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)
+
+
+def flagging_comparison(report: dict[str, float]) -> pd.DataFrame:
+    """The teacher's flagging against confident learning's, on the same noisy labels."""
+    rows = ("precision", "recall", "f1", "n_flagged")
+    return pd.DataFrame({
+        "teacher (fatviz)": [report.get(f"flag_{r}" if r != "n_flagged" else r, np.nan) for r in rows],
+        "confident learning (cleanlab)": [report.get(f"cleanlab_{r}", np.nan) for r in rows],
+    }, index=pd.Index(["precision", "recall", "F1", "flagged"], name="flagging"), dtype=float)
+
+
+def kept_per_round_figure(rounds: list[dict], class_names: list[str], presentation: bool = False) -> go.Figure:
+    """Samples kept after each round, stacked by class, with how many the round trained on."""
+    x = [f"round {r['round']}" for r in rounds]
+    fig = go.Figure()
+    for k, name in enumerate(class_names):
+        fig.add_trace(go.Bar(x=x, y=[r["kept_per_class"][k] for r in rounds], name=name,
+                             marker_color=class_colour(k)))
+    fig.add_trace(go.Scatter(x=x, y=[r["trained_on"] for r in rounds], name="trained on", mode="lines+markers+text",
+                             text=[f"{r['kept']} of {r['trained_on']} kept" for r in rounds],
+                             textposition="top center", line={"color": "#333333", "dash": "dot", "width": 2},
+                             marker={"size": 9}))
+    apply_style(fig, title="What the teacher keeps, round by round", presentation=presentation, height=460)
+    top = max([r["trained_on"] for r in rounds] or [1])
+    fig.update_layout(barmode="stack", yaxis={"title": "samples", "range": [0, top * 1.15]},
+                      legend={"x": 1.02, "xanchor": "left"})
+    return fig
+
+
+def confusion_matrix(confusion: pd.DataFrame, rows: str, cols: str, num_classes: int) -> np.ndarray:
+    """(K, K) counts from the long confusion frame: rows[i] by cols[j], summed over the third label."""
+    z = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(z, (confusion[rows].to_numpy(np.int64), confusion[cols].to_numpy(np.int64)),
+              confusion["count"].to_numpy(np.int64))
+    return z
+
+
+def confusion_figure(confusion: pd.DataFrame, rows: str, cols: str, class_names: list[str],
+                     presentation: bool = False) -> go.Figure:
+    """A heatmap of sample counts: one label (rows, e.g. given) against another (cols, e.g. teacher's)."""
+    z = confusion_matrix(confusion, rows, cols, len(class_names))
+    fig = go.Figure(go.Heatmap(
+        z=z, x=class_names, y=class_names, colorscale="Blues", text=z, texttemplate="%{text}",
+        hovertemplate=f"{LABEL_COLUMNS[rows]} %{{y}}, {LABEL_COLUMNS[cols]} %{{x}}: %{{z}}<extra></extra>",
+        showscale=False))
+    apply_style(fig, title=f"{LABEL_COLUMNS[rows].capitalize()} vs {LABEL_COLUMNS[cols]}",
+                presentation=presentation, height=460)
+    fig.update_xaxes(title=LABEL_COLUMNS[cols], type="category", side="bottom")
+    fig.update_yaxes(title=LABEL_COLUMNS[rows], type="category", autorange="reversed", scaleanchor="x")
+    return fig
+
+
+def score_figure(table: pd.DataFrame, threshold: float | None = None, presentation: bool = False) -> go.Figure:
+    """How sure the teacher is of each given label, for clean and for flipped samples."""
+    fig = go.Figure()
+    flipped = table["was_flipped"].to_numpy(bool)
+    for name, mask, colour in (("clean label", ~flipped, FLAG_COLOURS["kept"]),
+                               ("flipped label", flipped, FLAG_COLOURS["correctly flagged"])):
+        fig.add_trace(go.Histogram(x=table.loc[mask, "score"], name=f"{name} ({int(mask.sum())})",
+                                   xbins={"start": 0.0, "end": 1.0, "size": 0.05}, marker_color=colour,
+                                   opacity=0.75))
+    if threshold is not None:
+        fig.add_vline(x=threshold, line={"color": "#000000", "dash": "dash", "width": 2},
+                      annotation_text=f"threshold {threshold:g}", annotation_position="top")
+    apply_style(fig, title="Teacher's probability of the given label", presentation=presentation, height=420)
+    fig.update_layout(barmode="overlay", xaxis={"title": "probability", "range": [0, 1]},
+                      yaxis_title="samples", legend={"x": 0.5, "y": 0.98, "xanchor": "center", "orientation": "h"})
+    return fig
+
+
+def baselines_figure(baselines: pd.DataFrame, presentation: bool = False) -> go.Figure:
+    """Retrieval on the test split (true labels): the student against models trained on the noisy labels."""
+    names = list(baselines.index)
+    fig = go.Figure()
+    for column, label, colour in (("precision_at_1", "precision@1", "#0072B2"), ("map", "mAP", "#56B4E9")):
+        values = baselines[column].to_numpy(float)
+        fig.add_trace(go.Bar(x=names, y=values, name=label, marker_color=colour,
+                             text=[f"{v:.3f}" for v in values], textposition="outside"))
+    apply_style(fig, title="Student vs training on the noisy labels", presentation=presentation, height=440)
+    fig.update_layout(barmode="group", yaxis={"title": "test split, true labels", "range": [0, 1.1]},
+                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"})
+    return fig

@@ -1,0 +1,286 @@
+"""AppTest runs of the Noisy labels, The bound and Speed pages: they render, and widgets change what is computed."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import math
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_figures_labels import fake_result
+
+from fatviz.bench import log_log_slope
+from fatviz.bound_view import (
+    bound_terms,
+    hardest_triplet,
+    teaching_blobs,
+    whole_set_bounds,
+)
+from fatviz.settings import RunSettings
+
+TIMEOUT = 120
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures the page drew, as JSON, in page order."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def values(v) -> np.ndarray:
+    """An array from plotly's JSON: a plain list or a base64 typed array ({"dtype", "bdata", "shape"})."""
+    if isinstance(v, dict) and "bdata" in v:
+        out = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return out.reshape([int(s) for s in str(v["shape"]).split(",")]) if "shape" in v else out
+    return np.asarray(v)
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    """Displayed st.metric values by label."""
+    return {m.label: m.value for m in at.metric}
+
+
+def no_trouble(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+# --------------------------------------------------------------------------- the bound
+
+
+def expected_terms(option: str = "norm-mean-norm", classes: int = 4, spread: float = 1.0, outliers: float = 0.0,
+                   seed: int = 0, margin: float | None = None, anchor: int | None = None):
+    points, labels = teaching_blobs(classes, spread, outliers, seed)
+    a, p, n = hardest_triplet(points, labels, option, anchor)
+    return bound_terms(points, labels, a, p, n, option, margin)
+
+
+def shown_terms(at: AppTest) -> tuple[str, str, str]:
+    m = metrics(at)
+    return m["Triplet loss"], m["Bound"], m["Gap"]
+
+
+def as_shown(t) -> tuple[str, str, str]:
+    return f"{t.loss:.3f}", f"{t.bound:.3f}", f"{t.gap:.3f}"
+
+
+@pytest.fixture()
+def bound_page() -> AppTest:
+    at = AppTest.from_file("../pages/the_bound.py", default_timeout=TIMEOUT)
+    at.run()
+    no_trouble(at)
+    return at
+
+
+def test_bound_page_shows_the_hardest_triplet_by_default(bound_page: AppTest) -> None:
+    t = expected_terms()
+    assert shown_terms(bound_page) == as_shown(t)
+    view = figures(bound_page)[0]
+    names = [tr.get("name", "") for tr in view["data"]]
+    assert f"d(a,p) = {t.d_ap:.3f}" in names and f"R_n = {t.radius_n:.3f}" in names
+    assert bound_page.success[0].value.startswith("Holds")
+    assert any(f"{t.loss:.3f}" in latex.value for latex in bound_page.latex)
+
+
+def test_bound_page_option_margin_and_anchor_change_the_numbers(bound_page: AppTest) -> None:
+    at = bound_page
+    at.radio(key="tb_option").set_value("mean").run()
+    no_trouble(at)
+    assert shown_terms(at) == as_shown(expected_terms("mean"))
+    assert "option mean" in figures(at)[0]["layout"]["title"]["text"]
+    at.checkbox(key="tb_margin_auto").uncheck().run()
+    at.slider(key="tb_margin").set_value(1.5).run()
+    no_trouble(at)
+    assert shown_terms(at) == as_shown(expected_terms("mean", margin=1.5))
+    at.selectbox(key="tb_anchor").set_value(7).run()
+    no_trouble(at)
+    assert shown_terms(at) == as_shown(expected_terms("mean", margin=1.5, anchor=7))
+
+
+def test_bound_page_outliers_change_the_whole_set_view(bound_page: AppTest) -> None:
+    at = bound_page
+    whole = figures(at)[2]
+    (exact,) = [tr for tr in whole["data"] if tr["name"] == "exact triplet loss"]
+    table = whole_set_bounds(*teaching_blobs(4, 1.0, 0.0, 0))
+    np.testing.assert_allclose(values(exact["y"]), table["exact"])
+    at.slider(key="tb_outliers").set_value(0.2).run()
+    no_trouble(at)
+    whole = figures(at)[2]
+    (radius,) = [tr for tr in whole["data"] if tr["name"] == "bound: radius term"]
+    np.testing.assert_allclose(values(radius["y"]), whole_set_bounds(*teaching_blobs(4, 1.0, 0.2, 0))["radius_term"])
+
+
+def test_bound_page_a_stale_choice_falls_back_to_the_hardest(bound_page: AppTest) -> None:
+    at = bound_page
+    at.selectbox(key="tb_anchor").set_value(100).run()
+    at.slider(key="tb_classes").set_value(2).run()  # 2 classes: fewer points, index 100 is gone
+    no_trouble(at)
+    assert at.session_state["tb_anchor"] == -1
+    assert shown_terms(at) == as_shown(expected_terms(classes=2))
+
+
+# --------------------------------------------------------------------------- speed
+
+
+def test_speed_page_runs_a_tiny_benchmark_and_caches_it() -> None:
+    at = AppTest.from_file("../pages/speed.py", default_timeout=TIMEOUT)
+    at.run()
+    no_trouble(at)
+    assert not at.get("plotly_chart")  # nothing is timed before the button
+    at.select_slider(key="sp_sizes").set_range(16, 32)
+    at.multiselect(key="sp_methods").set_value(["fat", "batch-hard"])
+    at.number_input(key="sp_repeats").set_value(1)
+    at.button[0].click().run()
+    no_trouble(at)
+    fig = figures(at)[0]
+    lines = {tr["name"]: tr for tr in fig["data"] if tr.get("mode") == "lines+markers"}
+    assert len(lines) == 2
+    fat_name = next(name for name in lines if name.startswith("fat"))
+    ms = at.dataframe[0].value  # shown as text, three decimals
+    assert list(ms.index) == [16, 32]
+    fat_ms = values(lines[fat_name]["y"])
+    assert list(ms["fat"]) == [f"{v:.3f}" for v in fat_ms]
+    assert fat_name == f"fat (slope {log_log_slope([16, 32], list(fat_ms)):.2f})"
+    slopes = at.dataframe[2].value
+    assert slopes.loc["fat", "slope"] == f"{log_log_slope([16, 32], list(fat_ms)):.2f}"
+    start = time.perf_counter()
+    at.button[0].click().run()  # same settings: from the cache
+    assert time.perf_counter() - start < 5
+    np.testing.assert_allclose(values(figures(at)[0]["data"][3]["y"]), values(fig["data"][3]["y"]))
+
+
+def test_speed_page_refuses_an_empty_method_list() -> None:
+    at = AppTest.from_file("../pages/speed.py", default_timeout=TIMEOUT)
+    at.run()
+    at.multiselect(key="sp_methods").set_value([])
+    at.button[0].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Pick at least one method to time."]
+
+
+# --------------------------------------------------------------------------- noisy labels
+
+TINY = {"subsample": "200", "epochs": "1", "noise": "pairflip:0.4", "teacher_epochs": "1", "teacher_rounds": "1",
+        "round_epochs": "1", "embedding_dim": "8"}
+
+
+def wait_for(at: AppTest, done, seconds: float = 120) -> None:
+    """Rerun the page until done(at) holds (the job trains in a thread)."""
+    deadline = time.perf_counter() + seconds
+    while True:
+        at.run()
+        if done(at) or time.perf_counter() > deadline:
+            return
+        time.sleep(0.3)
+
+
+@pytest.fixture()
+def fake_distill(monkeypatch: pytest.MonkeyPatch) -> list[RunSettings]:
+    """Replace fatviz.distill with one that returns a synthetic result at once; records the settings it gets."""
+    seen: list[RunSettings] = []
+    module = types.ModuleType("fatviz.distill")
+
+    def run_distillation(settings: RunSettings, should_stop=None, on_progress=None):
+        seen.append(settings)
+        return fake_result(n=60, k=10, seed=1, settings=settings)
+
+    module.run_distillation = run_distillation
+    module.save_distillation = lambda result, folder: None
+    monkeypatch.setitem(sys.modules, "fatviz.distill", module)
+    return seen
+
+
+def test_noisy_labels_page_runs_and_shows_everything(fake_distill: list[RunSettings]) -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update(TINY | {"seed": "7"})
+    at.run()
+    no_trouble(at)
+    assert not at.metric
+    at.button(key=None)  # the run button is the primary one
+    run = next(b for b in at.button if b.label.startswith("Run the teacher"))
+    run.click().run()
+    wait_for(at, lambda a: bool(a.metric))
+    no_trouble(at)
+    (settings,) = fake_distill
+    assert (settings.seed, settings.subsample, settings.noise, settings.teacher_rounds) == (7, 200, "pairflip:0.4", 1)
+    expected = fake_result(n=60, k=10, seed=1, settings=settings)
+    rep = expected.report
+    shown = metrics(at)
+    assert shown["Precision"] == f"{rep['flag_precision']:.3f}"
+    assert shown["Recall"] == f"{rep['flag_recall']:.3f}"
+    assert shown["F1"] == f"{rep['flag_f1']:.3f}"
+    assert shown["Flagged / flipped"] == f"{int(rep['n_flagged'])} / {int(rep['n_flipped'])}"
+    t = expected.table
+    flagged_or_missed = int((t.flagged | t.was_flipped).sum())  # correctly/wrongly flagged + missed
+    assert len(at.image) == flagged_or_missed
+    first = t[t.flagged & t.was_flipped].sort_values("score").iloc[0]  # lowest score first, correctly flagged
+    assert at.image[0].captions[0] == (f"given {first.given_label} · teacher {first.teacher_label} · "
+                                      f"true {first.true_label} · p {first.score:.2f}")
+    assert any("- a synthetic result" in md.value for md in at.markdown)
+    assert at.get("download_button")
+    names = {tr.get("name") for fig in figures(at) for tr in fig["data"]}
+    assert {"trained on", "precision@1"} <= names
+
+
+def test_noisy_labels_widgets_reach_the_distillation(fake_distill: list[RunSettings]) -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update(TINY | {"seed": "8"})
+    at.run()
+    at.slider(key="nl_threshold").set_value(0.8)
+    at.slider(key="nl_rounds").set_value(2).run()
+    next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
+    wait_for(at, lambda a: bool(a.metric))
+    no_trouble(at)
+    (settings,) = fake_distill
+    assert (settings.confidence_threshold, settings.teacher_rounds) == (0.8, 2)
+    at.radio(key="nl_rule").set_value("small-loss").run()  # new settings: no result yet, the button is back
+    no_trouble(at)
+    assert not at.metric
+    assert at.slider(key="nl_keep").value == RunSettings().keep_fraction
+
+
+def test_noisy_labels_hint_without_noise() -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.run()
+    no_trouble(at)
+    assert any("no label noise" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Use 40% pairflip noise").click().run()
+    assert at.session_state["w_noise_kind"] == "pairflip"
+    assert not any("no label noise" in i.value for i in at.info)
+
+
+def _real_distill_available() -> bool:
+    try:
+        return hasattr(importlib.import_module("fatviz.distill"), "run_distillation")
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _real_distill_available(), reason="fatviz.distill is not finished yet")
+def test_noisy_labels_page_with_a_real_tiny_distillation() -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update(TINY | {"seed": "3"})
+    at.run()
+    next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
+    wait_for(at, lambda a: bool(a.metric) or bool(a.error), seconds=300)
+    no_trouble(at)
+    precision = float(metrics(at)["Precision"])
+    assert 0.0 <= precision <= 1.0 and not math.isnan(precision)
+
+
+# --------------------------------------------------------------------------- navigation
+
+
+@pytest.mark.parametrize("page, title", [("pages/the_bound.py", "The bound"), ("pages/speed.py", "Speed"),
+                                         ("pages/noisy_labels.py", "Noisy labels")])
+def test_pages_open_from_the_app(page: str, title: str) -> None:
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(page).run()
+    no_trouble(at)
+    assert at.title[0].value == title
