@@ -14,6 +14,7 @@ from fatviz.figures.curves import (
 from fatviz.figures.embedding import (
     COLOUR_BY,
     COLOUR_BY_LABELS,
+    NONLINEAR_EPOCHS,
     ZOOMS,
     nearest_neighbours,
 )
@@ -84,8 +85,9 @@ zoom = controls[2].segmented_control(
     help="follow: each epoch framed on its own points; fixed: one range for all epochs (shows growth).")
 if not job.done and controls[3].button("Stop", icon=":material/stop:", help="Stop after the current batch"):
     job.stop()
-if method != "pca" and not job.done:
-    st.caption(f"{PROJECTION_LABELS[method]} is computed once training ends; PCA meanwhile.")
+if method != "pca":
+    st.caption(f"{PROJECTION_LABELS[method]} fits each epoch on its own (seconds per panel and epoch), so it "
+               f"animates {NONLINEAR_EPOCHS} epochs spread over training, once training ends; PCA meanwhile.")
 
 # Epoch to inspect: drives the first frame shown, the table and the neighbours.
 frame = None

@@ -252,12 +252,22 @@ def animation_figure(source: str, runs: dict[str, list], labels, *, method: str 
                      highlight: int | None = None, columns: int | None = None):
     """The four-panel figure for `runs` (snapshots per option), built once per view for all sessions.
 
-    `source` names where the snapshots come from (a job or a run folder); t-SNE and UMAP
-    show a progress bar while they fit. A user mistake shows one error and returns None.
+    `source` names where the snapshots come from (a job or a run folder). t-SNE and UMAP fit
+    every frame, so they animate a few epochs spread over training (`frame` is then mapped to
+    the nearest one) and show a progress bar. A user mistake shows one error and returns None.
     """
-    from fatviz.figures.embedding import embedding_figure, panel_frames
+    from fatviz.figures.embedding import (
+        NONLINEAR_EPOCHS,
+        embedding_figure,
+        panel_frames,
+        spread_indices,
+    )
 
     n = min((len(v) for v in runs.values()), default=0)
+    keep = list(range(n)) if method == "pca" else spread_indices(n, NONLINEAR_EPOCHS)
+    runs = {o: [snaps[i] for i in keep] for o, snaps in runs.items()}
+    if frame is not None:
+        frame = min(range(len(keep)), key=lambda j: abs(keep[j] - frame), default=None)
     store = _figure_store()
     view = (source, n, method, colour_by, zoom, frame, animate, highlight, columns, presentation())
     with store["lock"]:
@@ -271,7 +281,7 @@ def animation_figure(source: str, runs: dict[str, list], labels, *, method: str 
             def progress(f: float, msg: str, i: int = i, option: str = option) -> None:
                 if bar is not None:
                     bar.progress(min(1.0, (i + f) / len(runs)), text=f"{option}: {msg} (once; then cached)")
-            panels.append(panel_frames(option, snaps[:n], method, progress=progress))
+            panels.append(panel_frames(option, snaps, method, progress=progress))
         fig = embedding_figure(panels, labels, colour_by, frame=frame, animate=animate,
                                presentation=presentation(), zoom=zoom, highlight=highlight, columns=columns)
     except (FatvizError, ImportError) as exc:

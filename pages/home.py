@@ -1,5 +1,7 @@
 """Home: what FAT is, in one screen, and a button that trains the default demo and animates it."""
 
+import threading
+
 import streamlit as st
 
 from fatviz.centroids import CENTROID_OPTIONS
@@ -8,13 +10,26 @@ from fatviz.settings import RunSettings
 from pages.common import (
     apply_presentation_css,
     job_manager,
+    prepared_data,
     presentation,
     show_job_animation,
     start_job,
 )
 
+
+@st.cache_resource(show_spinner=False)
+def warm_up(_settings: RunSettings) -> threading.Thread:
+    """Start the training workers and load the demo's data (with the engine's imports) in this
+    process while the visitor reads, so the first epoch is drawn the moment it is trained."""
+    job_manager()
+    thread = threading.Thread(target=prepared_data, args=(_settings,), daemon=True, name="fatviz-warm-up")
+    thread.start()
+    return thread
+
+
 apply_presentation_css()
-job_manager()  # start the training workers now, while the visitor reads
+settings = RunSettings()
+warm_up(settings)
 
 st.title("FAT: the Fast Approximated Triplet loss")
 story, maths = st.columns([1, 1.1], gap="large")
@@ -40,7 +55,6 @@ with maths:
     st.caption("d: Euclidean distance in the anchor space · c_k: centre of class k, recomputed from the "
                "whole training set every epoch · R_k: radius of class k · m: margin · λ: compactness weight")
 
-settings = RunSettings()
 if st.button("Run the demo", type="primary", icon=":material/play_arrow:",
              help=f"{settings.dataset}, the four centroid options, {settings.epochs} epochs, seed {settings.seed}"):
     st.session_state["home_demo"] = True

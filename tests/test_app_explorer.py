@@ -138,6 +138,16 @@ def test_explorer_colour_by_given_label_recolours_the_flipped_points() -> None:
     assert any(n.startswith("flipped by noise (") for n in names)
 
 
+def test_explorer_tsne_projection_is_computed_on_request() -> None:
+    at = page("centroid_explorer", tiny(seed="19", epochs="1", vis_points="24"))  # t-SNE fits are slow
+    pca = run_until_animated(at, frames=2)
+    at.segmented_control(key="explorer_projection").set_value("tsne").run()
+    no_trouble(at)
+    tsne = animation(at)
+    assert len(tsne["frames"]) == 2
+    assert not np.allclose(values(tsne["data"][2]["x"]), values(pca["data"][2]["x"]))
+
+
 def test_explorer_changed_settings_train_on_request_with_more_epochs() -> None:
     at = page("centroid_explorer", tiny(seed="13"))
     run_until_animated(at, frames=3)

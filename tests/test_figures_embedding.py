@@ -26,6 +26,7 @@ from fatviz.figures.embedding import (
     panel_frames,
     placeholder_figure,
     point_groups,
+    spread_indices,
 )
 from fatviz.figures.style import OPTION_COLOURS, class_colour
 from fatviz.runs import load_run, save_run
@@ -118,6 +119,12 @@ def test_a_2d_embedding_is_drawn_as_it_is_with_the_unit_circle_when_normalised()
 def test_panel_frames_without_snapshots_is_a_user_error() -> None:
     with pytest.raises(FatvizError, match="no snapshot"):
         panel_frames("mean", [])
+
+
+def test_spread_indices_keep_the_first_and_last_epoch() -> None:
+    assert spread_indices(31, 6) == [0, 6, 12, 18, 24, 30]
+    assert spread_indices(4, 6) == [0, 1, 2, 3]
+    assert spread_indices(10, 2) == [0, 9]
 
 
 def test_nearest_neighbours_match_brute_force_and_skip_the_point_itself() -> None:

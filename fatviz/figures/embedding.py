@@ -97,6 +97,16 @@ def panel_frames(title: str, snapshots: Sequence, method: str = "pca", seed: int
                        [_caption(s.metrics) for s in snapshots], circle)
 
 
+NONLINEAR_EPOCHS = 6  # t-SNE and UMAP fit every frame (seconds each): animate a few epochs
+
+
+def spread_indices(n: int, k: int) -> list[int]:
+    """Up to k indices spread evenly over range(n), the first and the last included."""
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
 def nearest_neighbours(embeddings: np.ndarray, index: int, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """The k points nearest to point `index` (Euclidean, in the embedding itself), and their distances."""
     emb = np.asarray(embeddings, dtype=np.float64)
@@ -311,11 +321,12 @@ def placeholder_figure(options: Sequence[str], message: str, columns: int | None
     row_view = rows == 1 and cols >= 3
     size = 22 if presentation else 16
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.08)
-    for p, option in enumerate(options):
-        fig.add_trace(go.Scatter(x=[None], y=[None], showlegend=False, hoverinfo="skip"),
-                      row=p // cols + 1, col=p % cols + 1)
-    fig.update_xaxes(showticklabels=False, zeroline=False, range=[-1, 1])
-    fig.update_yaxes(showticklabels=False, zeroline=False, range=[-1, 1])
+    for p in range(len(options)):
+        row, col = p // cols + 1, p % cols + 1
+        fig.add_trace(go.Scatter(x=[None], y=[None], showlegend=False, hoverinfo="skip"), row=row, col=col)
+        fig.update_xaxes(showticklabels=False, zeroline=False, range=[-1, 1], row=row, col=col)
+        fig.update_yaxes(showticklabels=False, zeroline=False, range=[-1, 1], row=row, col=col,
+                         scaleanchor="x" if p == 0 else f"x{p + 1}", scaleratio=1, constrain="domain")
     titles = _titles([PanelFrames(o, [0], [], [], [""]) for o in options], 0, size, not row_view)
     note = {"text": message, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5, "showarrow": False,
             "font": {"size": size + 2, "color": "#555555"}, "bgcolor": "rgba(255,255,255,0.9)"}
