@@ -161,7 +161,10 @@ if selected is not None and data is not None:
         if caption:
             where.caption(caption)
 
-    st.subheader(f"Sample {data.vis_idx[i]} in the {option} panel, epoch {snap.epoch}")
+    head, clear = st.columns([6, 1], vertical_alignment="bottom")
+    head.subheader(f"Sample {data.vis_idx[i]} in the {option} panel, epoch {snap.epoch}")
+    clear.button("Clear", key="explorer_clear", icon=":material/close:", width="stretch",
+                 on_click=lambda: st.session_state.pop("explorer_point", None))
     left, right = st.columns([1, 3], gap="large")
     with left:
         show_sample(st, i, "")

@@ -177,6 +177,24 @@ def test_explorer_step_buttons_and_a_clicked_point_show_that_epoch_and_sample() 
     assert len(at.get("image")) == 1 + 6  # the sample and its six nearest neighbours
     rings = [t for t in animation(at)["data"] if t.get("legendgroup") == "highlight"]
     assert len(rings) == 4
+    at.button(key="explorer_clear").click().run()
+    assert "explorer_point" not in at.session_state
+    assert not at.get("image") and not [t for t in animation(at)["data"] if t.get("legendgroup") == "highlight"]
+
+
+def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again() -> None:
+    at = page("centroid_explorer", tiny(seed="20", epochs="100"))
+    (stop,) = [b for b in at.button if b.label == "Stop"]
+    stop.click().run()
+    deadline = time.monotonic() + TIMEOUT
+    while not any(i.value.startswith("Stopped after epoch") for i in at.info):
+        assert time.monotonic() < deadline, "the run never stopped"
+        time.sleep(0.3)
+        at.run()
+    no_trouble(at)
+    fig = animation(at)
+    assert fig is not None and len(fig.get("frames", [])) < 101
+    assert [b for b in at.button if b.label == "Train again"]
 
 
 def test_explorer_impossible_setting_shows_one_error_and_keeps_running() -> None:
