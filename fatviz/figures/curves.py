@@ -16,12 +16,11 @@ METRIC_LABELS: dict[str, str] = {
     "precision_at_1": "precision@1", "map": "mAP", "nmi": "NMI", "silhouette": "silhouette",
     "accuracy": "accuracy", "cmc_1": "CMC rank-1", "cmc_5": "CMC rank-5", "cmc_10": "CMC rank-10",
 }
-LOSS_LABELS: dict[str, str] = {
-    "total": "total", "point_to_set": "point-to-set", "compactness": "compactness", "ce": "cross-entropy",
-}
-LOSS_STYLES: dict[str, dict] = {
-    "total": {"color": "#111111", "width": 3}, "point_to_set": {"color": "#0072B2", "width": 2.5},
-    "compactness": {"color": "#D55E00", "width": 2.5}, "ce": {"color": "#009E73", "width": 2.5, "dash": "dot"},
+LOSS_STYLES: dict[str, tuple[str, dict]] = {
+    "total": ("total", {"color": "#111111", "width": 3}),
+    "point_to_set": ("point-to-set", {"color": "#0072B2", "width": 2.5}),
+    "compactness": ("compactness", {"color": "#D55E00", "width": 2.5}),
+    "ce": ("cross-entropy", {"color": "#009E73", "width": 2.5, "dash": "dot"}),
 }
 BOUND_STYLES: dict[str, tuple[str, dict]] = {
     "exact": ("exact triplet loss", {"color": "#111111", "width": 3}),
@@ -46,6 +45,14 @@ def _check(runs: Mapping[str, Sequence]) -> None:
         raise FatvizError("No snapshot to plot yet.")
 
 
+def _finish(fig: go.Figure, presentation: bool, height: int, uirevision: str) -> go.Figure:
+    """Shared look: projector fonts, one horizontal legend above the panels, zoom kept across reruns."""
+    apply_style(fig, presentation=presentation, height=height)
+    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.18, "xanchor": "left", "yanchor": "bottom"},
+                      margin={"t": 100}, uirevision=uirevision)
+    return fig
+
+
 def metric_curves(runs: Mapping[str, Sequence], metrics: Sequence[str] = DEFAULT_METRICS,
                   presentation: bool = False, height: int = 360) -> go.Figure:
     """Test metrics over epochs, one panel per metric and one line per option (same colours everywhere)."""
@@ -59,51 +66,36 @@ def metric_curves(runs: Mapping[str, Sequence], metrics: Sequence[str] = DEFAULT
                 name=option, legendgroup=option, showlegend=c == 1, line={"color": _colour(option), "width": 3},
                 marker={"size": 5}), row=1, col=c)
         fig.update_xaxes(title_text="epoch", row=1, col=c)
-    apply_style(fig, presentation=presentation, height=height)
-    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.18, "xanchor": "left", "yanchor": "bottom"},
-                      margin={"t": 100}, uirevision="metrics")
-    return fig
+    return _finish(fig, presentation, height, "metrics")
+
+
+def _terms_per_option(runs: Mapping[str, Sequence], field: str, styles: Mapping[str, tuple[str, dict]],
+                      presentation: bool, height: int) -> go.Figure:
+    """One panel per option, one line per term of each snapshot's `field` dict (terms never recorded skipped)."""
+    _check(runs)
+    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=list(runs), horizontal_spacing=0.05)
+    shown: set[str] = set()
+    for c, snaps in enumerate(runs.values(), start=1):
+        snaps = [s for s in snaps if getattr(s, field)]
+        for term, (label, line) in styles.items():
+            if not any(term in getattr(s, field) for s in snaps):
+                continue
+            fig.add_trace(go.Scatter(
+                x=[s.epoch for s in snaps], y=[_value(getattr(s, field), term) for s in snaps], mode="lines",
+                name=label, legendgroup=term, showlegend=term not in shown, line=line), row=1, col=c)
+            shown.add(term)
+        fig.update_xaxes(title_text="epoch", row=1, col=c)
+    return _finish(fig, presentation, height, field)
 
 
 def loss_curves(runs: Mapping[str, Sequence], presentation: bool = False, height: int = 340) -> go.Figure:
     """Mean training loss terms over epochs, one panel per option."""
-    _check(runs)
-    options = list(runs)
-    fig = make_subplots(rows=1, cols=len(options), subplot_titles=options, horizontal_spacing=0.05)
-    shown: set[str] = set()
-    for c, option in enumerate(options, start=1):
-        snaps = [s for s in runs[option] if s.losses]
-        for term, line in LOSS_STYLES.items():
-            if not any(term in s.losses for s in snaps):
-                continue
-            fig.add_trace(go.Scatter(
-                x=[s.epoch for s in snaps], y=[_value(s.losses, term) for s in snaps], mode="lines",
-                name=LOSS_LABELS[term], legendgroup=term, showlegend=term not in shown,
-                line=line), row=1, col=c)
-            shown.add(term)
-        fig.update_xaxes(title_text="epoch", row=1, col=c)
-    apply_style(fig, presentation=presentation, height=height)
-    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.18, "xanchor": "left", "yanchor": "bottom"},
-                      margin={"t": 100}, uirevision="losses")
-    return fig
+    return _terms_per_option(runs, "losses", LOSS_STYLES, presentation, height)
 
 
 def bound_curves(runs: Mapping[str, Sequence], presentation: bool = False, height: int = 340) -> go.Figure:
     """The FAT bound against the exact triplet loss (visualisation subset) over epochs, one panel per option."""
-    _check(runs)
-    options = list(runs)
-    fig = make_subplots(rows=1, cols=len(options), subplot_titles=options, horizontal_spacing=0.05)
-    for c, option in enumerate(options, start=1):
-        snaps = [s for s in runs[option] if s.bound]
-        for key, (label, line) in BOUND_STYLES.items():
-            fig.add_trace(go.Scatter(
-                x=[s.epoch for s in snaps], y=[_value(s.bound, key) for s in snaps], mode="lines", name=label,
-                legendgroup=key, showlegend=c == 1, line=line), row=1, col=c)
-        fig.update_xaxes(title_text="epoch", row=1, col=c)
-    apply_style(fig, presentation=presentation, height=height)
-    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.18, "xanchor": "left", "yanchor": "bottom"},
-                      margin={"t": 100}, uirevision="bound")
-    return fig
+    return _terms_per_option(runs, "bound", BOUND_STYLES, presentation, height)
 
 
 def metrics_table(runs: Mapping[str, Sequence], index: int = -1) -> pd.DataFrame:
