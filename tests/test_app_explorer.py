@@ -232,6 +232,18 @@ def test_classroom_link_carries_the_settings_and_presentation_mode() -> None:
     assert animation(at)["layout"]["font"]["size"] == 22  # charts enlarged
 
 
+def test_classroom_students_opening_one_link_share_one_training() -> None:
+    link = tiny(seed="21")
+    teacher = page("classroom", link)
+    job = job_manager().get(job_key("compare", RunSettings(**{k: int(v) for k, v in link.items()})))
+    assert job is not None
+    students = [page("classroom", link) for _ in range(3)]
+    assert job_manager().get(job.key) is job  # joined, not restarted
+    for at in (teacher, *students):
+        assert len(run_until_animated(at, frames=3)["frames"]) == 3
+    assert job_manager().get(job.key) is job
+
+
 def test_classroom_preset_button_loads_the_preset_into_the_settings() -> None:
     at = page("classroom", tiny(seed="17"))
     (button,) = [b for b in at.button if b.key == "preset-40% pairflip noise"]
