@@ -172,9 +172,10 @@ def show_result(result, settings: RunSettings) -> None:
         st.caption("Left: what the teacher predicts for each given label. Right: the truth. With pairflip noise "
                    "the off-diagonal band on the right is the noise; the teacher's matrix shows how much it undoes.")
     with student:
-        s1, s2 = st.columns([3, 2], gap="large")
+        s1, s2 = st.columns(2, gap="large")
         s1.plotly_chart(baselines_figure(result.baselines, presentation=big), theme=None, key="nl_baselines")
-        s2.dataframe(result.baselines.style.format("{:.3f}").format("{:.1f}", subset=["seconds"]))
+        shown = result.baselines.rename(columns={"precision_at_1": "P@1", "map": "mAP", "nmi": "NMI", "seconds": "s"})
+        s2.dataframe(shown.style.format("{:.3f}", na_rep="–").format("{:.1f}", subset=["s"], na_rep="–"))
         s2.caption("Retrieval and clustering on the test split with true labels. The baselines train on the noisy "
                    "labels as given; the student trains with FAT on the teacher's kept samples and soft labels.")
     with per_class:
@@ -205,12 +206,10 @@ if job is None or job.status in ("error", "stopped"):
         job_status(job)
     elif job is not None:
         st.caption("The last run was stopped.")
-    if st.button("Run the teacher and the student", type="primary", icon=":material/play_arrow:"):
-        job = start_job("distill", settings)
-        if job is not None and not job.done:
-            st.rerun()
-    if job is None or job.status in ("error", "stopped"):
-        st.stop()
+    run = st.button("Run the teacher and the student", type="primary", icon=":material/play_arrow:")
+    if run and start_job("distill", settings) is not None:
+        st.rerun()  # the next run finds the job: its progress, or its result loaded from disk
+    st.stop()
 if not job.done:
     follow(job)
     st.stop()

@@ -244,6 +244,19 @@ def test_noisy_labels_widgets_reach_the_distillation(fake_distill: list[RunSetti
     assert at.slider(key="nl_keep").value == RunSettings().keep_fraction
 
 
+def test_noisy_labels_blobs_show_a_table_instead_of_images(fake_distill: list[RunSettings]) -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update(TINY | {"seed": "9", "dataset": "blobs", "subsample": "0"})
+    at.run()
+    next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
+    wait_for(at, lambda a: bool(a.metric))
+    no_trouble(at)
+    assert not at.image
+    t = fake_result(n=60, k=10, seed=1).table
+    missed = [df.value for df in at.dataframe if "missed" in set(df.value.get("outcome", []))]
+    assert len(missed) == 1 and len(missed[0]) == int((~t.flagged & t.was_flipped).sum())
+
+
 def test_noisy_labels_hint_without_noise() -> None:
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
     at.run()

@@ -63,9 +63,9 @@ def fake_result(n: int = 60, k: int = 3, seed: int = 0, settings: RunSettings | 
     tp = int((flagged & flipped).sum())
     precision, recall = tp / flagged.sum(), tp / flipped.sum()
     kept_per_class = [int(((given == c) & ~flagged).sum()) for c in range(k)]
-    rounds = [{"round": 0, "trained_on": n, "kept": n - 5, "kept_per_class": [int((given == c).sum()) - (c < 5)
-                                                                             for c in range(k)], "epochs": 2},
-              {"round": 1, "trained_on": n - 5, "kept": int(sum(kept_per_class)), "kept_per_class": kept_per_class,
+    first = [int((given == c).sum()) - 1 for c in range(k)]  # round 0 doubts one sample per class
+    rounds = [{"round": 0, "trained_on": n, "kept": sum(first), "kept_per_class": first, "epochs": 2},
+              {"round": 1, "trained_on": sum(first), "kept": sum(kept_per_class), "kept_per_class": kept_per_class,
                "epochs": 1}]
     report = {"flag_precision": precision, "flag_recall": recall, "flag_f1": 2 * precision * recall / (precision + recall),
               "kept_label_precision": float((given == true)[~flagged].mean()), "n_flagged": float(flagged.sum()),
@@ -141,7 +141,9 @@ def test_kept_per_round_stacks_the_class_counts() -> None:
         assert bar.marker.color == class_colour(k)
     (line,) = [t for t in fig.data if t.name == "trained on"]
     assert list(line.y) == [r["trained_on"] for r in res.rounds]
-    assert list(line.text) == [f"{r['kept']} of {r['trained_on']} kept" for r in res.rounds]
+    (kept,) = [t for t in fig.data if t.name == "kept"]
+    assert list(kept.y) == [r["kept"] for r in res.rounds] == [sum(r["kept_per_class"]) for r in res.rounds]
+    assert list(kept.text) == [f"{r['kept']} kept" for r in res.rounds]
     assert fig.layout.barmode == "stack"
 
 
@@ -163,7 +165,11 @@ def test_score_histogram_splits_clean_and_flipped() -> None:
     fig = score_figure(t, 0.5)
     clean, flipped = fig.data
     assert clean.name == f"clean label ({int((~t.was_flipped).sum())})"
-    np.testing.assert_allclose(sorted(flipped.x), sorted(t.score[t.was_flipped]))
+    assert sum(clean.y) == int((~t.was_flipped).sum()) and sum(flipped.y) == int(t.was_flipped.sum())
+    for bar, scores in ((clean, t.score[~t.was_flipped]), (flipped, t.score[t.was_flipped])):
+        for centre, count in zip(bar.x, bar.y):
+            inside = (scores >= centre - 0.025) & (scores < centre + 0.025) | ((centre > 0.97) & (scores == 1.0))
+            assert count == int(inside.sum())
     assert fig.layout.shapes[0].x0 == 0.5
     assert not score_figure(t, None).layout.shapes
 
@@ -172,6 +178,6 @@ def test_baselines_figure_bars() -> None:
     b = fake_result().baselines
     fig = baselines_figure(b)
     p1, m = fig.data
-    assert list(p1.x) == list(b.index)
+    assert list(p1.x) == [n.replace(" (", "<br>(") for n in b.index]
     np.testing.assert_allclose(p1.y, b.precision_at_1)
     np.testing.assert_allclose(m.y, b["map"])

@@ -67,12 +67,15 @@ def bound_view_figure(t: BoundTerms, labels: np.ndarray, class_names: list[str] 
         text=["c<sub>a</sub>", "c<sub>n</sub>"], textposition="bottom center",
         marker={"symbol": "x", "size": 18, "color": [class_colour(t.anchor_class), class_colour(t.negative_class)],
                 "line": {"color": "#000000", "width": 1.5}}))
+    # n first, as a wide ring, then p and a filled on top: the hardest triplet's anchor often
+    # sits right on its negative, and both must stay visible.
+    ya, yn = class_colour(t.anchor_class), class_colour(t.negative_class)
     fig.add_trace(go.Scatter(
-        x=[a[0], p[0], n[0]], y=[a[1], p[1], n[1]], mode="markers+text", name="anchor, positive, negative",
-        text=["a", "p", "n"], textposition=["top center", "top center", "bottom center"], textfont={"size": 20},
-        customdata=[t.anchor, t.positive, t.negative], hovertemplate="point %{customdata}<extra></extra>",
-        marker={"size": 18, "line": {"color": "#000000", "width": 2},
-                "color": [class_colour(t.anchor_class)] * 2 + [class_colour(t.negative_class)]}))
+        x=[n[0], p[0], a[0]], y=[n[1], p[1], a[1]], mode="markers+text", name="anchor, positive, negative",
+        text=["n", "p", "a"], textposition=["bottom right", "top center", "top left"], textfont={"size": 22},
+        customdata=[t.negative, t.positive, t.anchor], hovertemplate="point %{customdata}<extra></extra>",
+        marker={"size": [30, 18, 18], "symbol": ["circle-open", "circle", "circle"], "color": [yn, ya, ya],
+                "line": {"color": [yn, "#000000", "#000000"], "width": [4, 2, 2]}}))
     space = "unit circle" if is_normalized(t.option) else "raw features"
     apply_style(fig, title=f"One triplet, option {t.option} ({space})", presentation=presentation, height=760)
     axis = "u" if is_normalized(t.option) else "x"

@@ -63,20 +63,26 @@ def flagging_comparison(report: dict[str, float]) -> pd.DataFrame:
 
 
 def kept_per_round_figure(rounds: list[dict], class_names: list[str], presentation: bool = False) -> go.Figure:
-    """Samples kept after each round, stacked by class, with how many the round trained on."""
+    """Samples the teacher keeps after each round, stacked by class, beside how many the round trained on.
+
+    After every round the teacher judges all samples again, so a later round may keep
+    more samples than it trained on.
+    """
     x = [f"round {r['round']}" for r in rounds]
     fig = go.Figure()
     for k, name in enumerate(class_names):
         fig.add_trace(go.Bar(x=x, y=[r["kept_per_class"][k] for r in rounds], name=name,
                              marker_color=class_colour(k)))
-    fig.add_trace(go.Scatter(x=x, y=[r["trained_on"] for r in rounds], name="trained on", mode="lines+markers+text",
-                             text=[f"{r['kept']} of {r['trained_on']} kept" for r in rounds],
-                             textposition="top center", line={"color": "#333333", "dash": "dot", "width": 2},
-                             marker={"size": 9}))
-    apply_style(fig, title="What the teacher keeps, round by round", presentation=presentation, height=460)
-    top = max([r["trained_on"] for r in rounds] or [1])
+    fig.add_trace(go.Scatter(x=x, y=[r["kept"] for r in rounds], mode="text", name="kept", showlegend=False,
+                             text=[f"{r['kept']} kept" for r in rounds], textposition="top center",
+                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=x, y=[r["trained_on"] for r in rounds], name="trained on", mode="markers",
+                             line={"color": "#333333", "dash": "dot", "width": 2}, marker={"size": 10, "symbol": "diamond"},
+                             hovertemplate="%{x}: trained on %{y}<extra></extra>"))
+    apply_style(fig, title="What the teacher keeps, round by round", presentation=presentation, height=480)
+    top = max([max(r["trained_on"], r["kept"]) for r in rounds] or [1])
     fig.update_layout(barmode="stack", yaxis={"title": "samples", "range": [0, top * 1.15]},
-                      legend={"x": 1.02, "xanchor": "left"})
+                      legend={"x": 1.02, "xanchor": "left", "traceorder": "normal"})
     return fig
 
 
@@ -103,27 +109,31 @@ def confusion_figure(confusion: pd.DataFrame, rows: str, cols: str, class_names:
     return fig
 
 
-def score_figure(table: pd.DataFrame, threshold: float | None = None, presentation: bool = False) -> go.Figure:
-    """How sure the teacher is of each given label, for clean and for flipped samples."""
+def score_figure(table: pd.DataFrame, threshold: float | None = None, presentation: bool = False,
+                 bins: int = 20) -> go.Figure:
+    """How sure the teacher is of each given label: histograms over [0, 1] for clean and flipped samples."""
     fig = go.Figure()
     flipped = table["was_flipped"].to_numpy(bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
     for name, mask, colour in (("clean label", ~flipped, FLAG_COLOURS["kept"]),
                                ("flipped label", flipped, FLAG_COLOURS["correctly flagged"])):
-        fig.add_trace(go.Histogram(x=table.loc[mask, "score"], name=f"{name} ({int(mask.sum())})",
-                                   xbins={"start": 0.0, "end": 1.0, "size": 0.05}, marker_color=colour,
-                                   opacity=0.75))
+        counts, _ = np.histogram(table.loc[mask, "score"].to_numpy(float), bins=edges)
+        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0],
+                             name=f"{name} ({int(mask.sum())})", marker_color=colour, opacity=0.75,
+                             hovertemplate="%{x:.3f}: %{y}<extra>" + name + "</extra>"))
     if threshold is not None:
         fig.add_vline(x=threshold, line={"color": "#000000", "dash": "dash", "width": 2},
                       annotation_text=f"threshold {threshold:g}", annotation_position="top")
-    apply_style(fig, title="Teacher's probability of the given label", presentation=presentation, height=420)
-    fig.update_layout(barmode="overlay", xaxis={"title": "probability", "range": [0, 1]},
-                      yaxis_title="samples", legend={"x": 0.5, "y": 0.98, "xanchor": "center", "orientation": "h"})
+    apply_style(fig, title="Teacher's probability of the given label", presentation=presentation, height=480)
+    fig.update_layout(barmode="overlay", xaxis={"title": "probability", "range": [0, 1]}, yaxis_title="samples",
+                      legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"})
     return fig
 
 
 def baselines_figure(baselines: pd.DataFrame, presentation: bool = False) -> go.Figure:
     """Retrieval on the test split (true labels): the student against models trained on the noisy labels."""
-    names = list(baselines.index)
+    # "fat (noisy labels)" -> "fat<br>(noisy labels)": tick labels stay horizontal.
+    names = [str(n).replace(" (", "<br>(") for n in baselines.index]
     fig = go.Figure()
     for column, label, colour in (("precision_at_1", "precision@1", "#0072B2"), ("map", "mAP", "#56B4E9")):
         values = baselines[column].to_numpy(float)
@@ -131,5 +141,5 @@ def baselines_figure(baselines: pd.DataFrame, presentation: bool = False) -> go.
                              text=[f"{v:.3f}" for v in values], textposition="outside"))
     apply_style(fig, title="Student vs training on the noisy labels", presentation=presentation, height=440)
     fig.update_layout(barmode="group", yaxis={"title": "test split, true labels", "range": [0, 1.1]},
-                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"})
+                      legend={"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"})
     return fig
