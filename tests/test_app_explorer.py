@@ -138,6 +138,17 @@ def test_explorer_colour_by_given_label_recolours_the_flipped_points() -> None:
     assert any(n.startswith("flipped by noise (") for n in names)
 
 
+def test_explorer_2d_embedding_is_drawn_as_it_is_on_the_unit_circle() -> None:
+    at = page("centroid_explorer", tiny(seed="22", embedding_dim="2"))
+    fig = run_until_animated(at, frames=3)
+    no_trouble(at)
+    assert "explorer_projection" not in [b.key for b in at.button_group]  # nothing to project
+    circles = [s for s in fig["layout"].get("shapes", []) if s["type"] == "circle"]
+    assert len(circles) == 3  # the three normalised options live on the unit circle; `mean` does not
+    x, y = values(fig["data"][6]["x"]), values(fig["data"][6]["y"])  # norm-mean-norm's points
+    np.testing.assert_allclose(np.hypot(x, y), 1.0, atol=2e-3)
+
+
 def test_explorer_tsne_projection_is_computed_on_request() -> None:
     at = page("centroid_explorer", tiny(seed="19", epochs="1", vis_points="24"))  # t-SNE fits are slow
     pca = run_until_animated(at, frames=2)
