@@ -127,7 +127,8 @@ shown = len(job.snapshots[job.options[0]][0].embeddings) if job.frames() else 0
 if selected is not None and (selected[0] not in job.options or selected[1] >= shown):
     selected = None
 show_job_animation(job, key=chart_key, method=method if job.done else "pca", colour_by=colour_by, zoom=zoom,
-                   frame=frame, highlight=None if selected is None else selected[1], selectable=True)
+                   frame=frame, highlight=None if selected is None else selected[1], selectable=True,
+                   columns=4 if presentation() else None)  # a projector is wide: one row
 if not job.done or job.status == "error":
     st.stop()
 

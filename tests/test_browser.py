@@ -111,7 +111,7 @@ def shoot(page, name: str) -> list[Path]:
     """What the projector shows (the viewport), and the whole page (a tall viewport)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     paths = [SHOTS / f"{name}.png", SHOTS / f"{name}-full.png"]
-    page.locator("h1").first.hover()  # no tooltip left over in the picture
+    page.mouse.move(VIEW["width"] - 5, VIEW["height"] - 5)  # no tooltip or hover mark left in the picture
     page.screenshot(path=str(paths[0]))
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 1000")
     page.set_viewport_size({"width": VIEW["width"], "height": int(min(max(height, 1000), 6000))})
