@@ -175,11 +175,16 @@ def cmd_bench_loss(argv: list[str]) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a saved run's animation as a standalone HTML file."""
+    from fatviz.centroids import CENTROID_OPTIONS
     from fatviz.figures.embedding import embedding_animation
     from fatviz.runs import load_run
 
-    result = load_run(args.run)
-    fig = embedding_animation(result)
+    folder = Path(args.run)
+    options = [o for o in CENTROID_OPTIONS if (folder / o / "run.pt").is_file()]
+    if options and not (folder / "run.pt").is_file():  # a compare-centroids folder: all panels
+        fig = embedding_animation({o: load_run(folder / o) for o in options})
+    else:
+        fig = embedding_animation(load_run(folder))
     out = Path(args.html)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(out, include_plotlyjs=True, full_html=True, auto_play=False)
@@ -205,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="worker processes (0: train in this process)")
     sub.add_parser("bench-loss", help="loss-speed benchmark (python -m fatviz bench-loss --help)", add_help=False)
     p = sub.add_parser("export", help="export a saved run's animation as standalone HTML")
-    p.add_argument("run", help="run folder (or its run.pt)")
+    p.add_argument("run", help="run folder (or its run.pt); a compare-centroids folder exports all four panels")
     p.add_argument("--html", required=True, help="output .html file")
     p.set_defaults(func=cmd_export)
     return parser

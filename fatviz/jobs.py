@@ -40,7 +40,17 @@ def _init_worker(events: Any, stop_dir: str) -> None:
 
     torch.set_num_threads(1)  # two workers on two cores: one thread each, BLAS included
     threadpool_limits(limits=1)
-    import fatviz.train  # noqa: F401  (warm the imports before the first job)
+    _warm_up()
+
+
+def _warm_up() -> None:
+    """Pay the first-call costs (lazy imports, allocator, sklearn, the digits file) before any
+    user waits: a tiny two-epoch run with snapshots. Without it the first demo's first frame
+    came 8-9 s after the click."""
+    from fatviz.train import prepare_data, train
+
+    settings = RunSettings(epochs=1, subsample=200, vis_points=50)
+    train(settings, prepare_data(settings))
 
 
 def _warm() -> int:
@@ -153,6 +163,10 @@ class JobManager:
         self._pool: ProcessPoolExecutor | None = None
         self._events: Any = None
         if workers > 0:
+            # Snapshots arriving from workers unpickle into fatviz.train classes: import them
+            # now, not on the first frame.
+            import fatviz.train  # noqa: F401
+
             ctx = mp.get_context("spawn")  # fork is unsafe in a threaded server with torch loaded
             self._events = ctx.Queue()
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,

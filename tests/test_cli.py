@@ -35,6 +35,10 @@ def test_compare_centroids_saves_four_runs(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(result["options"]) == {"mean", "mean-norm", "norm-mean", "norm-mean-norm"}
     assert all((tmp_path / "cmp" / o / "run.pt").is_file() for o in result["options"])
+    html = run_cli("export", str(tmp_path / "cmp"), "--html", str(tmp_path / "four.html"), cwd=tmp_path)
+    assert html.returncode == 0, html.stderr
+    text = (tmp_path / "four.html").read_text()
+    assert all(option in text for option in result["options"])
 
 
 def test_user_mistakes_print_one_line_and_exit_2(tmp_path):
