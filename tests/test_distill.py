@@ -1,0 +1,231 @@
+"""Label distillation: the teacher flags planted flips, the student never goes NaN, runs save and load."""
+
+import json
+import math
+from io import StringIO
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fatviz import distill
+from fatviz.centroids import compute_centroids
+from fatviz.distill import (
+    TABLE_COLUMNS,
+    DistillationStopped,
+    Teacher,
+    confident,
+    flag_scores,
+    load_distillation,
+    run_distillation,
+    save_distillation,
+    soft_labels,
+    student_trainer,
+    train_teacher,
+)
+from fatviz.errors import FatvizError
+from fatviz.settings import RunSettings
+from fatviz.train import _embed, prepare_data
+
+# Easy synthetic data: six tight blobs in 8-D, where random centres lie far apart (in 2-D two
+# of them can overlap, and then a clean sample is honestly ambiguous); 450 training samples.
+BLOBS = RunSettings(dataset="blobs", blob_dim=8, blob_spread=0.5, noise="symmetric:0.2", teacher_rounds=2,
+                    round_epochs=3, epochs=3, vis_points=60)
+
+
+@pytest.fixture(scope="module")
+def blobs_data():
+    return prepare_data(BLOBS)
+
+
+@pytest.fixture(scope="module")
+def small_run(blobs_data):
+    return run_distillation(BLOBS, blobs_data, baselines=False, cleanlab=False)
+
+
+@pytest.mark.parametrize("noise", ["symmetric:0.2", "pairflip:0.3"])
+def test_teacher_flags_planted_flips(noise):
+    settings = BLOBS.replace(noise=noise)
+    data = prepare_data(settings)
+    teacher = train_teacher(settings, data)
+    scores = flag_scores(~teacher.kept, data.noisy.flipped)
+    assert scores["n_flipped"] > 50
+    assert scores["precision"] >= 0.95
+    assert scores["recall"] >= 0.95
+    assert len(teacher.rounds) == settings.teacher_rounds + 1
+    assert teacher.history["kept"].shape == (settings.teacher_rounds + 1, len(data.given_labels))
+
+
+def test_soft_labels_sum_to_one(small_run):
+    logits = np.random.default_rng(0).normal(scale=30.0, size=(50, 6)).astype(np.float32)
+    for temperature in (0.05, 1.0, 10.0):
+        soft = soft_labels(logits, temperature)
+        assert soft.dtype == np.float32
+        np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-5)
+    # A higher temperature flattens: the top probability never grows.
+    assert (soft_labels(logits, 4.0).max(1) <= soft_labels(logits, 1.0).max(1) + 1e-6).all()
+    np.testing.assert_allclose(small_run.soft_labels.sum(axis=1), 1.0, atol=1e-5)
+    assert small_run.soft_labels.shape == (len(small_run.table), 6)
+
+
+def test_confidence_rules():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.55, 0.45], [0.45, 0.55], [0.9, 0.1]])
+    given = np.array([0, 0, 0, 0, 1, 1])
+    agree = RunSettings(confidence_rule="agree", confidence_threshold=0.5)
+    assert confident(probs, given, agree).tolist() == [True, True, False, True, True, False]
+    # Class 0 averages 0.5875 and class 1 0.325: a threshold of 0.8 is capped at those.
+    strict = agree.replace(confidence_threshold=0.8)
+    assert confident(probs, given, strict).tolist() == [True, True, False, False, True, False]
+    small = RunSettings(confidence_rule="small-loss", keep_fraction=0.5)
+    # Per given class, the highest given-label probabilities (lowest loss), at least one each.
+    assert confident(probs, given, small).tolist() == [True, True, False, False, True, False]
+
+
+def test_round_discarded():
+    kept = np.array([[1, 0, 0, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=bool)
+    teacher = Teacher(kept=kept[-1], probs=np.full((4, 2), 0.5, np.float32), rounds=[],
+                      history={"kept": kept})
+    # Sample 1 came back in round 1 and was dropped again in round 2.
+    assert teacher.round_discarded.tolist() == [-1, 2, 0, 1]
+
+
+def test_confident_only_centres_ignore_flagged(blobs_data):
+    n = len(blobs_data.given_labels)
+    kept = np.ones(n, dtype=bool)
+    kept[::3] = False
+    soft = np.eye(6, dtype=np.float32)[blobs_data.given_labels]
+    trainer = student_trainer(BLOBS, blobs_data, soft, kept)
+    emb, _ = _embed(trainer.model, trainer.x_train)
+    moved = emb.clone()
+    moved[torch.as_tensor(~kept)] = 1e3 * torch.randn(int((~kept).sum()), emb.shape[1])
+    a = trainer.whole_set_centroids(emb)
+    b = trainer.whole_set_centroids(moved)
+    torch.testing.assert_close(a.centres, b.centres)
+    torch.testing.assert_close(a.radius, b.radius)
+    labels = torch.as_tensor(blobs_data.given_labels)
+    ref = compute_centroids(emb[torch.as_tensor(kept)], labels[torch.as_tensor(kept)], BLOBS.centroid, 6)
+    torch.testing.assert_close(a.centres, ref.centres)
+
+
+@pytest.mark.parametrize("loss", ["hybrid", "fat", "normalized-fat"])
+@pytest.mark.parametrize("case", ["empty-class", "all-flagged"])
+def test_student_stays_finite(blobs_data, loss, case):
+    given = blobs_data.given_labels
+    kept = given != 0 if case == "empty-class" else np.zeros(len(given), dtype=bool)
+    soft = (0.9 * np.eye(6) + 0.1 / 6)[given].astype(np.float32)  # a teacher that agrees with every label
+    settings = BLOBS.replace(loss=loss, centroid="mean" if loss == "fat" else "norm-mean-norm")
+    result = student_trainer(settings, blobs_data, soft, kept).fit()
+    for snap in result.snapshots:
+        assert all(math.isfinite(v) for v in snap.losses.values())
+        assert np.isfinite(snap.embeddings).all() and np.isfinite(snap.centres).all()
+    last = result.snapshots[-1]
+    if case == "empty-class":
+        assert not last.present[0] and last.present[1:].all()
+    else:
+        assert not last.present.any()
+    assert math.isfinite(result.final_metrics["precision_at_1"])
+
+
+def test_all_flagged_run_works(blobs_data, monkeypatch):
+    # The per-class threshold makes this rare with real data, so a teacher that trusts nothing stands in.
+    monkeypatch.setattr(distill, "confident", lambda probs, given, settings: np.zeros(len(given), dtype=bool))
+    result = run_distillation(BLOBS, blobs_data, baselines=False, cleanlab=False)
+    assert result.table["flagged"].all()
+    assert result.rounds[-1]["kept"] == 0
+    assert (result.table["round_discarded"] == 0).all()
+    assert math.isnan(result.report["kept_label_precision"])
+    assert all(math.isfinite(result.report[k]) for k in ("flag_f1", "student_precision_at_1", "seconds"))
+    assert any("kept no sample" in n for n in result.notes)
+
+
+def test_zero_noise_run_works():
+    result = run_distillation(BLOBS.replace(noise="none"), baselines=False, cleanlab=False)
+    r = result.report
+    assert r["n_flipped"] == 0 and r["flag_recall"] == 1.0
+    assert not result.table["was_flipped"].any()
+    assert r["kept_label_precision"] == 1.0
+    assert all(math.isfinite(v) for k, v in r.items() if not k.startswith(("cleanlab", "baseline")))
+
+
+def test_result_shape(small_run, blobs_data):
+    t = small_run.table
+    assert tuple(t.columns) == TABLE_COLUMNS
+    assert len(t) == len(blobs_data.given_labels)
+    assert (t["was_flipped"] == (t["given_label"] != t["true_label"])).all()
+    assert (t["flagged"] == (t["round_discarded"] >= 0)).all()
+    assert [r["round"] for r in small_run.rounds] == [0, 1, 2]
+    assert small_run.rounds[0]["trained_on"] == len(t)
+    assert sum(small_run.rounds[-1]["kept_per_class"]) == (~t["flagged"]).sum()
+    assert small_run.confusion["count"].sum() == len(t) and (small_run.confusion["count"] > 0).all()
+    assert small_run.per_class["n"].sum() == len(t)
+    assert small_run.per_class["n_flagged"].sum() == t["flagged"].sum()
+    assert list(small_run.baselines.index) == ["student"]
+    assert len(small_run.student.snapshots) == BLOBS.epochs + 1
+    back = pd.read_csv(StringIO(small_run.to_csv()))
+    assert tuple(back.columns) == TABLE_COLUMNS and len(back) == len(t)
+
+
+def test_save_and_load(small_run, tmp_path):
+    folder = save_distillation(small_run, tmp_path / "run")
+    save_distillation(small_run, folder)  # overwriting an existing run works too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder left behind
+    back = load_distillation(folder)
+    pd.testing.assert_frame_equal(back.table, small_run.table)
+    pd.testing.assert_frame_equal(back.per_class, small_run.per_class)
+    pd.testing.assert_frame_equal(back.confusion, small_run.confusion)
+    pd.testing.assert_frame_equal(back.baselines, small_run.baselines)
+    np.testing.assert_array_equal(back.soft_labels, small_run.soft_labels)
+    np.testing.assert_array_equal(back.history["kept"], small_run.history["kept"])
+    assert back.rounds == small_run.rounds and back.notes == small_run.notes
+    assert back.settings == small_run.settings
+    assert back.report.keys() == small_run.report.keys()
+    assert len(back.student.snapshots) == len(small_run.student.snapshots)
+
+
+def test_load_errors(small_run, tmp_path):
+    with pytest.raises(FatvizError, match="no distillation"):
+        load_distillation(tmp_path / "missing")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "distill.json").write_text(json.dumps({"schema": "something.else"}))
+    with pytest.raises(FatvizError, match="not a fatviz distillation"):
+        load_distillation(tmp_path / "foreign")
+    folder = save_distillation(small_run, tmp_path / "damaged")
+    (folder / "table.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(FatvizError, match="damaged"):
+        load_distillation(folder)
+    folder = save_distillation(small_run, tmp_path / "garbled")
+    (folder / "distill.json").write_text("{not json")
+    with pytest.raises(FatvizError, match="damaged"):
+        load_distillation(folder)
+
+
+def test_stop_and_bad_loss(blobs_data):
+    with pytest.raises(DistillationStopped):
+        run_distillation(BLOBS, blobs_data, should_stop=lambda: True, baselines=False, cleanlab=False)
+    with pytest.raises(FatvizError, match="student trains with"):
+        run_distillation(BLOBS.replace(loss="ce"), blobs_data)
+
+
+def test_progress_moves_forward(blobs_data):
+    seen = []
+    run_distillation(BLOBS.replace(epochs=1), blobs_data, on_progress=lambda f, m: seen.append(f), cleanlab=False,
+                     baselines=False)
+    assert len(seen) > 5 and seen == sorted(seen) and 0 < seen[0] and seen[-1] == pytest.approx(1.0)
+
+
+def test_cli_json_line(tmp_path, capsys):
+    from fatviz.cli import main
+
+    out = tmp_path / "cli-run"
+    code = main(["distill", "--dataset", "blobs", "--noise", "pairflip:0.3", "--seed", "1", "--epochs", "2",
+                 "--teacher-epochs", "4", "--teacher-rounds", "1", "--round-epochs", "2", "--vis-points", "30",
+                 "--out", str(out), "--json"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    data = json.loads(lines[-1])
+    for key in ("flag_precision", "flag_recall", "flag_f1", "cleanlab_f1", "student_precision_at_1",
+                "baseline_precision_at_1", "seconds"):
+        assert isinstance(data[key], float)
+    assert "cleanlab" in "\n".join(lines) and "student" in "\n".join(lines)
+    assert list(load_distillation(out).baselines.index) == ["student", *distill.BASELINES]
