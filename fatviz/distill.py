@@ -260,7 +260,9 @@ def confident_learning(given: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     # about it at length; the report's notes already say which classes are empty.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return np.asarray(find_label_issues(given, pred_probs), dtype=bool)
+        # n_jobs=1: cleanlab's own multiprocessing pool breaks inside our spawned job
+        # workers (NameError in its pool initialiser), and the sets are small anyway.
+        return np.asarray(find_label_issues(given, pred_probs, n_jobs=1), dtype=bool)
 
 
 # -- the student and its baselines ----------------------------------------------------------------

@@ -270,7 +270,10 @@ class JobManager:
             job.status = "stopped" if stopped else "done"
             job.progress = (1.0, "stopped" if stopped else "done")
         except FatvizError as exc:
-            job.status, job.error = "error", str(exc)
+            if os.path.exists(job._stop_path):  # stopped on request (distillation raises when stopped)
+                job.status, job.progress = "stopped", (1.0, "stopped")
+            else:
+                job.status, job.error = "error", str(exc)
         except Exception as exc:  # a worker crash must not take the app down
             job.status = "error"
             job.error = f"{type(exc).__name__}: {exc}"

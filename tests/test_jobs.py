@@ -63,3 +63,17 @@ def test_worker_processes_stream_the_same_results(tmp_path):
         assert len(job.snapshots["norm-mean-norm"]) == TINY.epochs + 1
     finally:
         mgr.shutdown()
+
+
+def test_distillation_in_a_worker_process_runs_cleanlab(tmp_path):
+    settings = RunSettings(dataset="blobs", blob_classes=3, blob_dim=4, noise="symmetric:0.2", epochs=2,
+                           teacher_epochs=2, teacher_rounds=1, round_epochs=1, embedding_dim=4, vis_points=30)
+    mgr = JobManager(workers=1, runs_dir=tmp_path)
+    try:
+        job = mgr.submit("distill", settings)
+        assert job.wait(300) and job.status == "done", job.error
+        result = job.results[""]
+        assert 0 <= result.report["cleanlab_f1"] <= 1
+        assert len(result.table) == len(result.soft_labels)
+    finally:
+        mgr.shutdown()
