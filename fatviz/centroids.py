@@ -144,20 +144,21 @@ def centres_from_sums(sums: torch.Tensor, counts: torch.Tensor, option: str) -> 
     return torch.where(present[:, None], mean, torch.zeros_like(mean)), present
 
 
-def batch_centres(features: torch.Tensor, labels: torch.Tensor, option: str, num_classes: int,
+def batch_centres(features: torch.Tensor, labels: torch.Tensor, option: str, num_classes: int | None = None,
                   anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Centres and presence of each class from one batch, detached, without the radius pass.
 
     The same centres as `compute_centroids(features, labels, option, num_classes).centres`
-    in one pass over the batch: what a loss needs every step. `anchors` may pass
+    in one pass over the batch: what a loss needs every step. Without `num_classes`
+    the slots run up to the largest label. `anchors` may pass
     `anchor_space(features, option)` when the caller has it already.
     """
     dtype = features.dtype if features.dtype in (torch.float32, torch.float64) else torch.float32
     features = features.detach().to(dtype)
     anchors = None if anchors is None or anchors.dtype != dtype else anchors.detach()
     summed = _summed(features, option, anchors)
-    sums = summed.new_zeros(num_classes, summed.shape[1]).index_add_(0, labels, summed)
-    counts = torch.bincount(labels, minlength=num_classes).to(summed.dtype)
+    counts = torch.bincount(labels, minlength=1 if num_classes is None else num_classes).to(summed.dtype)
+    sums = summed.new_zeros(counts.shape[0], summed.shape[1]).index_add_(0, labels, summed)
     return centres_from_sums(sums, counts, option)
 
 

@@ -67,9 +67,8 @@ class _AllNegativesHinge(torch.autograd.Function):
     def backward(ctx, grad_sum: torch.Tensor, grad_pos: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         hinge, labels, pair_w = ctx.saved_tensors
         g = (pair_w * grad_sum).masked_fill_(hinge <= 0, 0.0)
-        grad = torch.neg(g)
-        grad.scatter_add_(1, labels[:, None], g.sum(1, keepdim=True) + grad_pos)
-        return grad, None, None, None
+        own = g.sum(1, keepdim=True) + grad_pos
+        return g.neg_().scatter_add_(1, labels[:, None], own), None, None, None
 
 
 @dataclass(frozen=True)
@@ -127,8 +126,7 @@ class FATLoss(nn.Module):
         labels = labels.long()
         anchors = anchor_space(embeddings, self.option)
         if centroids is None:
-            num_classes = int(labels.max()) + 1 if labels.numel() else 1
-            centres, present = batch_centres(embeddings, labels, self.option, num_classes, anchors)
+            centres, present = batch_centres(embeddings, labels, self.option, anchors=anchors)
         elif centroids.option != self.option:
             raise FatvizError(f"Centroids were computed with {centroids.option!r}, the loss uses {self.option!r}.")
         else:
