@@ -145,7 +145,7 @@ def _compare_in_workers(settings: RunSettings, workers: int) -> dict:
     """The four options on `workers` processes (two options each, in lockstep), with a progress bar."""
     from fatviz.jobs import JobManager
 
-    manager = JobManager(workers=workers, runs_dir=None)
+    manager = JobManager(workers=workers, runs_dir=None, warm_up=False)
     bar = _Progress("compare")
     try:
         job = manager.submit("compare", settings)

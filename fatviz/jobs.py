@@ -31,7 +31,7 @@ _QUEUE: Any = None
 _STOP_DIR: str = ""
 
 
-def _init_worker(events: Any, stop_dir: str) -> None:
+def _init_worker(events: Any, stop_dir: str, warm_up: bool) -> None:
     global _QUEUE, _STOP_DIR
     _QUEUE, _STOP_DIR = events, stop_dir
     import torch
@@ -40,7 +40,8 @@ def _init_worker(events: Any, stop_dir: str) -> None:
 
     torch.set_num_threads(1)  # two workers on two cores: one thread each, BLAS included
     threadpool_limits(limits=1)
-    _warm_up()
+    if warm_up:
+        _warm_up()
 
 
 def _warm_up() -> None:
@@ -154,13 +155,16 @@ def job_key(kind: str, settings: RunSettings) -> str:
 class JobManager:
     """Runs jobs in `workers` processes (0: a thread in this process), deduplicated by settings."""
 
-    def __init__(self, workers: int = 2, runs_dir: str | os.PathLike | None = "runs") -> None:
+    def __init__(self, workers: int = 2, runs_dir: str | os.PathLike | None = "runs", warm_up: bool = True) -> None:
+        """`warm_up` runs a tiny training in each worker at start (the app: workers start when a
+        page opens, long before the click); a one-shot CLI call skips it."""
         self.workers = workers
         self.runs_dir = Path(runs_dir) if runs_dir else None
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._stop_dir = tempfile.mkdtemp(prefix="fatviz-stop-")
         self._pool: ProcessPoolExecutor | None = None
+        self._warming: list[Future] = []
         self._events: Any = None
         if workers > 0:
             # Snapshots arriving from workers unpickle into fatviz.train classes: import them
@@ -170,10 +174,16 @@ class JobManager:
             ctx = mp.get_context("spawn")  # fork is unsafe in a threaded server with torch loaded
             self._events = ctx.Queue()
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(self._events, self._stop_dir))
-            for _ in range(workers):
-                self._pool.submit(_warm)
+                                             initargs=(self._events, self._stop_dir, warm_up))
+            self._warming = [self._pool.submit(_warm) for _ in range(workers)]
             threading.Thread(target=self._collect, daemon=True, name="fatviz-collector").start()
+
+    def ready(self, timeout: float | None = None) -> bool:
+        """Wait until the worker processes have started and warmed up (True when they have)."""
+        from concurrent.futures import wait
+
+        _, pending = wait(self._warming, timeout=timeout)
+        return not pending
 
     # -- events from workers -------------------------------------------------------------
     def _collect(self) -> None:

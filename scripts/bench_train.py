@@ -56,9 +56,19 @@ def main() -> int:
     out["digits_hybrid_map"] = result.final_metrics["map"]
     out["digits_single_run_s"] = time.perf_counter() - t
 
+    # Cold: the CLI's case, worker processes started (and warmed) inside the timing.
+    t = time.perf_counter()
+    manager = JobManager(workers=args.workers, runs_dir=None, warm_up=False)
+    try:
+        job = manager.submit("compare", settings)
+        job.wait()
+        out["compare_cold_s"] = time.perf_counter() - t
+    finally:
+        manager.shutdown()
+    # Warm: the app's case, workers started when the page opened, before the click.
     manager = JobManager(workers=args.workers, runs_dir=None)
     try:
-        time.sleep(0.5)
+        manager.ready()
         t = time.perf_counter()
         job = manager.submit("compare", settings)
         job.wait()
@@ -66,6 +76,9 @@ def main() -> int:
         out["compare_first_frame_s"] = job.first_frame_seconds or float("nan")
         for option, res in job.results.items():
             out[f"compare_{option}_p_at_1"] = res.final_metrics["precision_at_1"]
+        t = time.perf_counter()
+        again = manager.submit("compare", settings)
+        out["compare_cached_s"] = time.perf_counter() - t if again is job else float("nan")
     finally:
         manager.shutdown()
 
@@ -82,8 +95,10 @@ def main() -> int:
     rows = [
         ("digits, hybrid, norm-mean-norm, 30 epochs: test precision@1", "digits_hybrid_p_at_1", ">= 0.95"),
         ("  one run, wall seconds", "digits_single_run_s", ""),
-        ("compare-centroids (4 options x 30 epochs), wall seconds", "compare_centroids_s", "<= 10"),
-        ("  first frame of all four panels, seconds", "compare_first_frame_s", ""),
+        ("compare-centroids (4 options x 30 epochs), warm workers, s", "compare_centroids_s", "<= 10"),
+        ("  first frame of all four panels, s", "compare_first_frame_s", "<= 2"),
+        ("  same settings again (shared job), s", "compare_cached_s", "<= 1"),
+        ("  cold: worker processes started inside the timing, s", "compare_cold_s", ""),
         ("MNIST-size (60k 28x28) small CNN, seconds per epoch", "mnist_sized_cnn_s_per_epoch", "report"),
     ]
     print(f"{'measurement':<62}{'value':>10}  target")
