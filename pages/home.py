@@ -59,6 +59,11 @@ if st.button("Run the demo", type="primary", icon=":material/play_arrow:",
              help=f"{settings.dataset}, the four centroid options, {settings.epochs} epochs, seed {settings.seed}"):
     st.session_state["home_demo"] = True
 
+if not st.session_state.get("home_demo"):
+    # Workers start (and warm up) when the app opens; a click before then waits for them.
+    ready = job_manager().ready(0)
+    st.caption("Training workers ready." if ready else "Starting the training workers (a few seconds)…")
+
 if st.session_state.get("home_demo"):
     job = start_job("compare", settings)
     if job is not None:
