@@ -108,7 +108,7 @@ def _calibrate(step: Step, base: torch.Tensor, min_seconds: float) -> int:
 
 def log_log_slope(sizes: Sequence[float], seconds: Sequence[float | None]) -> float | None:
     """Least-squares slope of log(time) against log(size) over the measured sizes (None if < 2)."""
-    pts = [(math.log(s), math.log(t)) for s, t in zip(sizes, seconds) if t is not None and t > 0]
+    pts = [(math.log(s), math.log(t)) for s, t in zip(sizes, seconds, strict=False) if t is not None and t > 0]
     if len(pts) < 2 or len({x for x, _ in pts}) < 2:
         return None
     mx = sum(x for x, _ in pts) / len(pts)
@@ -202,7 +202,7 @@ def loss_benchmark(sizes: Sequence[int] = (256, 512, 1024, 2048, 4096), dim: int
                 if t is not None and t > max_step_seconds:
                     too_slow.add(m)
     fat = seconds.get("fat")
-    speedups = ({m: [_ratio(t, f) for t, f in zip(seconds[m], fat)] for m in methods if m != "fat"}
+    speedups = ({m: [_ratio(t, f) for t, f in zip(seconds[m], fat, strict=False)] for m in methods if m != "fat"}
                 if fat is not None else {})
     floor = seconds.get("floor")
     return {
@@ -215,7 +215,7 @@ def loss_benchmark(sizes: Sequence[int] = (256, 512, 1024, 2048, 4096), dim: int
         "seconds": seconds,
         "slopes": {m: log_log_slope(sizes, seconds[m]) for m in methods},
         "speedups": speedups,
-        "fat_over_floor": ([_ratio(f, c) for f, c in zip(fat, floor)] if fat is not None and floor is not None
+        "fat_over_floor": ([_ratio(f, c) for f, c in zip(fat, floor, strict=False)] if fat is not None and floor is not None
                            else None),
         "skipped": {m: v for m, v in skipped.items() if v},
     }
@@ -335,7 +335,7 @@ def format_table(result: dict) -> str:
         lines.append(f"FAT epoch with whole-dataset centres, s: D={cfg['dim']}, K={cfg['num_classes']}, "
                      f"batch {cfg['batch_size']}, {cfg['threads']} thread(s)")
         lines.append("N".rjust(8) + "seconds".rjust(12) + "us/sample".rjust(12))
-        for n, t in zip(cfg["sizes"], dataset["seconds"]):
+        for n, t in zip(cfg["sizes"], dataset["seconds"], strict=False):
             lines.append(str(n).rjust(8) + _cell(t, ".4f", 12) + _cell(t / n * 1e6, ".2f", 12))
         lines.append("slope".rjust(8) + _cell(dataset["slope"], ".2f", 12))
     summary = result.get("summary")

@@ -115,7 +115,7 @@ def _stratified_pick(y: np.ndarray, n: int, seed: int, floor: int = 0) -> np.nda
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     picked = [
         rng.choice(order[s:s + c], size=t, replace=False)
-        for s, c, t in zip(starts, counts, take)
+        for s, c, t in zip(starts, counts, take, strict=False)
         if t
     ]
     return np.sort(np.concatenate(picked))
@@ -395,7 +395,7 @@ def _load_idx_dataset(
             f"torchvision's {folder_name} folder there."
         )
     arrays = []
-    for stem, ndim in zip(_IDX_FILES, (3, 1, 3, 1)):
+    for stem, ndim in zip(_IDX_FILES, (3, 1, 3, 1), strict=False):
         path = _find_file(raw_dir, stem)
         if path is None:
             raise FatvizError(f"{raw_dir / stem} (or .gz) is missing: copy it from {folder_name}.")
@@ -660,7 +660,7 @@ def _load_market(
         )
     tr_paths, tr_ids, _ = _market_files(root / "bounding_box_train")
     # Distractors (0) are nobody in particular: a class of them would teach nothing.
-    tr_paths = [p for p, i in zip(tr_paths, tr_ids) if i != 0]
+    tr_paths = [p for p, i in zip(tr_paths, tr_ids, strict=False) if i != 0]
     tr_ids = tr_ids[tr_ids != 0]
     q_paths, q_ids, q_cams = _market_files(root / "query")
     g_paths, g_ids, g_cams = _market_files(root / "bounding_box_test")

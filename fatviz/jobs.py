@@ -35,7 +35,6 @@ def _init_worker(events: Any, stop_dir: str, warm_up: bool) -> None:
     global _QUEUE, _STOP_DIR
     _QUEUE, _STOP_DIR = events, stop_dir
     import torch
-
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)  # two workers on two cores: one thread each, BLAS included

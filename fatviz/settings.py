@@ -10,7 +10,12 @@ from typing import Any
 
 from fatviz.centroids import CENTROID_OPTIONS
 from fatviz.errors import FatvizError
-from fatviz.losses import NEGATIVE_MODES, RADIUS_MODES, default_compactness_weight, default_margin
+from fatviz.losses import (
+    NEGATIVE_MODES,
+    RADIUS_MODES,
+    default_compactness_weight,
+    default_margin,
+)
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "blobs", "mnist", "fashion-mnist", "cifar10", "folder", "market1501")
 LOSSES: tuple[str, ...] = ("fat", "normalized-fat", "hybrid", "triplet-all", "triplet-hard", "ce")

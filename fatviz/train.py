@@ -13,7 +13,13 @@ import torch
 from fatviz.centroids import Centroids, anchor_space, compute_centroids
 from fatviz.data import Dataset, load_dataset, visualisation_indices
 from fatviz.errors import FatvizError
-from fatviz.losses import FATLoss, batch_hard_loss, soft_cross_entropy, triplet_all_loss, triplet_bound
+from fatviz.losses import (
+    FATLoss,
+    batch_hard_loss,
+    soft_cross_entropy,
+    triplet_all_loss,
+    triplet_bound,
+)
 from fatviz.metrics import evaluate_embeddings
 from fatviz.models import EmbeddingNet, build_model, choose_model, pick_device
 from fatviz.noise import NoisyLabels, add_label_noise, parse_noise

@@ -103,7 +103,7 @@ def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
     shown = OUTCOMES[:3]
     counts = table["outcome"].value_counts()
     tabs = st.tabs([f"{o.capitalize()} ({int(counts.get(o, 0))})" for o in shown])
-    for tab, outcome in zip(tabs, shown):
+    for tab, outcome in zip(tabs, shown, strict=False):
         rows = gallery_rows(table, outcome, classes, order, GALLERY_MAX)
         with tab:
             if rows.empty:
@@ -115,7 +115,7 @@ def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
                              hide_index=True)
                 continue
             cols = st.columns(GALLERY_COLUMNS)
-            for i, (idx, row) in enumerate(zip(sample_indices(rows), rows.itertuples())):
+            for i, (idx, row) in enumerate(zip(sample_indices(rows), rows.itertuples(), strict=False)):
                 cols[i % GALLERY_COLUMNS].image(
                     enlarge(images[idx], IMAGE_SCALE),
                     caption=f"given {names[row.given_label]} · teacher {names[row.teacher_label]} · "

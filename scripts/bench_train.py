@@ -21,11 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fatviz.data import Dataset  # noqa: E402
-from fatviz.jobs import JobManager  # noqa: E402
-from fatviz.noise import add_label_noise  # noqa: E402
-from fatviz.settings import RunSettings  # noqa: E402
-from fatviz.train import PreparedData, Trainer, train  # noqa: E402
+from fatviz.data import Dataset
+from fatviz.jobs import JobManager
+from fatviz.noise import add_label_noise
+from fatviz.settings import RunSettings
+from fatviz.train import PreparedData, Trainer, train
 
 
 def mnist_sized(n: int, seed: int = 0) -> PreparedData:

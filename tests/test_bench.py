@@ -33,8 +33,8 @@ def test_loss_benchmark_structure(tiny_result):
         assert math.isfinite(r["slopes"][m])
     assert set(r["speedups"]) == set(bench.METHODS) - {"fat"}
     for m, series in r["speedups"].items():
-        assert series == pytest.approx([t / f for t, f in zip(r["seconds"][m], r["seconds"]["fat"])])
-    assert r["fat_over_floor"] == pytest.approx([f / c for f, c in zip(r["seconds"]["fat"], r["seconds"]["floor"])])
+        assert series == pytest.approx([t / f for t, f in zip(r["seconds"][m], r["seconds"]["fat"], strict=False)])
+    assert r["fat_over_floor"] == pytest.approx([f / c for f, c in zip(r["seconds"]["fat"], r["seconds"]["floor"], strict=False)])
     assert r["skipped"] == {}
     json.dumps(r)  # everything in it is plain JSON
 
@@ -106,7 +106,7 @@ def _fake_loss_result(fat: float, floor: float, pml_all: float | None, pml_hard:
         "methods": list(seconds),
         "seconds": seconds,
         "slopes": {m: bench.log_log_slope([512, 1024], s) for m, s in seconds.items()},
-        "speedups": {m: [bench._ratio(t, f) for t, f in zip(s, seconds["fat"])]
+        "speedups": {m: [bench._ratio(t, f) for t, f in zip(s, seconds["fat"], strict=False)]
                      for m, s in seconds.items() if m != "fat"},
         "fat_over_floor": [2.0, fat / floor],
         "skipped": {"pml-triplet-all": {"1024": "over 3 s at a smaller size"}} if pml_all is None else {},

@@ -54,7 +54,7 @@ def reference_centroids(features: torch.Tensor, labels: list[int], option: str, 
         out["counts"].append(total)
         out["present"].append(True)
         out["radius"].append(max(dists))
-        out["mean_distance"].append(sum(w[i] * d for i, d in zip(members, dists)) / total)
+        out["mean_distance"].append(sum(w[i] * d for i, d in zip(members, dists, strict=False)) / total)
     return out
 
 

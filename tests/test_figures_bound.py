@@ -39,7 +39,7 @@ def test_view_draws_the_triplet_its_distances_centres_and_radii(option: str) -> 
         assert tr.name == f"{name} = {radius:.3f}"
         np.testing.assert_allclose(np.hypot(np.array(tr.x) - centre[0], np.array(tr.y) - centre[1]), radius)
     apn = trace(fig, "anchor, positive, negative")
-    where = {name: (px, py) for name, px, py in zip(apn.text, apn.x, apn.y)}
+    where = {name: (px, py) for name, px, py in zip(apn.text, apn.x, apn.y, strict=False)}
     np.testing.assert_allclose([where["a"], where["p"], where["n"]], x[[0, 2, 5]])
     assert list(apn.text)[-1] == "a"  # drawn last, on top of a negative it may sit on
     for k, name in enumerate(["zero", "one", "two"]):

@@ -167,7 +167,7 @@ def test_score_histogram_splits_clean_and_flipped() -> None:
     assert clean.name == f"clean label ({int((~t.was_flipped).sum())})"
     assert sum(clean.y) == int((~t.was_flipped).sum()) and sum(flipped.y) == int(t.was_flipped.sum())
     for bar, scores in ((clean, t.score[~t.was_flipped]), (flipped, t.score[t.was_flipped])):
-        for centre, count in zip(bar.x, bar.y):
+        for centre, count in zip(bar.x, bar.y, strict=False):
             inside = (scores >= centre - 0.025) & (scores < centre + 0.025) | ((centre > 0.97) & (scores == 1.0))
             assert count == int(inside.sum())
     assert fig.layout.shapes[0].x0 == 0.5

@@ -23,7 +23,7 @@ SECONDS = {"fat": [0.001, 0.0012, 0.0015], "triplet-all-dense": [0.002, 0.016, N
 def fake_result() -> dict:
     """A loss_benchmark-shaped result with known numbers (the dense method skipped at the largest size)."""
     slopes = {m: log_log_slope(SIZES, s) for m, s in SECONDS.items()}
-    speedups = {m: [None if t is None else t / f for t, f in zip(s, SECONDS["fat"])]
+    speedups = {m: [None if t is None else t / f for t, f in zip(s, SECONDS["fat"], strict=False)]
                 for m, s in SECONDS.items() if m != "fat"}
     return {"config": {"sizes": SIZES, "dim": 128, "classes_per": 8, "classes": [8, 16, 32], "repeats": 1,
                        "max_step_seconds": 1.0, "seed": 0, "threads": 1, "margin": 0.1, "torch": "x"},
@@ -36,7 +36,7 @@ def test_lines_are_milliseconds_with_the_slope_in_the_legend() -> None:
     fig = speed_figure(result)
     for m, secs in SECONDS.items():
         (tr,) = [t for t in fig.data if t.name == method_label(m, result["slopes"][m])]
-        kept = [(s, t) for s, t in zip(SIZES, secs) if t is not None]
+        kept = [(s, t) for s, t in zip(SIZES, secs, strict=False) if t is not None]
         assert list(tr.x) == [s for s, _ in kept]
         np.testing.assert_allclose(tr.y, [1e3 * t for _, t in kept])
     dense = result["slopes"]["triplet-all-dense"]

@@ -304,7 +304,7 @@ def test_fat_with_batch_centres_equals_loop(option, negatives, radius, weighted)
     loss = FATLoss(option, margin=0.35, negatives=negatives, hardest_k=2, radius=radius,
                    compactness_weight=0.7)
     ref_c = reference_centroids(x, lab, option, 5)
-    centres = [c if p else None for c, p in zip(ref_c["centres"], ref_c["present"])]
+    centres = [c if p else None for c, p in zip(ref_c["centres"], ref_c["present"], strict=False)]
     xr = x.clone().requires_grad_(True)
     ref = brute_fat(xr, lab, option, 0.35, negatives, 2, radius, 0.7, centres,
                     None if sw is None else sw.tolist())
@@ -357,7 +357,7 @@ def test_fat_property(seed, n, k, option, negatives, radius, hardest_k, margin):
     labels = torch.randint(0, k, (n,), generator=g)
     lab = labels.tolist()
     ref_c = reference_centroids(x, lab, option, max(lab) + 1)
-    centres = [c if p else None for c, p in zip(ref_c["centres"], ref_c["present"])]
+    centres = [c if p else None for c, p in zip(ref_c["centres"], ref_c["present"], strict=False)]
     ref = brute_fat(x, lab, option, margin, negatives, hardest_k, radius, 0.5, centres)
     got = FATLoss(option, margin, negatives, hardest_k, radius, 0.5)(x, labels)
     assert got.item() == pytest.approx(ref.item(), rel=1e-6, abs=1e-5)

@@ -14,13 +14,13 @@ def test_pca_is_one_map_for_all_epochs_and_centres():
     proj, extra = project_frames(frames, "pca", extra=centres)
     assert [p.shape for p in proj] == [(50, 2)] * 3
     # The same linear map: centres (copies of the first rows) land exactly on those points.
-    for p, e in zip(proj, extra):
+    for p, e in zip(proj, extra, strict=False):
         assert np.allclose(p[:4], e, atol=1e-5)
     # Fitted on all epochs: variance along axis 0 is the largest of the stacked data.
     stacked = np.concatenate(proj)
     assert stacked[:, 0].var() >= stacked[:, 1].var()
     again, _ = project_frames(frames, "pca")
-    assert all(np.allclose(a, b) for a, b in zip(proj, again))
+    assert all(np.allclose(a, b) for a, b in zip(proj, again, strict=False))
 
 
 def test_two_dimensional_embeddings_are_shown_as_they_are():

@@ -24,7 +24,7 @@ def test_round_trip_keeps_settings_snapshots_and_weights(result, tmp_path):
     loaded = load_run(tmp_path / "a")
     assert loaded.settings == result.settings
     assert len(loaded.snapshots) == len(result.snapshots)
-    for a, b in zip(loaded.snapshots, result.snapshots):
+    for a, b in zip(loaded.snapshots, result.snapshots, strict=False):
         assert np.array_equal(a.embeddings, b.embeddings) and a.metrics == b.metrics and a.bound == b.bound
     assert all(torch.equal(loaded.state_dict[k], v) for k, v in result.state_dict.items())
     assert np.array_equal(loaded.vis_given, result.vis_given)

@@ -8,8 +8,14 @@ from fatviz.centroids import CENTROID_OPTIONS
 from fatviz.errors import FatvizError
 from fatviz.losses import triplet_bound
 from fatviz.models import build_model, pick_device
-from fatviz.train import Trainer, TrainingDiverged, compare_centroids, prepare_data, train
 from fatviz.settings import RunSettings
+from fatviz.train import (
+    Trainer,
+    TrainingDiverged,
+    compare_centroids,
+    prepare_data,
+    train,
+)
 
 TINY = RunSettings(dataset="blobs", blob_classes=4, blob_dim=6, epochs=3, batch_size=64, embedding_dim=8,
                    vis_points=80)

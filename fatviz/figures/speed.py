@@ -42,7 +42,7 @@ def speed_figure(result: dict, presentation: bool = False) -> go.Figure:
                 textfont={"color": "#999999"}, hoverinfo="skip",
                 line={"color": "#BBBBBB", "width": 1.5, "dash": "dot"}))
     for m in result["methods"]:
-        pts = [(s, 1e3 * t) for s, t in zip(sizes, result["seconds"][m]) if t is not None]
+        pts = [(s, 1e3 * t) for s, t in zip(sizes, result["seconds"][m], strict=False) if t is not None]
         if not pts:
             continue
         fig.add_trace(go.Scatter(
