@@ -599,7 +599,7 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 def load_distillation(folder: str | os.PathLike) -> DistillResult:
     """Read a folder written by save_distillation; a missing, foreign or damaged one raises FatvizError."""
-    from fatviz.runs import load_run
+    from fatviz.runs import check_schema, load_run
 
     base = Path(folder)
     meta_path = base / META_FILE
@@ -610,11 +610,7 @@ def load_distillation(folder: str | os.PathLike) -> DistillResult:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise FatvizError(f"{meta_path} cannot be read ({exc}); the run may be damaged: run it again.") from None
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
-        raise FatvizError(f"{meta_path} is not a fatviz distillation; pick another folder.")
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise FatvizError(f"{base} has distillation schema version {meta.get('schema_version')}; this fatviz "
-                          f"reads version {SCHEMA_VERSION}: run it again.")
+    check_schema(meta, SCHEMA, SCHEMA_VERSION, meta_path, "distillation")
     try:
         table = _read_table(base / "table.csv", TABLE_COLUMNS).astype(
             {"index": np.int64, "true_label": np.int64, "given_label": np.int64, "teacher_label": np.int64,

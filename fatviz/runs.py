@@ -82,6 +82,15 @@ def save_run(result: RunResult, path: str | os.PathLike) -> Path:
     return target
 
 
+def check_schema(payload: Any, schema: str, version: int, where: str | os.PathLike, kind: str) -> None:
+    """Refuse a foreign file (wrong schema) or one from another fatviz version, with a clear message."""
+    if not isinstance(payload, dict) or payload.get("schema") != schema:
+        raise FatvizError(f"{where} is not a fatviz {kind}; pick another file or folder.")
+    if payload.get("schema_version") != version:
+        raise FatvizError(f"{where} has {kind} schema version {payload.get('schema_version')}; "
+                          f"this fatviz reads version {version}: run it again.")
+
+
 def load_run(path: str | os.PathLike) -> RunResult:
     """Load a saved run; a missing, corrupt or foreign file raises a FatvizError."""
     target = run_path(path)
@@ -92,11 +101,7 @@ def load_run(path: str | os.PathLike) -> RunResult:
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         raise FatvizError(f"{target} is not a readable fatviz run ({type(exc).__name__}). "
                           "It may be damaged or written by another program.") from None
-    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
-        raise FatvizError(f"{target} is not a fatviz run file.")
-    if payload.get("schema_version") != SCHEMA_VERSION:
-        raise FatvizError(f"{target} has run schema version {payload.get('schema_version')}; "
-                          f"this fatviz reads version {SCHEMA_VERSION}.")
+    check_schema(payload, SCHEMA, SCHEMA_VERSION, target, "run")
     try:
         settings = RunSettings.from_dict(payload["settings"], strict=False)
         snapshots = [Snapshot(**_numpyise(s)) for s in payload["snapshots"]]
