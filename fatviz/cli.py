@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -145,7 +146,10 @@ def _compare_in_workers(settings: RunSettings, workers: int) -> dict:
     """The four options on `workers` processes (two options each, in lockstep), with a progress bar."""
     from fatviz.jobs import JobManager
 
-    manager = JobManager(workers=workers, runs_dir=None, warm_up=False)
+    # The CLI has one thread and has run no torch op yet, so forking is safe and spares each
+    # worker the 2-3 s of importing torch and scikit-learn again.
+    fork = "fork" in mp.get_all_start_methods()
+    manager = JobManager(workers=workers, runs_dir=None, warm_up=False, start_method="fork" if fork else "spawn")
     bar = _Progress("compare")
     try:
         job = manager.submit("compare", settings)

@@ -154,9 +154,11 @@ def job_key(kind: str, settings: RunSettings) -> str:
 class JobManager:
     """Runs jobs in `workers` processes (0: a thread in this process), deduplicated by settings."""
 
-    def __init__(self, workers: int = 2, runs_dir: str | os.PathLike | None = "runs", warm_up: bool = True) -> None:
+    def __init__(self, workers: int = 2, runs_dir: str | os.PathLike | None = "runs", warm_up: bool = True,
+                 start_method: str = "spawn") -> None:
         """`warm_up` runs a tiny training in each worker at start (the app: workers start when a
-        page opens, long before the click); a one-shot CLI call skips it."""
+        page opens, long before the click); a one-shot CLI call skips it. `start_method` "fork"
+        saves the workers' imports, but is only safe in a single-threaded caller (the CLI)."""
         self.workers = workers
         self.runs_dir = Path(runs_dir) if runs_dir else None
         self._jobs: dict[str, Job] = {}
@@ -170,7 +172,7 @@ class JobManager:
             # now, not on the first frame.
             import fatviz.train  # noqa: F401
 
-            ctx = mp.get_context("spawn")  # fork is unsafe in a threaded server with torch loaded
+            ctx = mp.get_context(start_method)  # spawn by default: fork is unsafe in a threaded server
             self._events = ctx.Queue()
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                              initargs=(self._events, self._stop_dir, warm_up))
