@@ -68,7 +68,7 @@ def _run_group(kind: str, settings: RunSettings, options: tuple[str, ...], key: 
     In a worker process, events go to the queue set up by _init_worker; in-process
     callers pass `emit` directly.
     """
-    from fatviz.train import Trainer, prepare_data
+    from fatviz.train import Trainer, option_settings, prepare_data
 
     stop_path = _stop_file(stop_dir or _STOP_DIR, key)
 
@@ -89,10 +89,7 @@ def _run_group(kind: str, settings: RunSettings, options: tuple[str, ...], key: 
     data = prepare_data(settings)
     trainers = {}
     for option in options:
-        s = settings.replace(centroid=option)
-        if s.loss == "normalized-fat" and option == "mean":
-            s = s.replace(loss="fat")
-        trainers[option] = Trainer(s, data)
+        trainers[option] = Trainer(option_settings(settings, option), data)
     streams = {o: t.snapshots(should_stop) for o, t in trainers.items()}
     live = list(streams)
     while live:

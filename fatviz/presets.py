@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fatviz.errors import FatvizError
 from fatviz.settings import RunSettings
 
 PRESETS: dict[str, tuple[str, RunSettings]] = {
@@ -30,13 +29,6 @@ PRESETS: dict[str, tuple[str, RunSettings]] = {
 }
 
 DEFAULT_PRESET = "clean digits"
-
-
-def preset(name: str) -> RunSettings:
-    """The settings of a named preset."""
-    if name not in PRESETS:
-        raise FatvizError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
-    return PRESETS[name][1]
 
 
 def preset_name(settings: RunSettings) -> str | None:

@@ -23,8 +23,6 @@ MODELS: tuple[str, ...] = ("auto", "mlp", "cnn", "resnet18")
 CENTRE_SCOPES: tuple[str, ...] = ("epoch", "batch")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
-PROJECTIONS: tuple[str, ...] = ("pca", "tsne", "umap")
-
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -181,8 +179,3 @@ def _from_text(name: str, text: str, default: Any, type_name: Any) -> Any:
     except ValueError:
         raise FatvizError(f"URL parameter {name}={text!r} is not a number.") from None
     return text
-
-
-def settings_fields() -> tuple[str, ...]:
-    """Names of every setting, in declaration order."""
-    return tuple(f.name for f in fields(RunSettings))

@@ -355,6 +355,12 @@ def train(settings: RunSettings, data: PreparedData | None = None, **kwargs) -> 
     return Trainer(settings, data, **kwargs).fit(**callbacks)
 
 
+def option_settings(settings: RunSettings, option: str) -> RunSettings:
+    """The run's settings for one centroid option (normalized-fat has no raw `mean` form: plain fat)."""
+    s = settings.replace(centroid=option)
+    return s.replace(loss="fat") if s.loss == "normalized-fat" and option == "mean" else s
+
+
 def compare_centroids(settings: RunSettings, data: PreparedData | None = None,
                       on_snapshot: Callable[[str, Snapshot], None] | None = None,
                       should_stop: Callable[[], bool] | None = None) -> dict[str, RunResult]:
@@ -364,9 +370,7 @@ def compare_centroids(settings: RunSettings, data: PreparedData | None = None,
     data = data if data is not None else prepare_data(settings)
     results = {}
     for option in CENTROID_OPTIONS:
-        s = settings.replace(centroid=option)
-        if s.loss == "normalized-fat" and option == "mean":
-            s = s.replace(loss="fat")
+        s = option_settings(settings, option)
         cb = None if on_snapshot is None else (lambda snap, o=option: on_snapshot(o, snap))
         results[option] = train(s, data, on_snapshot=cb, should_stop=should_stop)
     return results

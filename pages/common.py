@@ -17,10 +17,10 @@ from fatviz.centroids import CENTROID_OPTIONS
 from fatviz.errors import FatvizError
 from fatviz.jobs import Job, JobManager
 from fatviz.losses import NEGATIVE_MODES, RADIUS_MODES
-from fatviz.presets import DEFAULT_PRESET, PRESETS
+from fatviz.noise import NOISE_KINDS
+from fatviz.presets import PRESETS
 from fatviz.settings import DATASET_NAMES, LOSSES, RunSettings
 
-NOISE_KINDS = ("none", "symmetric", "pairflip")
 RUNS_DIR = os.environ.get("FATVIZ_RUNS_DIR", "runs")
 # Worker processes for training; 0 trains in a thread of the app (used by tests).
 WORKERS = int(os.environ.get("FATVIZ_WORKERS", str(min(2, os.cpu_count() or 1))))
@@ -195,6 +195,11 @@ def _sync_url(settings: RunSettings) -> None:
         st.query_params.from_dict(wanted)
 
 
+def cached(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """st.cache_data for pure results keyed on their (hashable) arguments."""
+    return st.cache_data(show_spinner=False, max_entries=64)(fn)
+
+
 def start_job(kind: str, settings: RunSettings) -> Job | None:
     """Submit (or join) a job; a user mistake shows one error and returns None."""
     try:
@@ -213,12 +218,6 @@ def job_status(job: Job) -> None:
         st.progress(min(1.0, max(0.0, frac)), text=f"Training… {msg}")
 
 
-def cached(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """st.cache_data for pure results keyed on their (hashable) arguments."""
-    return st.cache_data(show_spinner=False, max_entries=64)(fn)
-
-
-DEFAULT_PRESET_SETTINGS = PRESETS[DEFAULT_PRESET][1]
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
