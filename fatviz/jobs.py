@@ -120,6 +120,7 @@ class Job:
     seconds: float | None = None
     from_cache: bool = False
     _done: threading.Event = field(default_factory=threading.Event)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
     _stop_path: str = ""
 
     @property
@@ -130,6 +131,16 @@ class Job:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until done (or timeout); True if done."""
         return self._done.wait(timeout)
+
+    def wait_frames(self, count: int, timeout: float | None = None) -> bool:
+        """Block until every option has `count` epochs (or the job ended, or timeout); True if it has."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.frames() >= count or self.done, timeout)
+        return self.frames() >= count
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     def stop(self) -> None:
         """Ask the workers to stop after their current batch."""
@@ -204,6 +215,7 @@ class JobManager:
                 job.first_frame_seconds = time.perf_counter() - job.started
             total = job.settings.epochs + 1
             job.progress = (job.frames() / total, f"epoch {max(0, job.frames() - 1)}/{job.settings.epochs}")
+            job._notify()
         elif payload[0] == "progress":
             job.progress = (payload[1], payload[2])
 
@@ -289,6 +301,7 @@ class JobManager:
         finally:
             job.seconds = time.perf_counter() - job.started
             job._done.set()
+            job._notify()
 
     # -- saved runs ------------------------------------------------------------------------
     def run_folder(self, job: Job) -> Path | None:

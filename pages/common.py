@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -248,7 +249,7 @@ def _figure_store() -> dict:
 
 def animation_figure(source: str, runs: dict[str, list], labels, *, method: str = "pca", colour_by: str = "true",
                      zoom: str = "follow", frame: int | None = None, animate: bool = True,
-                     highlight: int | None = None, columns: int | None = None):
+                     highlight: int | None = None, columns: int | None = None, hover: bool = True):
     """The four-panel figure for `runs` (snapshots per option), built once per view for all sessions.
 
     `source` names where the snapshots come from (a job or a run folder). t-SNE and UMAP fit
@@ -268,7 +269,7 @@ def animation_figure(source: str, runs: dict[str, list], labels, *, method: str 
     if frame is not None:
         frame = min(range(len(keep)), key=lambda j: abs(keep[j] - frame), default=None)
     store = _figure_store()
-    view = (source, n, method, colour_by, zoom, frame, animate, highlight, columns, presentation())
+    view = (source, n, method, colour_by, zoom, frame, animate, highlight, columns, hover, presentation())
     with store["lock"]:
         if view in store["figures"]:
             store["figures"].move_to_end(view)
@@ -282,7 +283,8 @@ def animation_figure(source: str, runs: dict[str, list], labels, *, method: str 
                     bar.progress(min(1.0, (i + f) / len(runs)), text=f"{option}: {msg} (once; then cached)")
             panels.append(panel_frames(option, snaps, method, progress=progress))
         fig = embedding_figure(panels, labels, colour_by, frame=frame, animate=animate,
-                               presentation=presentation(), zoom=zoom, highlight=highlight, columns=columns)
+                               presentation=presentation(), zoom=zoom, highlight=highlight, columns=columns,
+                               hover=hover)
     except (FatvizError, ImportError) as exc:
         show_error(exc if isinstance(exc, FatvizError) else FatvizError(
             f"{method} is not installed here ({exc}); choose PCA."))
@@ -313,10 +315,15 @@ def job_labels(job: Job):
     return None if data is None else PointLabels.from_data(data)
 
 
-def plot_embedding(fig, key: str, selectable: bool = False):
-    """Draw an embedding figure the same way everywhere (our own style, not Streamlit's theme)."""
+def plot_embedding(fig, key: str, selectable: bool = False, static: bool = False):
+    """Draw an embedding figure the same way everywhere (our own style, not Streamlit's theme).
+
+    `static` draws a picture without hover, zoom or toolbar: the live view, replaced every few
+    seconds, which a laptop's browser then draws in about half the time."""
     config = {"displaylogo": False, "scrollZoom": True,
               "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "fatviz-embedding"}}
+    if static:
+        config = {"staticPlot": True}
     if selectable:
         return st.plotly_chart(fig, key=key, theme=None, on_select="rerun", selection_mode="points",
                                config=config)
@@ -324,23 +331,39 @@ def plot_embedding(fig, key: str, selectable: bool = False):
     return None
 
 
+# The live view while a job trains. Every redraw costs the server and the browser CPU that the
+# training workers need on a two-core laptop (measured: a four-panel redraw costs Chromium about
+# 0.7 CPU-seconds), so the view is redrawn every LIVE_SECONDS, not at every epoch.
+LIVE_SECONDS = 2.0
+FIRST_FRAME_WAIT = 5.0  # the click's own run waits this long for the first epoch, so it draws it at once
+
+
+def _seconds_left(job: Job) -> float:
+    """A rough estimate of the job's remaining time from its progress so far (inf before any)."""
+    frac = job.progress[0]
+    if frac <= 0.0:
+        return float("inf")
+    elapsed = time.perf_counter() - job.started
+    return elapsed * (1.0 - frac) / frac
+
+
 def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: str = "true", zoom: str = "follow",
                        frame: int | None = None, highlight: int | None = None, columns: int | None = None,
                        selectable: bool = False):
     """A compare job's panels: the latest epoch, live, while it trains; the full animation once done.
 
-    While training, a fragment polls the job once a second and redraws the newest epoch;
-    when the job ends it reruns the page once, which draws the animation and stops polling.
+    While training, the first epoch is drawn as soon as it exists, then a fragment redraws the
+    newest epoch every LIVE_SECONDS; when the job ends (the fragment waits for an end that is
+    due before its next turn) it reruns the page once, which draws the animation and stops polling.
     Returns the chart's selection state (when `selectable` and done), else None.
     """
     if not job.done:
-        # Polling reruns would fade the chart as "stale" twice a second: keep it solid.
+        # Polling reruns would fade the chart as "stale": keep it solid.
         st.markdown("<style>[data-stale='true'] {opacity: 1 !important; transition: none !important;}</style>",
                     unsafe_allow_html=True)
+        job.wait_frames(1, timeout=FIRST_FRAME_WAIT)
 
-        # Once a second: each redraw costs the server and the browser CPU that, on a two-core
-        # laptop, the two training workers need (twice a second made training 30% slower).
-        @st.fragment(run_every=1.0)
+        @st.fragment(run_every=LIVE_SECONDS)
         def live() -> None:
             if job.done:
                 st.rerun()
@@ -348,11 +371,14 @@ def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: st
             labels = job_labels(job)
             if job.frames() == 0 or labels is None:
                 st.caption("The first epoch appears here in a moment…")
-                return
-            fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, colour_by=colour_by, zoom=zoom,
-                                   animate=False, columns=columns)
-            if fig is not None:
-                plot_embedding(fig, f"{key}-live")
+            else:
+                fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, colour_by=colour_by,
+                                       zoom=zoom, animate=False, columns=columns, hover=False)
+                if fig is not None:
+                    plot_embedding(fig, f"{key}-live", static=True)
+            # Ending before the next redraw is due: wait for it here and show the animation at once.
+            if _seconds_left(job) < LIVE_SECONDS and job.wait(LIVE_SECONDS):
+                st.rerun()
 
         live()
         return None

@@ -1,0 +1,251 @@
+"""Time the Home demo in a real browser, as a class sees it, and say where the CPU went.
+
+Starts `streamlit run app.py` (a fresh server and runs folder per repeat), opens headless
+Chromium with Playwright, waits until Home says the training workers are ready, presses
+**Run the demo**, and measures:
+
+- first frame: click -> the first epoch's panels on screen;
+- full animation: click -> the finished four-panel animation (its epoch slider) on screen;
+- cached: the same demo in a new browser tab (answered from the server's memory).
+
+It also reads /proc to split the CPU seconds spent between click and full animation into
+the browser, the Streamlit server and the training workers. Prints a table, then one JSON
+line. Needs Debian's chromium (`apt-get install -y chromium`); never `playwright install`.
+
+    python scripts/bench_browser.py --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).exists()), None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+VIEW = {"width": 1600, "height": 1000}
+LIVE = ".js-plotly-plot .gtitle"  # "Epoch n": the live view and the animation, not the empty placeholder
+ANIMATION = ".js-plotly-plot g.slider-container"  # only the finished animation has an epoch slider
+READY = "Training workers ready."
+SLOW = 180.0  # seconds: generous limits, a busy laptop trains the demo well within them
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    """Until Streamlit answers its health check (or the process dies, with its log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"streamlit did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def streamlit_server(runs_dir: Path, log: Path, workers: int = 2):
+    """`streamlit run app.py` in its own process group (workers included); yields (url, process)."""
+    port = free_port()
+    env = {**os.environ, "FATVIZ_WORKERS": str(workers), "FATVIZ_RUNS_DIR": str(runs_dir),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, log)
+        yield url, proc
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            if proc.poll() is not None:
+                break
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def launch_browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def open_home_when_ready(browser, url: str):
+    """A new tab on Home, reloaded until it says the training workers are ready; (page, seconds waited)."""
+    page = browser.new_page(viewport=VIEW)
+    opened = time.perf_counter()
+    page.goto(url)
+    page.get_by_role("button", name="Run the demo").wait_for(timeout=SLOW * 1000)
+    while page.get_by_text(READY).count() == 0:
+        if time.perf_counter() - opened > SLOW:
+            raise RuntimeError("the training workers never became ready")
+        time.sleep(1.0)
+        page.reload()
+        page.get_by_role("button", name="Run the demo").wait_for(timeout=SLOW * 1000)
+    return page, time.perf_counter() - opened
+
+
+def settle(page, quiet: float = 2.0, timeout: float = 90.0) -> None:
+    """Wait until the script stops running (the status widget hides) for `quiet` seconds in a row."""
+    deadline = time.monotonic() + timeout
+    still_since = None
+    while time.monotonic() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() > 0:
+            still_since = None
+        elif still_since is None:
+            still_since = time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            return
+        time.sleep(0.2)
+
+
+def time_demo(page) -> dict[str, float]:
+    """Click Run the demo; seconds to the first frame and to the full animation."""
+    start = time.perf_counter()
+    page.get_by_role("button", name="Run the demo").click()
+    page.locator(LIVE).first.wait_for(timeout=SLOW * 1000)
+    first = time.perf_counter() - start
+    page.locator(ANIMATION).first.wait_for(timeout=2 * SLOW * 1000)
+    return {"first_frame_s": round(first, 2), "full_animation_s": round(time.perf_counter() - start, 2)}
+
+
+def time_cached(browser, url: str) -> float:
+    """The same demo in a new tab: seconds from the click to the animation."""
+    page = browser.new_page(viewport=VIEW)
+    try:
+        page.goto(url)
+        page.get_by_role("button", name="Run the demo").wait_for(timeout=SLOW * 1000)
+        settle(page)
+        start = time.perf_counter()
+        page.get_by_role("button", name="Run the demo").click()
+        page.locator(ANIMATION).first.wait_for(timeout=SLOW * 1000)
+        return round(time.perf_counter() - start, 2)
+    finally:
+        page.close()
+
+
+# -- CPU accounting from /proc ------------------------------------------------------------------
+
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, command name, command line) for every process we can read."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        out[int(entry)] = (ppid, name, cmd)
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_by_role(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the Streamlit server, its worker processes, and Chromium."""
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    workers, stack = [], list(children.get(server_pid, []))
+    while stack:
+        pid = stack.pop()
+        workers.append(pid)
+        stack += children.get(pid, [])
+    browser = [pid for pid, (_, name, cmd) in procs.items() if "chrom" in name.lower() or "chromium" in cmd]
+    return {"server": _cpu_seconds(server_pid), "workers": sum(_cpu_seconds(p) for p in workers),
+            "browser": sum(_cpu_seconds(p) for p in browser)}
+
+
+def one_repeat(playwright, workdir: Path) -> dict[str, float]:
+    with streamlit_server(workdir / "runs", workdir / "streamlit.log") as (url, proc):
+        browser = launch_browser(playwright)
+        try:
+            page, ready = open_home_when_ready(browser, url)
+            settle(page)
+            before = cpu_by_role(proc.pid)
+            out = time_demo(page)
+            after = cpu_by_role(proc.pid)
+            out["workers_ready_s"] = round(ready, 2)
+            out.update({f"cpu_{k}_s": round(after[k] - before[k], 2) for k in before})
+            settle(page)
+            out["cached_animation_s"] = time_cached(browser, url)
+            caption = page.get_by_text("Four runs, same data and seed")
+            out["server_caption"] = caption.first.inner_text() if caption.count() else ""
+            return out
+        finally:
+            browser.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="fresh servers, one demo each (default 3)")
+    args = parser.parse_args(argv)
+    if CHROMIUM is None:
+        print("No Chromium found (apt-get install -y chromium); nothing measured.", file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="fatviz-bench-") as tmp:
+        for r in range(args.repeats):
+            workdir = Path(tmp) / f"r{r}"
+            workdir.mkdir()
+            rows.append(one_repeat(p, workdir))
+            row = rows[-1]
+            print(f"repeat {r + 1}: first frame {row['first_frame_s']:.2f} s, full {row['full_animation_s']:.2f} s, "
+                  f"cached {row['cached_animation_s']:.2f} s | CPU s: browser {row['cpu_browser_s']:.1f}, "
+                  f"server {row['cpu_server_s']:.1f}, workers {row['cpu_workers_s']:.1f} | {row['server_caption']}",
+                  flush=True)
+    keys = ("first_frame_s", "full_animation_s", "cached_animation_s", "cpu_browser_s", "cpu_server_s",
+            "cpu_workers_s")
+    summary = {k: statistics.median(r[k] for r in rows) for k in keys}
+    targets = {"first_frame_s": 2.0, "full_animation_s": 10.0, "cached_animation_s": 1.0}
+    print(f"\n{'median over ' + str(len(rows)) + ' repeats':<28}{'value':>8}{'target':>9}")
+    for k in keys:
+        target = f"<= {targets[k]:g}" if k in targets else ""
+        print(f"{k:<28}{summary[k]:>8.2f}{target:>9}")
+    print(json.dumps({"repeats": rows, "median": summary, "cores": os.cpu_count()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
