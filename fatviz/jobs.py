@@ -31,9 +31,15 @@ _QUEUE: Any = None
 _STOP_DIR: str = ""
 
 
-def _init_worker(events: Any, stop_dir: str, warm_up: bool) -> None:
+def _init_worker(events: Any, stop_dir: str, warm_up: bool, niceness: int = 0) -> None:
     global _QUEUE, _STOP_DIR
     _QUEUE, _STOP_DIR = events, stop_dir
+    if niceness and hasattr(os, "nice"):
+        # Below the app and the browser: they draw the epochs, training takes every idle cycle.
+        try:
+            os.nice(niceness)
+        except OSError:
+            pass
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -163,10 +169,12 @@ class JobManager:
     """Runs jobs in `workers` processes (0: a thread in this process), deduplicated by settings."""
 
     def __init__(self, workers: int = 2, runs_dir: str | os.PathLike | None = "runs", warm_up: bool = True,
-                 start_method: str = "spawn") -> None:
+                 start_method: str = "spawn", niceness: int = 0) -> None:
         """`warm_up` runs a tiny training in each worker at start (the app: workers start when a
         page opens, long before the click); a one-shot CLI call skips it. `start_method` "fork"
-        saves the workers' imports, but is only safe in a single-threaded caller (the CLI)."""
+        saves the workers' imports, but is only safe in a single-threaded caller (the CLI).
+        `niceness` lowers the workers' CPU priority (Unix), so that on a laptop whose cores all
+        train, the page and the browser that draw the epochs are served first."""
         self.workers = workers
         self.runs_dir = Path(runs_dir) if runs_dir else None
         self._jobs: dict[str, Job] = {}
@@ -183,7 +191,7 @@ class JobManager:
             ctx = mp.get_context(start_method)  # spawn by default: fork is unsafe in a threaded server
             self._events = ctx.Queue()
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(self._events, self._stop_dir, warm_up))
+                                             initargs=(self._events, self._stop_dir, warm_up, niceness))
             self._warming = [self._pool.submit(_warm) for _ in range(workers)]
             threading.Thread(target=self._collect, daemon=True, name="fatviz-collector").start()
 

@@ -25,6 +25,9 @@ from fatviz.settings import DATASET_NAMES, LOSSES, RunSettings
 RUNS_DIR = os.environ.get("FATVIZ_RUNS_DIR", "runs")
 # Worker processes for training; 0 trains in a thread of the app (used by tests).
 WORKERS = int(os.environ.get("FATVIZ_WORKERS", str(min(2, os.cpu_count() or 1))))
+# Training workers run at a lower CPU priority than the app and the browser: on a two-core laptop
+# the first epoch then reaches the screen without waiting for the trainers' time slices.
+WORKER_NICENESS = 10
 
 
 def _leave_pages_folder_mode() -> None:
@@ -44,7 +47,7 @@ _leave_pages_folder_mode()
 @st.cache_resource(show_spinner=False)
 def job_manager() -> JobManager:
     """One manager per app process: identical requests from every session share one job."""
-    return JobManager(workers=WORKERS, runs_dir=RUNS_DIR)
+    return JobManager(workers=WORKERS, runs_dir=RUNS_DIR, niceness=WORKER_NICENESS)
 
 
 def show_error(exc: Exception) -> None:

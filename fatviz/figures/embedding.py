@@ -7,6 +7,7 @@ colour per class in every panel; class centres are drawn as large diamonds.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,16 +77,23 @@ def _caption(metrics: Mapping[str, float]) -> str:
     return "" if p1 is None or not math.isfinite(p1) else f"P@1 {p1:.2f}"
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, found once: looking them up costs
+    about 10 ms, and the live view projects four panels every few seconds."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def panel_frames(title: str, snapshots: Sequence, method: str = "pca", seed: int = 0,
                  progress: Callable[[float, str], None] | None = None) -> PanelFrames:
     """Project one run's snapshots to 2-D (PCA fitted once across epochs) for a panel."""
     if not snapshots:
         raise FatvizError(f"The run {title!r} has no snapshot yet: nothing to draw.")
-    from threadpoolctl import threadpool_limits
-
     # One BLAS thread: these matrices are small, and on a laptop whose cores are busy training,
     # extra BLAS threads only spin (measured: PCA of 31 epochs 2.2 s with them, 0.3 s without).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         points, centres = project_frames([s.embeddings for s in snapshots], method, seed,
                                          extra=[s.centres for s in snapshots], progress=progress)
     centres = [np.where(np.asarray(s.present, dtype=bool)[:, None], c, np.nan).astype(np.float32)
