@@ -48,7 +48,10 @@ class RunSettings:
     lr: float = 3e-3
     seed: int = 0
     device: str = "auto"
-    vis_points: int = 500
+    # Points drawn per panel (a fixed stratified subset of the training split; also where the exact
+    # triplet loss is compared with the bound). 300 shows every class's cluster on a projector;
+    # a laptop's browser draws four such panels live in a third less time than 500.
+    vis_points: int = 300
     # Blobs (synthetic clusters) only.
     blob_classes: int = 6
     blob_dim: int = 2
