@@ -21,8 +21,11 @@ from pages.common import (
 def warm_up(_settings: RunSettings) -> threading.Thread:
     """Start the training workers and load the demo's data (with the engine's imports) in this
     process while the visitor reads, so the first epoch is drawn the moment it is trained."""
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
     job_manager()
     thread = threading.Thread(target=prepared_data, args=(_settings,), daemon=True, name="fatviz-warm-up")
+    add_script_run_ctx(thread, get_script_run_ctx())  # st.cache_resource needs the run's context
     thread.start()
     return thread
 
