@@ -338,7 +338,7 @@ def plot_embedding(fig, key: str, selectable: bool = False, static: bool = False
 # training workers need on a two-core laptop (measured: a four-panel redraw costs Chromium about
 # 0.7 CPU-seconds), so the view is redrawn every LIVE_SECONDS, not at every epoch.
 LIVE_SECONDS = 2.0
-FIRST_FRAME_WAIT = 5.0  # the click's own run waits this long for the first epoch, so it draws it at once
+FIRST_FRAME_WAIT = 3.0  # the click's own run waits this long for the first epoch, so it draws it at once
 
 
 def _seconds_left(job: Job) -> float:

@@ -193,6 +193,20 @@ def test_explorer_step_buttons_and_a_clicked_point_show_that_epoch_and_sample() 
     assert not at.get("image") and not [t for t in animation(at)["data"] if t.get("legendgroup") == "highlight"]
 
 
+def test_explorer_draws_the_first_epoch_in_the_same_run_as_a_light_static_picture() -> None:
+    at = page("centroid_explorer", tiny(seed="21", epochs="100"))
+    no_trouble(at)
+    live = animation(at)  # the page's first run waited for epoch 0 instead of a polling turn
+    assert live is not None and not live.get("frames")
+    assert live["layout"]["title"]["text"].startswith("Epoch ")
+    points = [t for t in live["data"] if t.get("name") == "points"]
+    assert points and all("hovertext" not in t and t["hoverinfo"] == "skip" for t in points)
+    (chart,) = [c for c in at.get("plotly_chart") if "points" in c.proto.spec]
+    assert json.loads(chart.proto.config) == {"staticPlot": True}
+    (stop,) = [b for b in at.button if b.label == "Stop"]
+    stop.click().run()
+
+
 def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again() -> None:
     at = page("centroid_explorer", tiny(seed="20", epochs="100"))
     (stop,) = [b for b in at.button if b.label == "Stop"]

@@ -323,3 +323,29 @@ def test_metrics_table_rows_are_options_at_the_chosen_epoch(runs) -> None:
     assert (two["epoch"] == 2).all()
     with pytest.raises(FatvizError):
         metrics_table({})
+
+
+@pytest.mark.parametrize(("rows", "cols", "n"), [(2, 2, 4), (1, 4, 4), (2, 2, 3), (1, 1, 1), (3, 2, 5)])
+def test_panel_axes_match_plotly_make_subplots(rows, cols, n) -> None:
+    from plotly.subplots import make_subplots
+
+    from fatviz.figures.embedding import _subplot_axes
+
+    ref = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.08).layout
+    ours = _subplot_axes(n, rows, cols)
+    assert len(ours) == 2 * n
+    for p in range(n):
+        axis = "" if p == 0 else str(p + 1)
+        for name in (f"xaxis{axis}", f"yaxis{axis}"):
+            np.testing.assert_allclose(ours[name]["domain"], ref[name].domain, atol=1e-6)
+            assert ours[name]["anchor"] == ref[name].anchor
+
+
+def test_the_live_view_can_leave_out_hover_texts(panels) -> None:
+    full = embedding_figure(panels, fake_labels(), animate=False)
+    light = embedding_figure(panels, fake_labels(), animate=False, hover=False)
+    points = [t for t in light.data if t.name == "points"]
+    assert all(t.hovertext is None and t.customdata is None and t.hoverinfo == "skip" for t in points)
+    assert all(t.hoverinfo == "skip" for t in light.data if t.name == "class centre")
+    assert len(light.to_json()) < 0.7 * len(full.to_json())
+    np.testing.assert_allclose(values(light.data[0].x), values(full.data[0].x))

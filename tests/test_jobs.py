@@ -77,3 +77,28 @@ def test_distillation_in_a_worker_process_runs_cleanlab(tmp_path):
         assert len(result.table) == len(result.soft_labels)
     finally:
         mgr.shutdown()
+
+
+def test_wait_frames_returns_as_soon_as_every_option_has_them(tmp_path):
+    mgr = JobManager(workers=0, runs_dir=None)
+    job = mgr.submit("compare", TINY.replace(seed=5))
+    assert job.wait_frames(1, timeout=120)
+    assert job.frames() >= 1
+    assert job.wait(120) and job.status == "done", job.error
+    started = time.perf_counter()
+    assert not job.wait_frames(TINY.epochs + 2, timeout=30)  # more than the run has: a finished job answers at once
+    assert time.perf_counter() - started < 5
+    assert job.wait_frames(TINY.epochs + 1, timeout=0)
+
+
+def test_workers_can_run_at_a_lower_cpu_priority(tmp_path):
+    import os
+
+    if not hasattr(os, "nice"):
+        pytest.skip("os.nice is Unix-only")
+    mgr = JobManager(workers=1, runs_dir=None, warm_up=False, niceness=5)
+    try:
+        pid = mgr._pool.submit(os.getpid).result(timeout=120)
+        assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 5
+    finally:
+        mgr.shutdown()
