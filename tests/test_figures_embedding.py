@@ -179,7 +179,7 @@ def test_each_class_has_one_colour_in_every_panel(panels) -> None:
     points = [t for t in fig.data if t.name == "points"]
     expected = [class_colour(k) for k in labels.true]
     assert all(list(t.marker.color) == expected for t in points)
-    assert all(list(t.customdata) == list(range(V)) for t in points)
+    assert all(list(values(t.customdata)) == list(range(V)) for t in points)
     centres = [t for t in fig.data if t.name == "class centre"]
     assert all(list(t.marker.color) == [class_colour(k) for k in range(K)] for t in centres)
     key = [t.name for t in fig.data if t.name not in ("points", "class centre")]
