@@ -157,7 +157,8 @@ def test_four_panels_one_frame_per_epoch_with_play_pause_reset_and_a_slider(pane
     labels = [b.label for b in fig.layout.updatemenus[0].buttons]
     assert labels == ["▶ Play", "❚❚ Pause", "↺ Reset"]
     slider = fig.layout.sliders[0]
-    assert [s.label for s in slider.steps] == [str(e) for e in range(EPOCHS + 1)]
+    assert [list(s.args[0]) for s in slider.steps] == [[str(f)] for f in range(EPOCHS + 1)]  # a step per epoch
+    assert [s.label for s in slider.steps] == [str(e) for e in range(EPOCHS + 1)]  # few epochs: all labelled
     assert slider.active == EPOCHS  # the last epoch is shown first
     assert fig.layout.uirevision == "embedding"
     titles = [a.text for a in fig.layout.annotations]
@@ -349,3 +350,13 @@ def test_the_live_view_can_leave_out_hover_texts(panels) -> None:
     assert all(t.hoverinfo == "skip" for t in light.data if t.name == "class centre")
     assert len(light.to_json()) < 0.7 * len(full.to_json())
     np.testing.assert_allclose(values(light.data[0].x), values(full.data[0].x))
+
+
+def test_a_long_run_labels_every_fifth_epoch_on_the_slider_but_keeps_a_step_per_epoch() -> None:
+    snaps = {o: fake_snapshots(seed=i, epochs=30) for i, o in enumerate(OPTIONS)}
+    fig = embedding_figure([panel_frames(o, s) for o, s in snaps.items()], fake_labels())
+    steps = fig.layout.sliders[0].steps
+    assert [list(s.args[0]) for s in steps] == [[str(f)] for f in range(31)]
+    assert [s.label for s in steps if s.label] == ["0", "5", "10", "15", "20", "25", "30"]
+    assert fig.layout.sliders[0].currentvalue.visible is False
+    assert [f.layout.title.text for f in fig.frames][7] == "Epoch 7"  # the title names every epoch

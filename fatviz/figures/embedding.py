@@ -32,6 +32,7 @@ OPTION_NOTES: dict[str, str] = {
 }
 KEPT, FLIPPED = "label kept", "flipped by noise"
 _GROUP_COLOURS = {KEPT: FLAG_COLOURS["kept"], FLIPPED: FLAG_COLOURS["correctly flagged"]}
+SLIDER_LABEL_EVERY = 5
 FRAME_MS = 450  # one epoch on screen during Play
 TRANSITION_MS = 300  # points glide between epochs
 
@@ -349,10 +350,15 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
                 {"label": "↺ Reset", "method": "animate", "args": [["0"], jump]},
             ],
         }]
+        # One step per epoch, labelled every SLIDER_LABEL_EVERY epochs once there are many: 31
+        # labels crowd a projector, and each costs the browser a text measurement. The title
+        # ("Epoch n") names the epoch shown, so the slider needs no current-value label.
+        every = 1 if n_frames <= 11 else SLIDER_LABEL_EVERY
         layout["sliders"] = [{
-            "active": frame, "x": 0.3, "len": 0.7, "y": 0.0, "yanchor": "top", "pad": {"t": 30},
-            "currentvalue": {"prefix": "epoch ", "font": {"size": size}}, "font": {"size": max(10, size - 6)},
-            "steps": [{"label": str(e), "method": "animate", "args": [[str(f)], jump]}
+            "active": frame, "x": 0.3, "len": 0.7, "y": 0.0, "yanchor": "top", "pad": {"t": 10},
+            "currentvalue": {"visible": False}, "font": {"size": max(12, size - 4)},
+            "steps": [{"label": str(e) if f % every == 0 or f == n_frames - 1 else "", "value": str(f),
+                       "method": "animate", "args": [[str(f)], jump]}
                       for f, e in enumerate(epochs[:n_frames])],
         }]
     fig = go.Figure(spec)
