@@ -6,7 +6,8 @@ Chromium with Playwright, waits until Home says the training workers are ready, 
 
 - first frame: click -> the first epoch's panels on screen;
 - full animation: click -> the finished four-panel animation (its epoch slider) on screen;
-- cached: the same demo in a new browser tab (answered from the server's memory).
+- cached: the same demo in a new browser tab (answered from the server's memory); the median
+  of three new tabs per repeat.
 
 It also reads /proc to split the CPU seconds spent between click and full animation into
 the browser, the Streamlit server and the training workers. Prints a table, then one JSON
@@ -40,6 +41,7 @@ VIEW = {"width": 1600, "height": 1000}
 LIVE = ".js-plotly-plot .gtitle"  # "Epoch n": the live view and the animation, not the empty placeholder
 ANIMATION = ".js-plotly-plot g.slider-container"  # only the finished animation has an epoch slider
 READY = "Training workers ready."
+CACHED_TABS = 3  # new tabs timed per repeat for the cached demo (a single click varies by +-30% here)
 SLOW = 180.0  # seconds: generous limits, a busy laptop trains the demo well within them
 
 
@@ -212,7 +214,9 @@ def one_repeat(playwright, workdir: Path) -> dict[str, float]:
             out["workers_ready_s"] = round(ready, 2)
             out.update({f"cpu_{k}_s": round(after[k] - before[k], 2) for k in before})
             settle(page)
-            out["cached_animation_s"] = time_cached(browser, url)
+            cached = [time_cached(browser, url) for _ in range(CACHED_TABS)]
+            out["cached_tabs_s"] = cached
+            out["cached_animation_s"] = statistics.median(cached)
             caption = page.get_by_text("Four runs, same data and seed")
             out["server_caption"] = caption.first.inner_text() if caption.count() else ""
             return out
@@ -244,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_workers_s")
     summary = {k: statistics.median(r[k] for r in rows) for k in keys}
     targets = {"first_frame_s": 2.0, "full_animation_s": 10.0, "cached_animation_s": 1.0}
-    print(f"\n{'median over ' + str(len(rows)) + ' repeats':<28}{'value':>8}{'target':>9}")
+    worst = {k: max(r[k] for r in rows) for k in keys}
+    print(f"\n{'over ' + str(len(rows)) + ' repeats':<28}{'median':>8}{'worst':>8}{'target':>9}")
     for k in keys:
         target = f"<= {targets[k]:g}" if k in targets else ""
-        print(f"{k:<28}{summary[k]:>8.2f}{target:>9}")
-    print(json.dumps({"repeats": rows, "median": summary, "cores": os.cpu_count()}))
+        print(f"{k:<28}{summary[k]:>8.2f}{worst[k]:>8.2f}{target:>9}")
+    print(json.dumps({"repeats": rows, "median": summary, "worst": worst, "cores": os.cpu_count()}))
     return 0
 
 
