@@ -355,7 +355,7 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
         # ("Epoch n") names the epoch shown, so the slider needs no current-value label.
         every = 1 if n_frames <= 11 else SLIDER_LABEL_EVERY
         layout["sliders"] = [{
-            "active": frame, "x": 0.3, "len": 0.7, "y": 0.0, "yanchor": "top", "pad": {"t": 10},
+            "active": frame, "x": 0.3, "len": 0.7, "y": 0.0, "yanchor": "top", "pad": {"t": 32},
             "currentvalue": {"visible": False}, "font": {"size": max(12, size - 4)},
             "steps": [{"label": str(e) if f % every == 0 or f == n_frames - 1 else "", "value": str(f),
                        "method": "animate", "args": [[str(f)], jump]}
