@@ -144,6 +144,13 @@ class Job:
             self._changed.wait_for(lambda: self.frames() >= count or self.done, timeout)
         return self.frames() >= count
 
+    def seconds_left(self) -> float:
+        """A rough estimate of the remaining time from the progress so far (inf before any progress)."""
+        frac = self.progress[0]
+        if frac <= 0.0:
+            return float("inf")
+        return (time.perf_counter() - self.started) * (1.0 - frac) / frac
+
     def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -74,13 +73,15 @@ def apply_presentation_css() -> None:
         )
 
 
-def _url_settings() -> RunSettings:
-    """Settings from the URL (a teacher's shared link); bad values fall back to defaults with a message."""
+def url_settings(warn: bool = True) -> RunSettings:
+    """Settings from the URL (a teacher's shared link); bad values fall back to the defaults, with
+    a message when `warn` (the sidebar says it once per run, so other readers pass False)."""
     params = {k: st.query_params.get_all(k) for k in st.query_params}
     try:
         return RunSettings.from_query(params)
     except (FatvizError, TypeError, ValueError) as exc:
-        st.warning(f"The link's settings could not be read ({exc}); using the defaults.")
+        if warn:
+            st.warning(f"The link's settings could not be read ({exc}); using the defaults.")
         return RunSettings()
 
 
@@ -125,7 +126,7 @@ def sidebar_settings(show: tuple[str, ...] = ("data", "noise", "loss", "training
 
     The settings are mirrored into the URL, so the address bar is always a shareable link.
     """
-    url = _url_settings()
+    url = url_settings()
     _init_state(url)
     sb = st.sidebar
     sb.selectbox("Preset", list(PRESETS), index=None, key="w_preset", on_change=_apply_preset,
@@ -341,15 +342,6 @@ LIVE_SECONDS = 2.0
 FIRST_FRAME_WAIT = 3.0  # the click's own run waits this long for the first epoch, so it draws it at once
 
 
-def _seconds_left(job: Job) -> float:
-    """A rough estimate of the job's remaining time from its progress so far (inf before any)."""
-    frac = job.progress[0]
-    if frac <= 0.0:
-        return float("inf")
-    elapsed = time.perf_counter() - job.started
-    return elapsed * (1.0 - frac) / frac
-
-
 def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: str = "true", zoom: str = "follow",
                        frame: int | None = None, highlight: int | None = None, columns: int | None = None,
                        selectable: bool = False):
@@ -380,7 +372,7 @@ def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: st
                 if fig is not None:
                     plot_embedding(fig, f"{key}-live", static=True)
             # Ending before the next redraw is due: wait for it here and show the animation at once.
-            if _seconds_left(job) < LIVE_SECONDS and job.wait(LIVE_SECONDS):
+            if job.seconds_left() < LIVE_SECONDS and job.wait(LIVE_SECONDS):
                 st.rerun()
 
         live()

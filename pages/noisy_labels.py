@@ -31,6 +31,7 @@ from pages.common import (
     show_error,
     sidebar_settings,
     start_job,
+    url_settings,
 )
 
 # Distillation controls on this page: widget key -> RunSettings field.
@@ -40,14 +41,6 @@ DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_r
 GALLERY_COLUMNS = 8
 GALLERY_MAX = 48
 IMAGE_SCALE = 12  # 8x8 digits become 96x96, pixel for pixel
-
-
-def _url_base() -> RunSettings:
-    """The link's settings, so a shared link keeps its distillation controls (the sidebar reports bad values)."""
-    try:
-        return RunSettings.from_query({k: st.query_params.get_all(k) for k in st.query_params})
-    except (FatvizError, TypeError, ValueError):
-        return RunSettings()
 
 
 def _use_pairflip() -> None:
@@ -190,7 +183,7 @@ st.markdown(
     "it doubts are **flagged** and dropped, round by round; its softmax becomes **soft labels** for a "
     "**student** trained with FAT on the samples it kept. With synthetic noise the truth is known, so flagging "
     "is scored.")
-base = _url_base()
+base = url_settings(warn=False)  # a shared link keeps its distillation controls
 fields = distill_controls(base)
 settings = sidebar_settings(base=base.replace(**fields))
 if settings is None:

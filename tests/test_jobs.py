@@ -102,3 +102,15 @@ def test_workers_can_run_at_a_lower_cpu_priority(tmp_path):
         assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 5
     finally:
         mgr.shutdown()
+
+
+def test_seconds_left_is_estimated_from_the_progress_so_far():
+    from fatviz.jobs import Job
+
+    job = Job("k", "train", TINY, ("mean",))
+    assert job.seconds_left() == float("inf")  # no progress yet: no estimate
+    job.started = time.perf_counter() - 3.0
+    job.progress = (0.25, "epoch 1/3")
+    assert job.seconds_left() == pytest.approx(9.0, abs=0.2)  # a quarter in 3 s: nine more
+    job.progress = (1.0, "done")
+    assert job.seconds_left() == pytest.approx(0.0)

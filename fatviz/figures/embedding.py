@@ -159,6 +159,11 @@ def _square(points: np.ndarray, circle: bool) -> tuple[list[float], list[float]]
     return [float(mid[0] - half), float(mid[0] + half)], [float(mid[1] - half), float(mid[1] + half)]
 
 
+def _axis(p: int) -> str:
+    """Panel p's axis suffix in plotly's names: "" for the first (xaxis, x), then "2", "3", ..."""
+    return "" if p == 0 else str(p + 1)
+
+
 def _ranges(panels: Sequence[PanelFrames], f: int, zoom: str) -> dict[str, dict]:
     """Axis ranges of every panel at frame f: this frame's points ("follow") or all frames' ("fixed")."""
     out: dict[str, dict] = {}
@@ -166,9 +171,8 @@ def _ranges(panels: Sequence[PanelFrames], f: int, zoom: str) -> dict[str, dict]
         frames = range(len(panel.points)) if zoom == "fixed" else (f,)
         pts = np.concatenate([a for g in frames for a in (panel.points[g], panel.centres[g])])
         xr, yr = _square(pts, panel.unit_circle)
-        axis = "" if p == 0 else str(p + 1)
-        out[f"xaxis{axis}"] = {"range": xr}
-        out[f"yaxis{axis}"] = {"range": yr}
+        out[f"xaxis{_axis(p)}"] = {"range": xr}
+        out[f"yaxis{_axis(p)}"] = {"range": yr}
     return out
 
 
@@ -201,7 +205,7 @@ def _titles(panels: Sequence[PanelFrames], f: int, size: int, notes: bool = True
     """Panel titles (option, what its centre is, this epoch's P@1) as annotations above each panel."""
     out = []
     for i, panel in enumerate(panels):
-        axis = "" if i == 0 else str(i + 1)
+        axis = _axis(i)
         colour = OPTION_COLOURS.get(panel.title, "#333333")
         text = f"<b><span style='color:{colour}'>{panel.title}</span></b>"
         note = OPTION_NOTES.get(panel.title, "") if notes else ""
@@ -215,24 +219,27 @@ def _titles(panels: Sequence[PanelFrames], f: int, size: int, notes: bool = True
 
 
 def _subplot_axes(n: int, rows: int, cols: int, hspace: float = 0.05, vspace: float = 0.08) -> dict[str, dict]:
-    """Axis domains and anchors for n panels on a rows x cols grid, filled row by row from the top
-    (what plotly's make_subplots lays out, written as plain layout keys: building the figure from
-    dicts and validating it once is ten times faster than make_subplots and add_trace)."""
+    """Square, tick-free panel axes for n panels on a rows x cols grid, filled row by row from the
+    top: the domains and anchors plotly's make_subplots lays out, written as plain layout keys
+    (building the figure from dicts and validating it once is ten times faster than make_subplots
+    and add_trace)."""
     width = (1.0 - hspace * (cols - 1)) / cols
     height = (1.0 - vspace * (rows - 1)) / rows
     out: dict[str, dict] = {}
     for p in range(n):
         row, col = divmod(p, cols)
-        axis = "" if p == 0 else str(p + 1)
+        axis = _axis(p)
         x0, y1 = col * (width + hspace), 1.0 - row * (height + vspace)
-        out[f"xaxis{axis}"] = {"anchor": f"y{axis}", "domain": [round(x0, 6), round(x0 + width, 6)]}
-        out[f"yaxis{axis}"] = {"anchor": f"x{axis}", "domain": [round(max(0.0, y1 - height), 6), round(y1, 6)]}
+        out[f"xaxis{axis}"] = {"anchor": f"y{axis}", "domain": [round(x0, 6), round(x0 + width, 6)],
+                               "showticklabels": False, "zeroline": False}
+        out[f"yaxis{axis}"] = {"anchor": f"x{axis}", "domain": [round(max(0.0, y1 - height), 6), round(y1, 6)],
+                               "showticklabels": False, "zeroline": False, "scaleanchor": f"x{axis}",
+                               "scaleratio": 1, "constrain": "domain"}
     return out
 
 
 def _axis_refs(p: int) -> dict[str, str]:
-    axis = "" if p == 0 else str(p + 1)
-    return {"xaxis": f"x{axis}", "yaxis": f"y{axis}"}
+    return {"xaxis": f"x{_axis(p)}", "yaxis": f"y{_axis(p)}"}
 
 
 def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_by: str = "true",
@@ -293,10 +300,8 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
                                 "line": {"width": 2, "color": "#111111"}},
                      "hovertext": [f"centre of {names[c] if c < len(names) else c}" for c in range(k)],
                      "hoverinfo": "text" if hover else "skip"})
-        axis = "" if p == 0 else str(p + 1)
-        layout[f"xaxis{axis}"].update(autorange=False, showticklabels=False, zeroline=False)
-        layout[f"yaxis{axis}"].update(autorange=False, showticklabels=False, zeroline=False, scaleratio=1,
-                                      scaleanchor="x" if p == 0 else f"x{p + 1}", constrain="domain")
+        layout[f"xaxis{_axis(p)}"]["autorange"] = False
+        layout[f"yaxis{_axis(p)}"]["autorange"] = False
         if panel.unit_circle:
             shapes.append({"type": "circle", "x0": -1, "y0": -1, "x1": 1, "y1": 1, "layer": "below",
                            "line": {"color": "#999999", "dash": "dot"}, "xref": refs["xaxis"],
@@ -376,11 +381,8 @@ def placeholder_figure(options: Sequence[str], message: str, columns: int | None
     row_view = rows == 1 and cols >= 3
     size = 22 if presentation else 16
     layout: dict = _subplot_axes(len(options), rows, cols)
-    for p in range(len(options)):
-        axis = "" if p == 0 else str(p + 1)
-        layout[f"xaxis{axis}"].update(showticklabels=False, zeroline=False, range=[-1, 1])
-        layout[f"yaxis{axis}"].update(showticklabels=False, zeroline=False, range=[-1, 1], scaleratio=1,
-                                      scaleanchor="x" if p == 0 else f"x{p + 1}", constrain="domain")
+    for axis in layout.values():
+        axis["range"] = [-1, 1]
     titles = _titles([PanelFrames(o, [0], [], [], [""]) for o in options], 0, size, not row_view)
     note = {"text": message, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5, "showarrow": False,
             "font": {"size": size + 2, "color": "#555555"}, "bgcolor": "rgba(255,255,255,0.9)"}
