@@ -16,15 +16,41 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from fatviz.errors import FatvizError
+from fatviz.registry import Registry
 
-CENTROID_OPTIONS: tuple[str, ...] = ("mean", "mean-norm", "norm-mean", "norm-mean-norm")
 
-CENTROID_DESCRIPTIONS: dict[str, str] = {
-    "mean": "mean of raw features; anchors stay raw (large-norm samples dominate)",
-    "mean-norm": "mean of unit vectors; the centre sits inside the ball (its norm measures compactness)",
-    "norm-mean": "mean of raw features, projected onto the sphere",
-    "norm-mean-norm": "mean of unit vectors, projected onto the sphere (the paper's best)",
-}
+@dataclass(frozen=True)
+class CentroidOption:
+    """One way to build a class centre: what is averaged, and whether the mean is projected."""
+
+    name: str
+    normalise_members: bool  # average unit vectors f/|f| instead of raw features
+    normalise_centre: bool  # project the mean onto the unit sphere
+    description: str  # one sentence for pages and docs
+    short: str  # a few words under a panel title
+    colour: str  # the option's colour in every figure (Okabe-Ito)
+
+    @property
+    def normalised_anchors(self) -> bool:
+        """Anchors live on the unit sphere whenever anything about the centre is normalised."""
+        return self.normalise_members or self.normalise_centre
+
+
+CENTROIDS: Registry[CentroidOption] = Registry("centroid option")
+for _option in (
+    CentroidOption("mean", False, False,
+                   "mean of raw features; anchors stay raw (large-norm samples dominate)",
+                   "mean of raw features", "#E69F00"),
+    CentroidOption("mean-norm", True, False,
+                   "mean of unit vectors; the centre sits inside the ball (its norm measures compactness)",
+                   "mean of normalised features", "#56B4E9"),
+    CentroidOption("norm-mean", False, True, "mean of raw features, projected onto the sphere",
+                   "normalised mean", "#009E73"),
+    CentroidOption("norm-mean-norm", True, True,
+                   "mean of unit vectors, projected onto the sphere (the paper's best)",
+                   "normalised mean of normalised", "#CC79A7"),
+):
+    CENTROIDS.register(_option.name, _option)
 
 # Below this norm a vector is treated as zero: it stays zero instead of becoming NaN.
 _EPS = 1e-12
@@ -32,16 +58,13 @@ _EPS = 1e-12
 
 def check_option(option: str) -> str:
     """Return `option` if it names a centroid option, else raise a FatvizError."""
-    if option not in CENTROID_OPTIONS:
-        raise FatvizError(
-            f"Unknown centroid option {option!r}: choose one of {', '.join(CENTROID_OPTIONS)}."
-        )
+    CENTROIDS.get(option)
     return option
 
 
 def is_normalized(option: str) -> bool:
-    """True when the option's anchors live on the unit sphere (every option but `mean`)."""
-    return check_option(option) != "mean"
+    """True when the option's anchors live on the unit sphere (every built-in option but `mean`)."""
+    return CENTROIDS.get(option).normalised_anchors
 
 
 class _L2Normalize(torch.autograd.Function):
@@ -130,7 +153,7 @@ def _summed(features: torch.Tensor, option: str, anchors: torch.Tensor | None = 
 
     `anchors` (the features already in the option's anchor space) saves normalising twice.
     """
-    if option in ("mean-norm", "norm-mean-norm"):
+    if CENTROIDS.get(option).normalise_members:
         return l2_normalize(features) if anchors is None else anchors
     return features
 
@@ -139,7 +162,7 @@ def centres_from_sums(sums: torch.Tensor, counts: torch.Tensor, option: str) -> 
     """Centres (K, D) and presence (K,) from per-class sums and total weights; absent rows are zero."""
     present = counts > 0
     mean = sums / counts.clamp_min(_EPS)[:, None]
-    if option in ("norm-mean", "norm-mean-norm"):
+    if CENTROIDS.get(option).normalise_centre:
         mean = l2_normalize(mean)
     return torch.where(present[:, None], mean, torch.zeros_like(mean)), present
 

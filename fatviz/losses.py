@@ -5,7 +5,9 @@ Everything here is an ordinary PyTorch loss: `loss = FATLoss()(embeddings, label
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +27,7 @@ from fatviz.centroids import (
     precise_euclidean,
 )
 from fatviz.errors import FatvizError
+from fatviz.registry import Registry
 
 NEGATIVE_MODES: tuple[str, ...] = ("all", "average", "hardest")
 RADIUS_MODES: tuple[str, ...] = ("mean", "max")
@@ -203,11 +206,18 @@ class HybridLoss(nn.Module):
             raise FatvizError("The cross-entropy weight must be >= 0.")
         self.ce_weight = float(ce_weight)
 
+    def terms(self, embeddings: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
+              targets: torch.Tensor | None = None, centroids: Centroids | None = None) -> dict[str, torch.Tensor]:
+        """Both FAT terms, the cross-entropy and the weighted total, by name."""
+        fat = self.fat.terms(embeddings, labels, centroids)
+        ce = soft_cross_entropy(logits, labels if targets is None else targets)
+        return {"point_to_set": fat.point_to_set, "compactness": fat.compactness, "ce": ce,
+                "total": fat.total + self.ce_weight * ce}
+
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
                 targets: torch.Tensor | None = None, centroids: Centroids | None = None) -> torch.Tensor:
         """FAT on (embeddings, labels) + ce_weight * CE(logits, targets or labels)."""
-        ce = soft_cross_entropy(logits, labels if targets is None else targets)
-        return self.fat(embeddings, labels, centroids) + self.ce_weight * ce
+        return self.terms(embeddings, labels, logits, targets, centroids)["total"]
 
 
 def _triplet_masks(labels: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -378,3 +388,78 @@ def _exact_triplet_mean(x: torch.Tensor, labels: torch.Tensor, margin: float) ->
         total += float((below * thresholds - below_sum).sum())
         count += int((pos.sum(1) * neg.sum(1)).sum())
     return torch.tensor(total / max(count, 1), dtype=torch.float64)
+
+
+# -- The losses a run can train with ------------------------------------------------------------
+
+# A training loss takes (embeddings, labels, logits, targets, centroids) and returns its terms by
+# name, "total" among them; targets are the cross-entropy targets (hard labels or soft rows) and
+# centroids the class centres for the FAT family (None: from the batch).
+TrainingLoss = Callable[..., dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss a run can train with: how to build it from settings, and what it reads."""
+
+    name: str
+    description: str
+    build: Callable[[Any], TrainingLoss]  # settings (centroid, effective_margin, ...) -> TrainingLoss
+    uses_centres: bool  # the FAT family: reads class centres (per epoch or per batch)
+    uses_logits: bool  # trains the classifier head, so its accuracy is reported
+    needs_normalised: bool = False  # only for centroid options whose anchors are unit vectors
+
+
+def _fat(s: Any) -> FATLoss:
+    return FATLoss(s.centroid, margin=s.effective_margin, negatives=s.negatives, hardest_k=s.hardest_k,
+                   radius=s.radius, compactness_weight=s.effective_compactness_weight)
+
+
+def _build_fat(s: Any) -> TrainingLoss:
+    fat = _fat(s)
+
+    def loss(emb, labels, logits=None, targets=None, centroids=None):
+        t = fat.terms(emb, labels, centroids)
+        return {"point_to_set": t.point_to_set, "compactness": t.compactness, "total": t.total}
+    return loss
+
+
+def _build_hybrid(s: Any) -> TrainingLoss:
+    hybrid = HybridLoss(_fat(s), ce_weight=s.ce_weight)
+
+    def loss(emb, labels, logits=None, targets=None, centroids=None):
+        return hybrid.terms(emb, labels, logits, targets, centroids)
+    return loss
+
+
+def _build_triplet(exact: bool) -> Callable[[Any], TrainingLoss]:
+    def build(s: Any) -> TrainingLoss:
+        margin, normalize = s.effective_margin, is_normalized(s.centroid)
+
+        def loss(emb, labels, logits=None, targets=None, centroids=None):
+            fn = triplet_all_loss if exact else batch_hard_loss
+            return {"total": fn(emb, labels, margin, normalize=normalize)}
+        return loss
+    return build
+
+
+def _build_ce(s: Any) -> TrainingLoss:
+    def loss(emb, labels, logits=None, targets=None, centroids=None):
+        return {"total": soft_cross_entropy(logits, labels if targets is None else targets)}
+    return loss
+
+
+LOSSES: Registry[LossSpec] = Registry("loss")
+for _spec in (
+    LossSpec("fat", "FAT: point-to-set hinge plus compactness, centres from the data", _build_fat, True, False),
+    LossSpec("normalized-fat", "FAT on the unit sphere only (a normalised centroid option)", _build_fat,
+             True, False, needs_normalised=True),
+    LossSpec("hybrid", "FAT plus cross-entropy on a classifier head (soft labels when distilling)",
+             _build_hybrid, True, True),
+    LossSpec("triplet-all", "the exact triplet loss over every valid triplet of a batch",
+             _build_triplet(True), False, False),
+    LossSpec("triplet-hard", "batch-hard triplet loss: farthest positive, nearest negative",
+             _build_triplet(False), False, False),
+    LossSpec("ce", "cross-entropy on the classifier head alone", _build_ce, False, True),
+):
+    LOSSES.register(_spec.name, _spec)

@@ -1,9 +1,16 @@
-"""Saved runs: one file per run, written atomically, loaded with weights_only=True."""
+"""Saved runs and groups of runs: the one place that knows their layout on disk.
+
+A run is a folder holding `run.pt` (written atomically, loaded with weights_only=True).
+A compare group is a folder with one run sub-folder per centroid option. A distillation
+folder (its own layout, in fatviz.distill.storage) is recognised here by its marker file,
+so listings can show it without reading it.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +24,11 @@ from fatviz.train import RunResult, Snapshot
 SCHEMA = "fatviz.run"
 SCHEMA_VERSION = 1
 RUN_FILE = "run.pt"
+DISTILL_MARKER = "distill.json"  # written by fatviz.distill.storage
+# A temporary file older than this is a leftover of a killed save: nobody finishes it.
+STALE_TEMP_SECONDS = 600.0
+# Listings look this many folders down and no further: a group of runs is at most two deep.
+LIST_DEPTH = 3
 
 
 def _tensorise(value: Any) -> Any:
@@ -48,10 +60,34 @@ def run_path(path: str | os.PathLike) -> Path:
     return p if p.suffix == ".pt" else p / RUN_FILE
 
 
-def save_run(result: RunResult, path: str | os.PathLike) -> Path:
-    """Write the run atomically (temporary file in the same folder, then rename); return the file."""
+def clean_temporary(folder: str | os.PathLike, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Remove leftovers of killed saves (`.run-*.tmp` files) in `folder`; return how many."""
+    base = Path(folder)
+    removed = 0
+    if not base.is_dir():
+        return 0
+    now = time.time()
+    for tmp in base.glob(".run-*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            continue  # another process finished or removed it first
+    return removed
+
+
+def save_run(result: RunResult, path: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Write the run atomically (temporary file in the same folder, then rename); return the file.
+
+    With `overwrite=False` an existing run is never replaced, also when two processes save
+    into the same folder at once: the file is linked into place, which fails if one exists.
+    """
     target = run_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_temporary(target.parent)
+    if not overwrite and target.exists():
+        raise FatvizError(f"{target} already holds a run; pass --overwrite to replace it.")
     payload = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -75,7 +111,15 @@ def save_run(result: RunResult, path: str | os.PathLike) -> Path:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)  # atomic: a reader sees the old file or the new one, never half
+        if overwrite:
+            os.replace(tmp, target)  # atomic: a reader sees the old file or the new one, never half
+        else:
+            try:
+                os.link(tmp, target)  # atomic and exclusive
+            except FileExistsError:
+                raise FatvizError(f"{target} was written by another process meanwhile; "
+                                  "pass --overwrite to replace it.") from None
+            Path(tmp).unlink()
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -105,21 +149,124 @@ def load_run(path: str | os.PathLike) -> RunResult:
     try:
         settings = RunSettings.from_dict(payload["settings"], strict=False)
         snapshots = [Snapshot(**_numpyise(s)) for s in payload["snapshots"]]
-        return RunResult(
+        result = RunResult(
             settings=settings, snapshots=snapshots, state_dict=payload["state_dict"],
             vis_idx=_numpyise(payload["vis_idx"]), vis_true=_numpyise(payload["vis_true"]),
             vis_given=_numpyise(payload["vis_given"]), vis_flipped=_numpyise(payload["vis_flipped"]),
             class_names=list(payload["class_names"]), model_kind=payload["model_kind"],
             device=payload["device"], seconds=payload["seconds"], stopped=payload["stopped"],
             extras=_numpyise(payload.get("extras", {})))
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise FatvizError(f"{target} is missing part of a run ({exc}); it may be damaged.") from None
+    problem = _shape_problem(result)
+    if problem:
+        raise FatvizError(f"{target} is damaged: {problem}.")
+    return result
 
 
-def list_runs(root: str | os.PathLike = "runs") -> list[Path]:
-    """Run folders under root (each holding run.pt), newest first."""
+def _shape_problem(r: RunResult) -> str:
+    """What is inconsistent in a loaded run (empty when its arrays fit together)."""
+    v = len(np.atleast_1d(r.vis_idx))
+    for name in ("vis_true", "vis_given", "vis_flipped"):
+        if np.ndim(getattr(r, name)) != 1 or len(getattr(r, name)) != v:
+            return f"{name} does not match the {v} drawn points"
+    if not r.snapshots:
+        return "it holds no epoch"
+    for snap in r.snapshots:
+        e, c = np.asarray(snap.embeddings), np.asarray(snap.centres)
+        if e.ndim != 2 or e.shape[0] != v or e.shape[1] < 1:
+            return f"epoch {snap.epoch}'s embeddings have shape {e.shape}, expected ({v}, D)"
+        if c.ndim != 2 or c.shape[1] != e.shape[1]:
+            return f"epoch {snap.epoch}'s centres have shape {c.shape}, expected (K, {e.shape[1]})"
+        if np.shape(snap.radius) != (c.shape[0],) or np.shape(snap.present) != (c.shape[0],):
+            return f"epoch {snap.epoch}'s radii or presence do not match its {c.shape[0]} centres"
+        if not all(isinstance(d, dict) for d in (snap.losses, snap.bound, snap.metrics)):
+            return f"epoch {snap.epoch}'s losses, bound or metrics are not tables"
+    return ""
+
+
+# -- groups of runs ------------------------------------------------------------------------------
+
+
+def group_kind(folder: str | os.PathLike) -> str | None:
+    """What a folder holds: "train" (one run), "compare" (a run per option), "distill", or None."""
+    from fatviz.centroids import CENTROIDS
+
+    base = Path(folder)
+    if (base / DISTILL_MARKER).is_file():
+        return "distill"
+    if (base / RUN_FILE).is_file():
+        return "train"
+    if any((base / o / RUN_FILE).is_file() for o in CENTROIDS.names()):
+        return "compare"
+    return None
+
+
+def save_group(results: dict[str, RunResult], folder: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Save a compare group: one run sub-folder per centroid option; return the folder."""
+    base = Path(folder)
+    for option, result in results.items():
+        save_run(result, base / option, overwrite=overwrite)
+    return base
+
+
+def load_group(folder: str | os.PathLike, options: tuple[str, ...] | None = None) -> dict[str, RunResult]:
+    """Load a compare group (every option found, or exactly `options`), or a single run under its option."""
+    from fatviz.centroids import CENTROIDS
+
+    base = Path(folder)
+    if (base / RUN_FILE).is_file() and options is None:
+        run = load_run(base)
+        return {run.settings.centroid: run}
+    wanted = options if options is not None else tuple(o for o in CENTROIDS.names() if (base / o / RUN_FILE).is_file())
+    if not wanted:
+        raise FatvizError(f"{base} holds no run: a run folder holds {RUN_FILE}, a compare folder one "
+                          f"sub-folder per centroid option ({', '.join(CENTROIDS.names())}).")
+    return {o: load_run(base / o) for o in wanted}
+
+
+def _walk(base: Path, depth: int):
+    """Folders under base, at most `depth` levels down, never following symbolic links."""
+    yield base
+    if depth <= 0:
+        return
+    try:
+        children = sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink()
+                          and not p.name.startswith("."))
+    except OSError:
+        return
+    for child in children:
+        yield from _walk(child, depth - 1)
+
+
+def list_runs(root: str | os.PathLike = "runs", depth: int = LIST_DEPTH) -> list[Path]:
+    """Run folders under root (each holding run.pt), at most `depth` levels down, newest first."""
     base = Path(root)
     if not base.is_dir():
         return []
-    found = [p.parent for p in base.glob(f"**/{RUN_FILE}")]
+    found = [p for p in _walk(base, depth) if (p / RUN_FILE).is_file()]
     return sorted(found, key=lambda p: (p / RUN_FILE).stat().st_mtime, reverse=True)
+
+
+def list_groups(root: str | os.PathLike = "runs", depth: int = LIST_DEPTH) -> list[tuple[Path, str]]:
+    """Saved groups under root as (folder, kind), newest first; a compare group's runs are not listed apart."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    out: list[tuple[Path, str]] = []
+    inside: set[Path] = set()
+    for p in _walk(base, depth):
+        if any(parent in inside for parent in p.parents):
+            continue
+        kind = group_kind(p)
+        if kind is not None:
+            out.append((p, kind))
+            inside.add(p)
+
+    def stamp(item: tuple[Path, str]) -> float:
+        marker = item[0] / (DISTILL_MARKER if item[1] == "distill" else RUN_FILE)
+        if item[1] == "compare":
+            marker = next(item[0].glob(f"*/{RUN_FILE}"))
+        return marker.stat().st_mtime
+
+    return sorted(out, key=stamp, reverse=True)

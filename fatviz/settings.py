@@ -1,70 +1,143 @@
-"""One frozen settings object describes a run: sidebar -> trainer -> saved run -> URL -> cache key."""
+"""One frozen settings object describes a run: sidebar -> trainer -> saved run -> URL -> cache key.
+
+Every field is declared once, in `RunSettings`, with its section (what reads it), the range in
+which it is valid, the narrower range a visitor of the app may ask for (so one link cannot ask
+for a job that does not fit the machine), its choices (read from the registries) and its help
+text. The CLI's options, the URL reader, the sidebar's widget ranges and the docs all read
+this one table (`setting_fields()`).
+
+Sections say what a job reads, so a cache key is honest: `key("compare")` ignores the centroid
+option (a compare job trains all four) and the distillation section; `key("train")` ignores
+the distillation section; `key("distill")` reads everything.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, fields
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.centroids import CENTROIDS
+from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
-from fatviz.losses import (
-    NEGATIVE_MODES,
-    RADIUS_MODES,
-    default_compactness_weight,
-    default_margin,
-)
+from fatviz.losses import LOSSES, NEGATIVE_MODES, RADIUS_MODES, default_compactness_weight, default_margin
 
-DATASET_NAMES: tuple[str, ...] = ("digits", "blobs", "mnist", "fashion-mnist", "cifar10", "folder", "market1501")
-LOSSES: tuple[str, ...] = ("fat", "normalized-fat", "hybrid", "triplet-all", "triplet-hard", "ce")
+SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 MODELS: tuple[str, ...] = ("auto", "mlp", "cnn", "resnet18")
 CENTRE_SCOPES: tuple[str, ...] = ("epoch", "batch")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
 
+# What each kind of job reads: its sections, less the fields it overrides itself. Bump
+# KEY_VERSION whenever the same settings would train to a different result (a saved run under
+# an old key is then trained again instead of being served as if it were this code's result).
+KEY_VERSION = 2
+JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "train": (("data", "model", "training", "view"), ()),
+    "compare": (("data", "model", "training", "view"), ("centroid",)),
+    "distill": (SECTIONS, ()),
+}
+
+
+def _setting(default: Any, section: str, help: str, *, low: float | None = None, high: float | None = None,
+             app: tuple[float, float] | None = None, choices: Callable[[], tuple[str, ...]] | None = None) -> Any:
+    """A settings field: `low`/`high` bound what is valid at all, `app` what a visitor may ask for."""
+    return field(default=default, metadata={"section": section, "help": help, "low": low, "high": high,
+                                            "app": app, "choices": choices})
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """One row of the settings table, for the CLI, the URL reader, the sidebar and the docs."""
+
+    name: str
+    kind: type  # int, float or str
+    optional: bool  # None allowed (the option's default)
+    default: Any
+    section: str
+    help: str
+    low: float | None
+    high: float | None
+    app: tuple[float, float] | None
+    choices: Callable[[], tuple[str, ...]] | None
+
+    def limits_text(self) -> str:
+        """The app's range in words, for help texts and messages."""
+        if self.app is None:
+            return ""
+        return f"{self.app[0]:g} to {self.app[1]:g}"
+
+
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything that decides a run's result; equal settings give equal results on CPU."""
+    """Everything that decides a run's result; equal settings give equal results on CPU.
 
-    dataset: str = "digits"
-    data_root: str = ""
-    subsample: int = 0  # 0: the whole training split
-    noise: str = "none"  # "none", "symmetric:0.2", "pairflip:0.4"
-    model: str = "auto"
-    embedding_dim: int = 32
-    loss: str = "hybrid"
-    centroid: str = "norm-mean-norm"
-    negatives: str = "all"
-    hardest_k: int = 5
-    radius: str = "mean"
-    margin: float | None = None  # None: the option's default (1.0 raw, 0.1 normalised)
-    compactness_weight: float | None = None  # None: the option's default (0.1 raw, 1.0 normalised)
-    ce_weight: float = 1.0
-    centres: str = "epoch"  # "epoch": whole training set each epoch; "batch": from each batch
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 3e-3
-    seed: int = 0
-    device: str = "auto"
+    Validated once, at construction: an impossible value raises a FatvizError naming it.
+    """
+
+    # -- data --
+    dataset: str = _setting("digits", "data", "dataset to train on", choices=lambda: tuple(DATASETS))
+    data_root: str = _setting("", "data", "local folder of a real dataset (mnist, cifar10, folder, market1501)")
+    subsample: int = _setting(0, "data", "stratified training subsample (0: the whole training split)",
+                              low=0, app=(0, 20_000))
+    noise: str = _setting("none", "data", "synthetic label noise: none, symmetric:RATE or pairflip:RATE")
+    seed: int = _setting(0, "data", "seed of every random choice (data, noise, weights, batches)",
+                         low=0, high=2**31 - 1, app=(0, 10_000))
+    blob_classes: int = _setting(6, "data", "blobs: number of classes", low=2, app=(2, 20))
+    blob_dim: int = _setting(2, "data", "blobs: input dimension", low=2, app=(2, 64))
+    blob_spread: float = _setting(1.0, "data", "blobs: spread of each blob", low=1e-6, app=(0.2, 3.0))
+    blob_outliers: float = _setting(0.0, "data", "blobs: fraction of outliers", low=0.0, high=0.99, app=(0.0, 0.3))
+    # -- model and loss --
+    model: str = _setting("auto", "model", "embedding network (auto: MLP for vectors, CNN for small images)",
+                          choices=lambda: MODELS)
+    embedding_dim: int = _setting(32, "model", "embedding dimension", low=2, app=(2, 128))
+    loss: str = _setting("hybrid", "model", "training loss", choices=lambda: LOSSES.names())
+    centroid: str = _setting("norm-mean-norm", "model", "centroid option", choices=lambda: CENTROIDS.names())
+    negatives: str = _setting("all", "model", "negative centres: all, average or the hardest k",
+                              choices=lambda: NEGATIVE_MODES)
+    hardest_k: int = _setting(5, "model", "with negatives=hardest: how many nearest other centres", low=1,
+                              app=(1, 50))
+    radius: str = _setting("mean", "model", "compactness term: mean distance to the own centre, or max radius",
+                           choices=lambda: RADIUS_MODES)
+    margin: float | None = _setting(None, "model", "hinge margin (unset: 1.0 raw, 0.1 normalised)", low=0.0,
+                                    app=(0.0, 10.0))
+    compactness_weight: float | None = _setting(
+        None, "model", "compactness weight (unset: 0.1 raw, 1.0 normalised)", low=0.0, app=(0.0, 10.0))
+    ce_weight: float = _setting(1.0, "model", "hybrid: cross-entropy weight", low=0.0, app=(0.0, 10.0))
+    centres: str = _setting("epoch", "model", "centres from the whole training set each epoch, or each batch",
+                            choices=lambda: CENTRE_SCOPES)
+    # -- training --
+    epochs: int = _setting(30, "training", "training epochs", low=1, app=(1, 100))
+    batch_size: int = _setting(128, "training", "batch size", low=2, app=(8, 1024))
+    lr: float = _setting(3e-3, "training", "Adam learning rate", low=1e-9, high=10.0, app=(1e-5, 0.1))
+    device: str = _setting("auto", "training", "auto (cuda, then mps, then cpu), cpu, cuda or mps",
+                           choices=lambda: DEVICES)
+    # -- label distillation (teacher and student) --
+    teacher_epochs: int = _setting(5, "distill", "teacher: epochs of round 0 on every given label", low=1,
+                                   app=(1, 30))
+    teacher_rounds: int = _setting(3, "distill", "teacher: further rounds on its confident samples", low=0,
+                                   app=(0, 6))
+    round_epochs: int = _setting(3, "distill", "teacher: epochs per further round", low=1, app=(1, 20))
+    confidence_rule: str = _setting("agree", "distill", "which samples the teacher keeps",
+                                    choices=lambda: CONFIDENCE_RULES)
+    confidence_threshold: float = _setting(0.5, "distill", "agree: probability the given label needs",
+                                           low=0.0, high=1.0, app=(0.0, 1.0))
+    keep_fraction: float = _setting(0.7, "distill", "small-loss: share of each class kept", low=1e-6, high=1.0,
+                                    app=(0.05, 1.0))
+    temperature: float = _setting(1.0, "distill", "soft-label temperature", low=1e-3, app=(0.1, 10.0))
+    # -- view --
     # Points drawn per panel (a fixed stratified subset of the training split; also where the exact
     # triplet loss is compared with the bound). 300 shows every class's cluster on a projector;
     # a laptop's browser draws four such panels live in a third less time than 500.
-    vis_points: int = 300
-    # Blobs (synthetic clusters) only.
-    blob_classes: int = 6
-    blob_dim: int = 2
-    blob_spread: float = 1.0
-    blob_outliers: float = 0.0
-    # Label distillation (teacher and student).
-    teacher_epochs: int = 5
-    teacher_rounds: int = 3
-    round_epochs: int = 3
-    confidence_rule: str = "agree"
-    confidence_threshold: float = 0.5
-    keep_fraction: float = 0.7
-    temperature: float = 1.0
+    vis_points: int = _setting(300, "view", "points drawn per panel (and where the bound is checked)", low=10,
+                               app=(10, 1000))
+
+    def __post_init__(self) -> None:
+        _validate(self)
 
     @property
     def effective_margin(self) -> float:
@@ -78,56 +151,18 @@ class RunSettings:
                 else float(self.compactness_weight))
 
     def validate(self) -> RunSettings:
-        """Raise a FatvizError naming the first impossible setting; return self when all is well."""
-        from fatviz.noise import parse_noise
-
-        def one_of(name: str, allowed: tuple[str, ...]) -> None:
-            value = getattr(self, name)
-            if value not in allowed:
-                raise FatvizError(f"{name} = {value!r} is not possible: choose one of {', '.join(allowed)}.")
-
-        def at_least(name: str, low: float) -> None:
-            if getattr(self, name) < low:
-                raise FatvizError(f"{name} must be at least {low}, not {getattr(self, name)}.")
-
-        one_of("dataset", DATASET_NAMES)
-        one_of("loss", LOSSES)
-        one_of("model", MODELS)
-        one_of("centroid", CENTROID_OPTIONS)
-        one_of("negatives", NEGATIVE_MODES)
-        one_of("radius", RADIUS_MODES)
-        one_of("centres", CENTRE_SCOPES)
-        one_of("device", DEVICES)
-        one_of("confidence_rule", CONFIDENCE_RULES)
-        parse_noise(self.noise)
-        for name, low in (("embedding_dim", 2), ("epochs", 1), ("batch_size", 2), ("hardest_k", 1),
-                          ("subsample", 0), ("vis_points", 10), ("blob_classes", 2), ("blob_dim", 2),
-                          ("teacher_epochs", 1), ("teacher_rounds", 0), ("round_epochs", 1),
-                          ("ce_weight", 0.0), ("blob_spread", 1e-6), ("blob_outliers", 0.0),
-                          ("temperature", 1e-3)):
-            at_least(name, low)
-        if not 0 < self.lr <= 10:
-            raise FatvizError(f"lr must lie in (0, 10], not {self.lr}.")
-        if self.margin is not None and self.margin < 0:
-            raise FatvizError("margin must be >= 0.")
-        if self.compactness_weight is not None and self.compactness_weight < 0:
-            raise FatvizError("compactness_weight must be >= 0.")
-        if not 0 <= self.confidence_threshold <= 1:
-            raise FatvizError("confidence_threshold is a probability: keep it in [0, 1].")
-        if not 0 < self.keep_fraction <= 1:
-            raise FatvizError("keep_fraction must lie in (0, 1].")
-        if self.blob_outliers >= 1:
-            raise FatvizError("blob_outliers is a fraction: keep it below 1.")
-        if self.loss == "normalized-fat" and self.centroid == "mean":
-            raise FatvizError("normalized-fat needs a normalised centroid option "
-                              "(mean-norm, norm-mean or norm-mean-norm); `mean` works on raw features.")
-        if self.dataset in ("folder", "market1501") and not self.data_root:
-            raise FatvizError(f"The {self.dataset} dataset reads a local folder: set data_root (--data-root).")
+        """Settings are validated at construction; kept so callers can chain it. Returns self."""
         return self
 
     def replace(self, **changes: Any) -> RunSettings:
-        """A copy with some fields changed (the dataclass is frozen)."""
+        """A copy with some fields changed (validated like any new settings)."""
         return dataclasses.replace(self, **changes)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The fields of one section, by name."""
+        if name not in SECTIONS:
+            raise FatvizError(f"Unknown settings section {name!r}: choose one of {', '.join(SECTIONS)}.")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["section"] == name}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field."""
@@ -135,17 +170,44 @@ class RunSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], strict: bool = True) -> RunSettings:
-        """Build from a dict; unknown keys raise when strict (saved runs), are dropped otherwise."""
+        """Build from a dict; unknown keys raise when strict, are dropped otherwise (older saved runs)."""
+        if not isinstance(data, dict):
+            raise FatvizError("Settings must be a mapping of names to values.")
         names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(map(str, data)) - names)
         if unknown and strict:
             raise FatvizError(f"Unknown settings: {', '.join(unknown)}.")
         return cls(**{k: v for k, v in data.items() if k in names})
 
-    def key(self) -> str:
-        """A short stable hash: the cache key and default run name suffix."""
-        blob = json.dumps(self.to_dict(), sort_keys=True)
+    def key(self, kind: str = "train") -> str:
+        """A short stable hash of what a `kind` job reads: its cache key and run-folder suffix."""
+        if kind not in JOB_READS:
+            raise FatvizError(f"Unknown job kind {kind!r}: choose one of {', '.join(JOB_READS)}.")
+        sections, ignored = JOB_READS[kind]
+        return self.digest(sections, ignored, salt=kind)
+
+    def digest(self, sections: tuple[str, ...], ignored: tuple[str, ...] = (), salt: str = "") -> str:
+        """A short stable hash of the fields of some sections (less `ignored`)."""
+        read = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.metadata["section"] in sections and f.name not in ignored}
+        blob = json.dumps({"salt": salt, "version": KEY_VERSION, "settings": read}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def outside_app_limits(self) -> list[str]:
+        """One message per field outside the range a visitor of the app may ask for."""
+        out = []
+        for f in setting_fields():
+            value = getattr(self, f.name)
+            if f.app is not None and value is not None and not f.app[0] <= value <= f.app[1]:
+                out.append(f"{f.name} = {value:g} is outside {f.limits_text()}")
+        return out
+
+    def check_app_limits(self, hint: str = "") -> RunSettings:
+        """Raise one FatvizError when any field is outside the app's range; return self otherwise."""
+        problems = self.outside_app_limits()
+        if problems:
+            raise FatvizError("; ".join(problems) + "." + (f" {hint}" if hint else ""))
+        return self
 
     def to_query(self) -> dict[str, str]:
         """URL query parameters: only the fields that differ from the defaults."""
@@ -155,30 +217,116 @@ class RunSettings:
 
     @classmethod
     def from_query(cls, params: dict[str, str | list[str]]) -> RunSettings:
-        """Parse URL query parameters (unknown ones ignored); a bad value raises a FatvizError."""
+        """Parse URL query parameters strictly: the first bad or out-of-range value raises."""
+        settings, problems = cls.read_query(params)
+        if problems:
+            raise FatvizError(problems[0])
+        return settings
+
+    @classmethod
+    def read_query(cls, params: dict[str, str | list[str]]) -> tuple[RunSettings, list[str]]:
+        """Parse URL query parameters leniently: (settings, one message per value changed).
+
+        A value outside the app's range is clamped to it, a value that cannot be read falls
+        back to the default, and each message names the value and the limit. Unknown
+        parameters are ignored (pages keep their own, such as `present`).
+        """
         values: dict[str, Any] = {}
-        for f in fields(cls):
+        problems: list[str] = []
+        for f in setting_fields():
             if f.name not in params:
                 continue
             raw = params[f.name]
-            text = raw[-1] if isinstance(raw, list) else raw
-            values[f.name] = _from_text(f.name, text, getattr(cls(), f.name), f.type)
-        return cls(**values)
+            text = str(raw[-1] if isinstance(raw, (list, tuple)) and raw else raw)[:200]
+            try:
+                value = _from_text(f, text)
+            except FatvizError as exc:
+                problems.append(f"{exc} Using the default, {_to_text(f.default) or 'unset'}.")
+                continue
+            if f.app is not None and value is not None and not f.app[0] <= value <= f.app[1]:
+                clamped = min(max(value, f.app[0]), f.app[1])
+                clamped = f.kind(clamped) if f.kind is int else float(clamped)
+                problems.append(f"{f.name} = {text} is outside what this app trains ({f.limits_text()}): "
+                                f"using {clamped:g}.")
+                value = clamped
+            values[f.name] = value
+        # Cross-field rules (a loss that needs a normalised option, a bad noise rate) are checked
+        # on the whole: drop the link's values one section at a time until what is left is valid.
+        try:
+            return cls(**values), problems
+        except FatvizError as exc:
+            for name in [n for n in ("noise", "loss", "centroid") if n in values]:
+                values.pop(name)
+                try:
+                    return cls(**values), [*problems, f"{exc} Using the default {name}."]
+                except FatvizError:
+                    continue
+            return cls(), [*problems, f"{exc} Using the default settings."]
+
+
+def setting_fields() -> list[SettingField]:
+    """The settings table, in declaration order."""
+    rows = []
+    for f in fields(RunSettings):
+        type_text = str(f.type)
+        kind = float if "float" in type_text else int if "int" in type_text else str
+        m = f.metadata
+        rows.append(SettingField(f.name, kind, "None" in type_text, f.default, m["section"], m["help"],
+                                 m["low"], m["high"], m["app"], m["choices"]))
+    return rows
+
+
+def _validate(s: RunSettings) -> None:
+    """Raise a FatvizError naming the first impossible setting."""
+    from fatviz.noise import parse_noise
+
+    for f in setting_fields():
+        value = getattr(s, f.name)
+        if value is None and f.optional:
+            continue
+        if f.kind is str:
+            if not isinstance(value, str):
+                raise FatvizError(f"{f.name} must be text, not {value!r}.")
+            if f.choices is not None and value not in f.choices():
+                raise FatvizError(f"{f.name} = {value!r} is not possible: choose one of {', '.join(f.choices())}.")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                f.kind is int and not float(value).is_integer()):
+            raise FatvizError(f"{f.name} must be {'a whole number' if f.kind is int else 'a number'}, not {value!r}.")
+        if not math.isfinite(value):
+            raise FatvizError(f"{f.name} must be a finite number, not {value}.")
+        if f.low is not None and value < f.low:
+            raise FatvizError(f"{f.name} must be at least {f.low:g}, not {value:g}.")
+        if f.high is not None and value > f.high:
+            raise FatvizError(f"{f.name} must be at most {f.high:g}, not {value:g}.")
+    parse_noise(s.noise)
+    spec = LOSSES.get(s.loss)
+    if spec.needs_normalised and not CENTROIDS.get(s.centroid).normalised_anchors:
+        raise FatvizError(f"{s.loss} needs a normalised centroid option "
+                          f"({', '.join(n for n, o in CENTROIDS.items() if o.normalised_anchors)}); "
+                          f"`{s.centroid}` works on raw features.")
 
 
 def _to_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _from_text(name: str, text: str, default: Any, type_name: Any) -> Any:
-    type_text = str(type_name)
+def _from_text(f: SettingField, text: str) -> Any:
+    """One URL value as the field's type; a FatvizError naming the field when it cannot be."""
+    if f.optional and text.strip().lower() in ("", "none"):
+        return None
+    if f.kind is str:
+        if f.choices is not None and text not in f.choices():
+            raise FatvizError(f"{f.name} = {text!r} is not one of {', '.join(f.choices())}.")
+        return text
     try:
-        if "None" in type_text and text in ("", "none", "None"):
-            return None
-        if "float" in type_text:
-            return float(text)
-        if "int" in type_text:
-            return int(text)
+        value = float(text)
     except ValueError:
-        raise FatvizError(f"URL parameter {name}={text!r} is not a number.") from None
-    return text
+        raise FatvizError(f"{f.name} = {text!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise FatvizError(f"{f.name} = {text!r} is not a finite number.")
+    if f.kind is int:
+        if not value.is_integer():
+            raise FatvizError(f"{f.name} = {text!r} is not a whole number.")
+        return int(value)
+    return value

@@ -10,22 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fatviz.centroids import Centroids, anchor_space, compute_centroids
+from fatviz.centroids import CENTROIDS, Centroids, anchor_space, compute_centroids
 from fatviz.data import Dataset, load_dataset, visualisation_indices
 from fatviz.errors import FatvizError
-from fatviz.losses import (
-    FATLoss,
-    batch_hard_loss,
-    soft_cross_entropy,
-    triplet_all_loss,
-    triplet_bound,
-)
+from fatviz.losses import LOSSES, triplet_bound
 from fatviz.metrics import evaluate_embeddings
 from fatviz.models import EmbeddingNet, build_model, choose_model, pick_device
 from fatviz.noise import NoisyLabels, add_label_noise, parse_noise
 from fatviz.settings import RunSettings
-
-FAT_LOSSES = ("fat", "normalized-fat", "hybrid")
 
 
 class TrainingDiverged(FatvizError):
@@ -46,18 +38,16 @@ class PreparedData:
         return self.noisy.labels
 
 
-def data_settings_key(settings: RunSettings) -> tuple:
-    """The settings that decide the data: runs that share them share one PreparedData."""
-    return (settings.dataset, settings.data_root, settings.subsample, settings.noise, settings.seed,
-            settings.vis_points, settings.blob_classes, settings.blob_dim, settings.blob_spread,
-            settings.blob_outliers)
+def data_settings_key(settings: RunSettings) -> str:
+    """The settings that decide the data (its section and the visual subset's size): runs that
+    share them share one PreparedData."""
+    return settings.digest(("data", "view"), salt="data")
 
 
 def prepare_data(settings: RunSettings) -> PreparedData:
     """Load the dataset, add the settings' label noise, and fix the visualisation subset."""
     from fatviz.data import BlobSpec
 
-    settings.validate()
     blobs = BlobSpec(n_classes=settings.blob_classes, dim=settings.blob_dim, spread=settings.blob_spread,
                      outlier_fraction=settings.blob_outliers)
     dataset = load_dataset(settings.dataset, data_root=settings.data_root or None,
@@ -150,47 +140,53 @@ def threads_for(model_kind: str, device: torch.device) -> int | None:
     return 1 if device.type == "cpu" and model_kind == "mlp" else None
 
 
-class Trainer:
-    """Trains one run; iterate `snapshots()` for live progress, then read `result()`.
+@dataclass(frozen=True, eq=False)
+class Targets:
+    """What a run trains towards, when it is not simply every given label.
 
-    Optional overrides let label distillation reuse the engine: `train_labels` replace the
-    given labels, `soft_targets` (N, K) replace them as cross-entropy targets, `keep`
-    restricts which samples are trained on, and `centre_weights` decide which samples
-    shape the class centres (0 = ignored).
+    Label distillation fills it: `labels` replace the given labels, `soft` (N, K) rows replace
+    them as cross-entropy targets, `keep` restricts which samples are trained on, and
+    `centre_weights` decide how much each sample shapes its class centre (0 = not at all).
     """
 
-    def __init__(self, settings: RunSettings, data: PreparedData | None = None, *,
-                 train_labels: np.ndarray | None = None, soft_targets: np.ndarray | None = None,
-                 keep: np.ndarray | None = None, centre_weights: np.ndarray | None = None,
-                 loss: str | None = None, epochs: int | None = None, snapshots: bool = True) -> None:
-        self.settings = settings.validate()
+    labels: np.ndarray | None = None
+    soft: np.ndarray | None = None
+    keep: np.ndarray | None = None
+    centre_weights: np.ndarray | None = None
+
+
+class Trainer:
+    """Trains one run from its settings (and optional targets); iterate `snapshots()` for live
+    progress, then read `result()`. It knows nothing of pages or distillation rounds."""
+
+    def __init__(self, settings: RunSettings, data: PreparedData | None = None, targets: Targets | None = None,
+                 *, snapshots: bool = True) -> None:
+        self.settings = settings
         self.data = data if data is not None else prepare_data(settings)
-        self.loss_name = loss or settings.loss
-        self.epochs = settings.epochs if epochs is None else epochs
+        self.targets = targets or Targets()
+        self.loss_spec = LOSSES.get(settings.loss)
         self.take_snapshots = snapshots
         self.device = pick_device(settings.device)
         ds = self.data.dataset
         self.num_classes = ds.num_classes
-        labels = self.data.given_labels if train_labels is None else train_labels
-        keep = np.ones(len(labels), dtype=bool) if keep is None else keep.astype(bool)
+        t = self.targets
+        labels = self.data.given_labels if t.labels is None else t.labels
+        keep = np.ones(len(labels), dtype=bool) if t.keep is None else np.asarray(t.keep).astype(bool)
         if not keep.any():
             raise FatvizError("No training sample is left to train on (every sample was discarded).")
         self._keep_idx = torch.as_tensor(np.flatnonzero(keep), device=self.device)
         self.x_train = torch.as_tensor(ds.x_train, dtype=torch.float32, device=self.device)
         self.y_train = torch.as_tensor(labels, dtype=torch.long, device=self.device)
-        self.soft = None if soft_targets is None else torch.as_tensor(soft_targets, dtype=torch.float32,
-                                                                      device=self.device)
-        self.centre_weights = None if centre_weights is None else torch.as_tensor(
-            centre_weights, dtype=torch.float32, device=self.device)
+        self.soft = None if t.soft is None else torch.as_tensor(t.soft, dtype=torch.float32, device=self.device)
+        self.centre_weights = None if t.centre_weights is None else torch.as_tensor(
+            t.centre_weights, dtype=torch.float32, device=self.device)
         self.x_test = torch.as_tensor(ds.x_test, dtype=torch.float32, device=self.device)
         torch.manual_seed(settings.seed)
         self.model_kind = choose_model(settings.model, tuple(ds.input_shape))
         self.model = build_model(self.model_kind, tuple(ds.input_shape), settings.embedding_dim,
                                  ds.num_classes).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
-        self.fat = FATLoss(settings.centroid, margin=settings.effective_margin, negatives=settings.negatives,
-                           hardest_k=settings.hardest_k, radius=settings.radius,
-                           compactness_weight=settings.effective_compactness_weight)
+        self.loss_fn = self.loss_spec.build(settings)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.snapshot_list: list[Snapshot] = []
         self.stopped = False
@@ -209,33 +205,25 @@ class Trainer:
         return compute_centroids(train_emb, self.y_train, self.settings.centroid, self.num_classes, weights=w)
 
     def _batch_loss(self, emb: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        s = self.settings
         y = self.y_train[idx]
-        name = self.loss_name
-        out: dict[str, torch.Tensor] = {}
-        if name in FAT_LOSSES:
+        centroids = None
+        if self.loss_spec.uses_centres:
             centroids = self._centroids
-            if s.centres == "batch":
+            if self.settings.centres == "batch":
                 w = None if self.centre_weights is None else self.centre_weights[idx]
-                centroids = compute_centroids(emb, y, s.centroid, self.num_classes, weights=w)
-            terms = self.fat.terms(emb, y, centroids)
-            out["point_to_set"] = terms.point_to_set
-            out["compactness"] = terms.compactness
-            total = terms.total
-            if name == "hybrid":
-                target = y if self.soft is None else self.soft[idx]
-                out["ce"] = soft_cross_entropy(logits, target)
-                total = total + s.ce_weight * out["ce"]
-        elif name == "triplet-all":
-            total = triplet_all_loss(emb, y, s.effective_margin, normalize=s.centroid != "mean")
-        elif name == "triplet-hard":
-            total = batch_hard_loss(emb, y, s.effective_margin, normalize=s.centroid != "mean")
-        elif name == "ce":
-            total = soft_cross_entropy(logits, y if self.soft is None else self.soft[idx])
-        else:
-            raise FatvizError(f"Unknown loss {name!r}.")
-        out["total"] = total
-        return out
+                centroids = compute_centroids(emb, y, self.settings.centroid, self.num_classes, weights=w)
+        targets = y if self.soft is None else self.soft[idx]
+        return self.loss_fn(emb, y, logits, targets, centroids)
+
+    def evaluate(self) -> dict[str, float]:
+        """Test-split metrics (true labels) of the model as it is now."""
+        test_emb, test_logits = _embed(self.model, self.x_test)
+        ds = self.data.dataset
+        metrics = evaluate_embeddings(
+            anchor_space(test_emb, self.settings.centroid).cpu().numpy(), ds.y_test,
+            logits=test_logits.cpu().numpy() if self.loss_spec.uses_logits else None,
+            cams=ds.cam_test, is_query=ds.is_query_test, seed=self.settings.seed)
+        return {k: float(v) for k, v in metrics.items()}
 
     def _snapshot(self, epoch: int, losses: dict[str, float]) -> Snapshot:
         """Measure the model now: embeddings, centres, bound on the visual subset, test metrics."""
@@ -251,12 +239,7 @@ class Trainer:
                      "bound_radius": b.radius_term}
         except FatvizError:
             bound = {}
-        test_emb, test_logits = _embed(self.model, self.x_test)
-        ds = self.data.dataset
-        metrics = evaluate_embeddings(
-            anchor_space(test_emb, s.centroid).cpu().numpy(), ds.y_test,
-            logits=test_logits.cpu().numpy() if self.loss_name in ("hybrid", "ce") else None,
-            cams=ds.cam_test, is_query=ds.is_query_test, seed=s.seed)
+        metrics = self.evaluate()
         c = self._centroids
         return Snapshot(
             epoch=epoch,
@@ -264,7 +247,7 @@ class Trainer:
             centres=c.centres.cpu().numpy().astype(np.float32),
             radius=c.radius.cpu().numpy().astype(np.float32),
             present=c.present.cpu().numpy(),
-            losses=losses, bound=bound, metrics={k: float(v) for k, v in metrics.items()},
+            losses=losses, bound=bound, metrics=metrics,
             seconds=time.perf_counter() - self._start)
 
     # -- the loop ---------------------------------------------------------------------
@@ -287,8 +270,8 @@ class Trainer:
             yield snap
         n = len(self._keep_idx)
         bs = min(self.settings.batch_size, n)
-        for epoch in range(1, self.epochs + 1):
-            if self.loss_name in FAT_LOSSES and self.settings.centres == "epoch" and (
+        for epoch in range(1, self.settings.epochs + 1):
+            if self.loss_spec.uses_centres and self.settings.centres == "epoch" and (
                     self._centroids is None or not self.take_snapshots):
                 self._centroids = self.whole_set_centroids()
             self.model.train()
@@ -317,7 +300,7 @@ class Trainer:
                     break
             losses = {k: v / max(1, batches) for k, v in sums.items()}
             if on_progress is not None:
-                on_progress(epoch / self.epochs, f"epoch {epoch}/{self.epochs}")
+                on_progress(epoch / self.settings.epochs, f"epoch {epoch}/{self.settings.epochs}")
             if self.take_snapshots:
                 snap = self._snapshot(epoch, losses)
                 self.snapshot_list.append(snap)
@@ -349,27 +332,28 @@ class Trainer:
         return self.result()
 
 
-def train(settings: RunSettings, data: PreparedData | None = None, **kwargs) -> RunResult:
-    """Train one run from settings and return its result (see Trainer for the keywords)."""
-    callbacks = {k: kwargs.pop(k) for k in ("should_stop", "on_snapshot", "on_progress") if k in kwargs}
-    return Trainer(settings, data, **kwargs).fit(**callbacks)
+def train(settings: RunSettings, data: PreparedData | None = None, targets: Targets | None = None, *,
+          snapshots: bool = True, should_stop: Callable[[], bool] | None = None,
+          on_snapshot: Callable[[Snapshot], None] | None = None,
+          on_progress: Callable[[float, str], None] | None = None) -> RunResult:
+    """Train one run from settings (and optional targets) and return its result."""
+    return Trainer(settings, data, targets, snapshots=snapshots).fit(should_stop, on_snapshot, on_progress)
 
 
 def option_settings(settings: RunSettings, option: str) -> RunSettings:
     """The run's settings for one centroid option (normalized-fat has no raw `mean` form: plain fat)."""
-    s = settings.replace(centroid=option)
-    return s.replace(loss="fat") if s.loss == "normalized-fat" and option == "mean" else s
+    spec, opt = LOSSES.get(settings.loss), CENTROIDS.get(option)
+    return settings.replace(centroid=option, loss="fat" if spec.needs_normalised and not opt.normalised_anchors
+                            else settings.loss)
 
 
 def compare_centroids(settings: RunSettings, data: PreparedData | None = None,
                       on_snapshot: Callable[[str, Snapshot], None] | None = None,
                       should_stop: Callable[[], bool] | None = None) -> dict[str, RunResult]:
     """Train the same run once per centroid option (same seed, same data)."""
-    from fatviz.centroids import CENTROID_OPTIONS
-
     data = data if data is not None else prepare_data(settings)
     results = {}
-    for option in CENTROID_OPTIONS:
+    for option in CENTROIDS.names():
         s = option_settings(settings, option)
         cb = None if on_snapshot is None else (lambda snap, o=option: on_snapshot(o, snap))
         results[option] = train(s, data, on_snapshot=cb, should_stop=should_stop)

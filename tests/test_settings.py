@@ -23,12 +23,22 @@ def test_defaults_validate_and_effective_margins_follow_the_option():
     ({"centroid": "median"}, "centroid"),
     ({"confidence_threshold": 2.0}, "confidence_threshold"),
     ({"loss": "normalized-fat", "centroid": "mean"}, "normalised"),
-    ({"dataset": "folder"}, "data_root"),
+    ({"margin": float("nan")}, "finite"),
+    ({"margin": float("inf")}, "finite"),
+    ({"epochs": 2.5}, "whole number"),
+    ({"epochs": True}, "whole number"),
+    ({"loss": 3}, "text"),
+    ({"lr": 100.0}, "at most"),
 ])
-def test_impossible_settings_raise_one_clear_error(change, words):
+def test_impossible_settings_raise_one_clear_error_at_construction(change, words):
     with pytest.raises(FatvizError) as err:
-        RunSettings(**change).validate()
+        RunSettings(**change)
     assert words in str(err.value)
+
+
+def test_replace_validates_too():
+    with pytest.raises(FatvizError, match="epochs"):
+        RunSettings().replace(epochs=0)
 
 
 def test_dict_round_trip_and_strictness():
@@ -55,3 +65,71 @@ def test_url_round_trip_only_carries_changed_fields():
 def test_key_is_stable_and_distinguishes_settings():
     assert RunSettings().key() == RunSettings().key()
     assert RunSettings().key() != RunSettings(seed=1).key()
+
+
+def test_each_job_kind_keys_on_what_it_reads():
+    base = RunSettings()
+    # A compare job trains all four options: the centroid option does not change its result.
+    assert base.key("compare") == RunSettings(centroid="mean").key("compare")
+    assert base.key("train") != RunSettings(centroid="mean").key("train")
+    # Neither training kind reads the distillation section; a distillation does.
+    for kind in ("train", "compare"):
+        assert base.key(kind) == base.replace(teacher_epochs=9, temperature=2.0).key(kind)
+    assert base.key("distill") != base.replace(teacher_epochs=9).key("distill")
+    # Kinds never share a key, and every kind reads the data, the model and the training.
+    assert len({base.key(k) for k in ("train", "compare", "distill")}) == 3
+    for kind in ("train", "compare", "distill"):
+        assert base.key(kind) != base.replace(epochs=7).key(kind) != base.replace(noise="pairflip:0.2").key(kind)
+    with pytest.raises(FatvizError, match="job kind"):
+        base.key("paint")
+
+
+def test_sections_cover_every_field_once():
+    from dataclasses import fields
+
+    from fatviz.settings import SECTIONS
+
+    s = RunSettings()
+    seen = [name for section in SECTIONS for name in s.section(section)]
+    assert sorted(seen) == sorted(f.name for f in fields(RunSettings))
+
+
+def test_read_query_clamps_to_the_app_range_and_says_so():
+    s, problems = RunSettings.read_query({"epochs": ["1000000000"], "embedding_dim": ["100000000"],
+                                          "margin": ["nan"], "vis_points": ["10000000"], "seed": ["-3"]})
+    assert (s.epochs, s.embedding_dim, s.vis_points, s.seed, s.margin) == (100, 128, 1000, 0, None)
+    assert len(problems) == 5
+    joined = " ".join(problems)
+    for text in ("1000000000", "1 to 100", "100000000", "2 to 128", "nan", "10000000"):
+        assert text in joined
+    with pytest.raises(FatvizError, match="epochs"):
+        RunSettings.from_query({"epochs": "1000000000"})
+
+
+def test_read_query_drops_an_impossible_combination_with_a_message():
+    s, problems = RunSettings.read_query({"loss": "normalized-fat", "centroid": "mean"})
+    assert s.centroid == "mean" and s.loss == RunSettings().loss
+    assert len(problems) == 1 and "normalised" in problems[0]
+    s, problems = RunSettings.read_query({"noise": "symmetric:9"})
+    assert s.noise == "none" and "rate" in problems[0].lower()
+
+
+def test_app_limits_refuse_with_one_message_and_cli_hint():
+    big = RunSettings(epochs=5000, batch_size=100000)
+    assert len(big.outside_app_limits()) == 2
+    with pytest.raises(FatvizError, match="--no-limits"):
+        big.check_app_limits("Pass --no-limits to go beyond.")
+    assert RunSettings().check_app_limits() == RunSettings()
+
+
+def test_a_fake_centroid_option_is_accepted_once_registered():
+    from fatviz.centroids import CENTROIDS, CentroidOption
+
+    with pytest.raises(FatvizError, match="centroid"):
+        RunSettings(centroid="median-norm")
+    CENTROIDS.register("median-norm", CentroidOption("median-norm", True, True, "a fake fifth option",
+                                                     "fake", "#000000"))
+    try:
+        assert RunSettings(centroid="median-norm").effective_margin == 0.1  # normalised: the sphere's margin
+    finally:
+        CENTROIDS.unregister("median-norm")

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
 from fatviz.losses import triplet_bound
 from fatviz.models import build_model, pick_device
 from fatviz.settings import RunSettings
 from fatviz.train import (
+    Targets,
     Trainer,
     TrainingDiverged,
     compare_centroids,
@@ -79,7 +80,7 @@ def test_centre_weights_and_keep_mask_decide_the_centres():
     data = prepare_data(TINY)
     labels = data.given_labels
     keep = labels != 0  # discard class 0 entirely: it must have no centre, and nothing may NaN
-    result = Trainer(TINY, data, keep=keep).fit()
+    result = Trainer(TINY, data, Targets(keep=keep)).fit()
     last = result.snapshots[-1]
     assert not last.present[0] and last.present[1:].all()
     assert np.isfinite(last.losses["total"])
@@ -105,7 +106,7 @@ def test_diverging_loss_raises_one_clear_error(monkeypatch):
 
 def test_compare_centroids_trains_all_four_options_on_the_same_data():
     results = compare_centroids(TINY.replace(epochs=1))
-    assert list(results) == list(CENTROID_OPTIONS)
+    assert list(results) == list(CENTROIDS.names())
     vis = [r.vis_idx for r in results.values()]
     assert all(np.array_equal(vis[0], v) for v in vis)
     assert results["mean"].settings.centroid == "mean"
@@ -134,3 +135,40 @@ def test_models_and_device_choice():
     assert res(torch.zeros(2, 3, 64, 64))[0].shape == (2, 8)
     with pytest.raises(FatvizError):
         build_model("mlp", (1, 28, 28), 8, 5)
+
+
+@pytest.mark.parametrize("loss", ["ce", "triplet-hard", "fat"])
+def test_a_run_records_the_loss_it_trained_with(loss, tmp_path):
+    from fatviz.runs import load_run, save_run
+
+    result = train(TINY.replace(loss=loss, epochs=1))
+    assert result.settings.loss == loss
+    assert load_run(save_run(result, tmp_path / loss)).settings.loss == loss
+    # Only the FAT family reports its two terms; only losses with a classifier head its accuracy.
+    assert ("point_to_set" in result.snapshots[-1].losses) == (loss == "fat")
+    assert ("accuracy" in result.final_metrics) == (loss == "ce")
+
+
+def test_evaluate_is_the_final_snapshots_metrics():
+    trainer = Trainer(TINY.replace(epochs=2), prepare_data(TINY))
+    result = trainer.fit()
+    assert trainer.evaluate() == pytest.approx(result.final_metrics)
+
+
+def test_a_fake_loss_registered_once_trains():
+    from fatviz.losses import LOSSES, LossSpec
+
+    calls = []
+
+    def build(s):
+        def loss(emb, labels, logits=None, targets=None, centroids=None):
+            calls.append(centroids is not None)
+            return {"total": (emb ** 2).mean()}
+        return loss
+
+    LOSSES.register("shrink", LossSpec("shrink", "pull every embedding to the origin", build, True, False))
+    try:
+        result = train(TINY.replace(loss="shrink", epochs=1))
+        assert result.settings.loss == "shrink" and calls and all(calls)  # uses_centres: centres passed
+    finally:
+        LOSSES.unregister("shrink")
