@@ -3,6 +3,15 @@
 One JobManager per app (or CLI call). Identical requests share one job: thirty students
 opening the same preset start one training, and every later request for the same
 settings is answered from memory or from the saved runs on disk.
+
+A classroom server must survive its visitors, so the manager also
+- refuses a job that does not fit (`Budget`: queue length, estimated memory and time),
+  with one message, before anything starts;
+- heals itself: a worker that dies (out of memory, killed) fails its jobs with one
+  message and the pool is rebuilt for the next request;
+- never saves a stopped job, and stops a shared job only when its last viewer stops it;
+- ends its workers at once when the process exits (SIGTERM, Ctrl+C), without saving the
+  interrupted jobs.
 """
 
 from __future__ import annotations
@@ -10,21 +19,194 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import signal
 import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
+from fatviz.registry import Registry
 from fatviz.settings import RunSettings
 
-JOB_KINDS = ("compare", "train", "distill")
+Emit = Callable[[str, tuple], None]
+ShouldStop = Callable[[], bool]
+
+WORKER_DIED = ("The training worker stopped unexpectedly (it may have run out of memory or been killed), "
+               "so this job ended without a result and nothing was saved. The next job starts a fresh worker; "
+               "smaller settings (fewer points, epochs or samples) fit better.")
+
+
+# -- job kinds: what a job trains, saves and loads -----------------------------------------------
+
+
+def _train_options(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
+    """Train a group of centroid options in lockstep (epoch by epoch, round robin) so panels advance together."""
+    from fatviz.train import Trainer, option_settings, prepare_data
+
+    data = prepare_data(settings)
+    trainers = {o: Trainer(option_settings(settings, o), data) for o in options}
+    streams = {o: t.snapshots(should_stop) for o, t in trainers.items()}
+    live = list(streams)
+    while live:
+        for option in list(live):
+            snap = next(streams[option], None)
+            if snap is None:
+                live.remove(option)
+            else:
+                emit(option, ("snapshot", snap))
+    return {o: t.result() for o, t in trainers.items()}
+
+
+def _distill(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
+    from fatviz.distill import run_distillation
+
+    result = run_distillation(settings, should_stop=should_stop,
+                              on_progress=lambda f, msg: emit(options[0], ("progress", f, msg)))
+    return {options[0]: result}
+
+
+def _save_runs(results: dict[str, Any], folder: Path) -> None:
+    from fatviz.runs import save_group
+
+    save_group(results, folder)
+
+
+def _load_runs(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
+    from fatviz.runs import load_group
+
+    return load_group(folder, options)
+
+
+def _save_distillation(results: dict[str, Any], folder: Path) -> None:
+    from fatviz.distill import save_distillation
+
+    save_distillation(next(iter(results.values())), folder)
+
+
+def _load_distillation(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
+    from fatviz.distill import load_distillation
+
+    return {options[0]: load_distillation(folder)}
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job: which parts it trains, how (in a worker), and how its results are stored."""
+
+    name: str
+    description: str
+    options: Callable[[RunSettings], tuple[str, ...]]  # the parts of the job (panels, or one result)
+    run: Callable[[RunSettings, tuple[str, ...], Emit, ShouldStop], dict[str, Any]]
+    save: Callable[[dict[str, Any], Path], None]
+    load: Callable[[Path, tuple[str, ...]], dict[str, Any]]
+    snapshots: bool  # streams a snapshot per epoch per option (the live animation)
+    splits: bool  # its options may train in separate workers at once
+
+
+JOB_KINDS: Registry[JobKind] = Registry("job kind")
+for _kind in (
+    JobKind("train", "one run with the settings' centroid option", lambda s: (s.centroid,), _train_options,
+            _save_runs, _load_runs, snapshots=True, splits=False),
+    JobKind("compare", "the four centroid options side by side", lambda s: CENTROIDS.names(), _train_options,
+            _save_runs, _load_runs, snapshots=True, splits=True),
+    JobKind("distill", "teacher-student label distillation", lambda s: ("distillation",), _distill,
+            _save_distillation, _load_distillation, snapshots=False, splits=False),
+):
+    JOB_KINDS.register(_kind.name, _kind)
+
+
+# -- the budget: what one server accepts ---------------------------------------------------------
+
+# Rough costs of one training sample for one epoch on one CPU core, by model (seconds per input
+# value): measured on this project's 2-core machine (cnn on 28x28: about 1.7 ms a sample).
+_SECONDS_PER_INPUT = {"mlp": 2e-8, "cnn": 2.2e-6, "resnet18": 1.2e-5}
+_DATASET_SIZES = {"digits": (1347, 450, 64), "mnist": (60000, 10000, 784), "fashion-mnist": (60000, 10000, 784),
+                  "cifar10": (50000, 10000, 3072), "folder": (20000, 5000, 3072), "market1501": (12936, 19732, 6144)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A job's expected peak memory (bytes) and time (seconds, one core) before it starts."""
+
+    memory: float
+    seconds: float
+
+
+def estimate(kind: str, settings: RunSettings) -> Estimate:
+    """A deliberately rough upper estimate of a job's memory and time, from its settings alone."""
+    from fatviz.models import choose_model
+
+    s = settings
+    if s.dataset == "blobs":
+        n_train, n_test, dim = 150 * s.blob_classes, 50 * s.blob_classes, s.blob_dim
+        shape: tuple[int, ...] = (dim,)
+    else:
+        n_train, n_test, dim = _DATASET_SIZES.get(s.dataset, (20000, 5000, 3072))
+        shape = (dim,) if s.dataset == "digits" else (3, 32, 32)
+    if s.subsample:
+        n_train, n_test = min(n_train, s.subsample), min(n_test, max(s.subsample // 3, 100))
+    parts = len(JOB_KINDS.get(kind).options(s))
+    frames = parts * (s.epochs + 1)
+    memory = (
+        400e6  # the interpreter, torch and the model
+        + (n_train + n_test) * dim * 5.0  # float32 inputs and uint8 display copies
+        + frames * s.vis_points * (s.embedding_dim + 2) * 4.0  # the snapshots kept
+        + 10 * s.vis_points ** 2 * 4.0  # the exact triplet loss on the drawn points
+        + 4 * min(n_test, 4096) ** 2 * 4.0  # retrieval distances, chunked
+        + (s.batch_size ** 3 * 4.0 if s.loss == "triplet-all" else s.batch_size ** 2 * 16.0)
+    )
+    model = choose_model(s.model, shape)
+    per_epoch = n_train * dim * _SECONDS_PER_INPUT.get(model, 1e-5) + n_test * 2e-5
+    epochs = parts * s.epochs
+    if kind == "distill":
+        epochs = (s.teacher_epochs + s.teacher_rounds * s.round_epochs + 4 * s.teacher_epochs + 4 * s.epochs)
+    return Estimate(memory=memory, seconds=epochs * per_epoch)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one server accepts: jobs waiting at once, and one job's estimated memory and time."""
+
+    max_active: int  # jobs training or queued at once
+    memory: float  # bytes one job may need
+    seconds: float  # seconds one job may take
+
+    @classmethod
+    def for_machine(cls, workers: int) -> Budget:
+        """Defaults from the machine: a few jobs per core; a job may use half the memory per worker."""
+        cores = os.cpu_count() or 1
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 8e9
+        return cls(max_active=int(os.environ.get("FATVIZ_MAX_JOBS", 4 * cores)),
+                   memory=0.5 * total / max(1, workers), seconds=float(os.environ.get("FATVIZ_MAX_JOB_SECONDS", 1800)))
+
+    def check(self, kind: str, settings: RunSettings, active: int) -> None:
+        """Raise one FatvizError when the server cannot take this job now."""
+        if active >= self.max_active:
+            raise FatvizError(f"The server is busy: {active} jobs are training or waiting, the most it takes at once. "
+                              "Try again when one has finished.")
+        est = estimate(kind, settings)
+        if est.memory > self.memory:
+            raise FatvizError(f"This job would need about {est.memory / 1e9:.1f} GB of memory, more than the "
+                              f"{self.memory / 1e9:.1f} GB one job may use here: choose fewer points, samples or "
+                              "embedding dimensions.")
+        if est.seconds > self.seconds:
+            raise FatvizError(f"This job would take about {est.seconds / 60:.0f} minutes, more than the "
+                              f"{self.seconds / 60:.0f} one job may take here: choose fewer epochs or samples, "
+                              "or train it with the command line.")
+
+
+# -- worker processes ------------------------------------------------------------------------------
 
 # Worker-process globals, set once by _init_worker.
 _QUEUE: Any = None
@@ -34,6 +216,9 @@ _STOP_DIR: str = ""
 def _init_worker(events: Any, stop_dir: str, warm_up: bool, niceness: int = 0) -> None:
     global _QUEUE, _STOP_DIR
     _QUEUE, _STOP_DIR = events, stop_dir
+    # Ctrl+C reaches the whole process group: the parent ends its workers, so they ignore it
+    # (no KeyboardInterrupt traceback from each worker).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if niceness and hasattr(os, "nice"):
         # Below the app and the browser: they draw the epochs, training takes every idle cycle.
         try:
@@ -51,8 +236,8 @@ def _init_worker(events: Any, stop_dir: str, warm_up: bool, niceness: int = 0) -
 
 def _warm_up() -> None:
     """Pay the first-call costs (lazy imports, allocator, sklearn, the digits file) before any
-    user waits: a tiny two-epoch run with snapshots. Without it the first demo's first frame
-    came 8-9 s after the click."""
+    user waits: a tiny run with snapshots. Without it the first demo's first frame came 8-9 s
+    after the click."""
     from fatviz.train import prepare_data, train
 
     settings = RunSettings(epochs=1, subsample=200, vis_points=50)
@@ -67,45 +252,21 @@ def _stop_file(stop_dir: str, key: str) -> str:
     return os.path.join(stop_dir, f"stop-{key}")
 
 
-def _run_group(kind: str, settings: RunSettings, options: tuple[str, ...], key: str,
-               emit: Callable[[str, tuple], None] | None = None, stop_dir: str = "") -> dict[str, Any]:
-    """Train a group of options in lockstep (epoch by epoch, round robin) so panels advance together.
-
-    In a worker process, events go to the queue set up by _init_worker; in-process
-    callers pass `emit` directly.
-    """
-    from fatviz.train import Trainer, option_settings, prepare_data
-
+def _run_job(kind: str, settings: RunSettings, options: tuple[str, ...], key: str,
+             emit: Emit | None = None, stop_dir: str = "") -> dict[str, Any]:
+    """Run (part of) a job. In a worker process, events go to the queue set up by _init_worker;
+    in-process callers pass `emit` directly."""
     stop_path = _stop_file(stop_dir or _STOP_DIR, key)
-
-    def should_stop() -> bool:
-        return os.path.exists(stop_path)
 
     if emit is None:
         def emit(option: str, payload: tuple) -> None:
             if _QUEUE is not None:
                 _QUEUE.put((key, option, payload))
 
-    if kind == "distill":
-        from fatviz.distill import run_distillation
+    return JOB_KINDS.get(kind).run(settings, options, emit, lambda: os.path.exists(stop_path))
 
-        result = run_distillation(settings, should_stop=should_stop,
-                                  on_progress=lambda f, msg: emit("", ("progress", f, msg)))
-        return {"": result}
-    data = prepare_data(settings)
-    trainers = {}
-    for option in options:
-        trainers[option] = Trainer(option_settings(settings, option), data)
-    streams = {o: t.snapshots(should_stop) for o, t in trainers.items()}
-    live = list(streams)
-    while live:
-        for option in list(live):
-            snap = next(streams[option], None)
-            if snap is None:
-                live.remove(option)
-            else:
-                emit(option, ("snapshot", snap))
-    return {o: t.result() for o, t in trainers.items()}
+
+# -- jobs --------------------------------------------------------------------------------------------
 
 
 @dataclass(eq=False)
@@ -124,7 +285,9 @@ class Job:
     started: float = field(default_factory=time.perf_counter)
     first_frame_seconds: float | None = None
     seconds: float | None = None
+    finished_at: float | None = None  # time.monotonic() when it ended
     from_cache: bool = False
+    viewers: set = field(default_factory=set)
     _done: threading.Event = field(default_factory=threading.Event)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _stop_path: str = ""
@@ -133,6 +296,11 @@ class Job:
     def done(self) -> bool:
         """True once the job finished, failed or was stopped."""
         return self._done.is_set()
+
+    @property
+    def result(self) -> Any:
+        """The result of a one-part job (a distillation, a single run); None until done."""
+        return next(iter(self.results.values()), None)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until done (or timeout); True if done."""
@@ -156,9 +324,14 @@ class Job:
             self._changed.notify_all()
 
     def stop(self) -> None:
-        """Ask the workers to stop after their current batch."""
+        """Ask the workers to stop after their current batch (whoever else is watching)."""
         if self._stop_path and not self.done:
             Path(self._stop_path).touch()
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once a stop was asked for."""
+        return bool(self._stop_path) and os.path.exists(self._stop_path)
 
     def frames(self) -> int:
         """Number of epochs every option has reached (the animation can show this many)."""
@@ -166,63 +339,100 @@ class Job:
             return 0
         return min(len(v) for v in self.snapshots.values())
 
+    def _end(self, status: str, message: str = "") -> None:
+        self.status = status
+        if status == "error":
+            self.error = message
+        self.progress = (1.0, message if status != "error" else "failed")
+        self.seconds = time.perf_counter() - self.started
+        self.finished_at = time.monotonic()
+        self._done.set()
+        self._notify()
+
 
 def job_key(kind: str, settings: RunSettings) -> str:
-    """Jobs with equal kind and settings are the same job."""
-    return f"{kind}-{settings.key()}"
+    """Jobs with equal kind and equal settings (of what that kind reads) are the same job."""
+    return f"{kind}-{settings.key(kind)}"
 
 
 class JobManager:
     """Runs jobs in `workers` processes (0: a thread in this process), deduplicated by settings."""
 
     def __init__(self, workers: int = 2, runs_dir: str | os.PathLike | None = "runs", warm_up: bool = True,
-                 start_method: str = "spawn", niceness: int = 0) -> None:
+                 start_method: str = "spawn", niceness: int = 0, budget: Budget | None = None,
+                 forget_after: float = 900.0) -> None:
         """`warm_up` runs a tiny training in each worker at start (the app: workers start when a
         page opens, long before the click); a one-shot CLI call skips it. `start_method` "fork"
         saves the workers' imports, but is only safe in a single-threaded caller (the CLI).
         `niceness` lowers the workers' CPU priority (Unix), so that on a laptop whose cores all
-        train, the page and the browser that draw the epochs are served first."""
+        train, the page and the browser that draw the epochs are served first. `budget` (the app
+        passes `Budget.for_machine`) refuses jobs that do not fit; None accepts all. Finished jobs
+        are dropped from memory `forget_after` seconds after they end (they stay on disk)."""
         self.workers = workers
         self.runs_dir = Path(runs_dir) if runs_dir else None
+        self.budget = budget
+        self.forget_after = forget_after
         self._jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._stop_dir = tempfile.mkdtemp(prefix="fatviz-stop-")
         self._pool: ProcessPoolExecutor | None = None
         self._warming: list[Future] = []
         self._events: Any = None
+        self._closing = False
+        self._pool_args = (start_method, warm_up, niceness)
         if workers > 0:
             # Snapshots arriving from workers unpickle into fatviz.train classes: import them
             # now, not on the first frame.
             import fatviz.train  # noqa: F401
 
-            ctx = mp.get_context(start_method)  # spawn by default: fork is unsafe in a threaded server
-            self._events = ctx.Queue()
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(self._events, self._stop_dir, warm_up, niceness))
-            self._warming = [self._pool.submit(_warm) for _ in range(workers)]
-            threading.Thread(target=self._collect, daemon=True, name="fatviz-collector").start()
+            self._start_pool()
+            # Interpreter exit joins the pool's threads, which wait for the training in flight
+            # (seen: 13-41 s after SIGTERM). Registered here, this runs first and ends the workers.
+            try:
+                threading._register_atexit(self.shutdown)  # the hook concurrent.futures itself uses
+            except (AttributeError, RuntimeError):
+                pass
+
+    def _start_pool(self) -> None:
+        start_method, warm_up, niceness = self._pool_args
+        ctx = mp.get_context(start_method)  # spawn by default: fork is unsafe in a threaded server
+        events = ctx.Queue()
+        self._events = events
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(events, self._stop_dir, warm_up, niceness))
+        self._warming = [self._pool.submit(_warm) for _ in range(self.workers)]
+        threading.Thread(target=self._collect, args=(events,), daemon=True, name="fatviz-collector").start()
+
+    def _restart_pool(self, broken: ProcessPoolExecutor | None) -> None:
+        """Replace a broken pool (a worker died) by a fresh one, once, whoever notices first."""
+        with self._lock:
+            if self._closing or self._pool is not broken or broken is None:
+                return
+            self._kill_workers(broken)
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._start_pool()
 
     def ready(self, timeout: float | None = None) -> bool:
         """Wait until the worker processes have started and warmed up (True when they have)."""
         from concurrent.futures import wait
 
-        _, pending = wait(self._warming, timeout=timeout)
-        return not pending
+        done, pending = wait(self._warming, timeout=timeout)
+        return not pending and not any(f.exception() for f in done)
 
     # -- events from workers -------------------------------------------------------------
-    def _collect(self) -> None:
-        while True:
+    def _collect(self, events: Any) -> None:
+        while self._events is events and not self._closing:
             try:
-                key, option, payload = self._events.get(timeout=1.0)
+                key, option, payload = events.get(timeout=0.5)
             except queue_mod.Empty:
                 continue
-            except (EOFError, OSError):
+            except (EOFError, OSError, ValueError):
                 return
             self._deliver(key, option, payload)
 
     def _deliver(self, key: str, option: str, payload: tuple) -> None:
         job = self._jobs.get(key)
-        if job is None:
+        if job is None or job.done:
             return
         if payload[0] == "snapshot":
             job.snapshots.setdefault(option, []).append(payload[1])
@@ -236,134 +446,183 @@ class JobManager:
 
     # -- submitting ------------------------------------------------------------------------
     def get(self, key: str) -> Job | None:
-        """The job with this key, if one was submitted."""
+        """The job with this key, if one was submitted and is still remembered."""
         return self._jobs.get(key)
 
-    def submit(self, kind: str, settings: RunSettings, options: tuple[str, ...] | None = None) -> Job:
-        """Start (or join) the job for these settings; a finished identical job returns at once."""
-        if kind not in JOB_KINDS:
-            raise FatvizError(f"Unknown job kind {kind!r}.")
-        settings = settings.validate()
-        if options is None:
-            options = CENTROID_OPTIONS if kind == "compare" else (settings.centroid,) if kind == "train" else ("",)
+    def active(self) -> int:
+        """Jobs training or waiting for a worker."""
+        return sum(not j.done for j in self._jobs.values())
+
+    def submit(self, kind: str, settings: RunSettings, options: tuple[str, ...] | None = None, *,
+               viewer: str | None = None, retrain: bool = False) -> Job:
+        """Start (or join) the job for these settings; a finished identical job returns at once.
+
+        `viewer` names who asked (a browser session), so that Stop can tell whether others are
+        watching. `retrain` trains again even when a finished run exists (in memory or on disk);
+        a job still training is joined. Raises a FatvizError when the budget refuses the job.
+        """
+        spec = JOB_KINDS.get(kind)
+        if self._closing:
+            raise FatvizError("The server is shutting down; no new job starts.")
+        options = tuple(options) if options is not None else tuple(spec.options(settings))
         key = job_key(kind, settings)
         with self._lock:
+            self._forget_old()
             job = self._jobs.get(key)
-            if job is not None and job.status != "error" and job.status != "stopped":
+            if job is not None and (not job.done or (job.status == "done" and not retrain)):
+                if viewer is not None:
+                    job.viewers.add(viewer)
                 return job
-            job = Job(key, kind, settings, tuple(options))
+            job = Job(key, kind, settings, options)
+            if viewer is not None:
+                job.viewers.add(viewer)
+            if not retrain and self._load_saved(job, spec):
+                self._jobs[key] = job
+                return job
+            if self.budget is not None:
+                self.budget.check(kind, settings, self.active())
+            job._stop_path = _stop_file(self._stop_dir, key)
+            Path(job._stop_path).unlink(missing_ok=True)
+            futures = self._start(job, spec)  # raises before the job is registered if it cannot start
             self._jobs[key] = job
-        if self._load_saved(job):
-            return job
-        job._stop_path = _stop_file(self._stop_dir, key)
-        Path(job._stop_path).unlink(missing_ok=True)
-        groups = self._groups(kind, tuple(options))
-        futures = []
-        for group in groups:
-            if self._pool is not None:
-                futures.append(self._pool.submit(_run_group, kind, settings, group, key))
-            else:
-                futures.append(self._thread_submit(kind, settings, group, key))
-        threading.Thread(target=self._finish, args=(job, futures), daemon=True).start()
+        threading.Thread(target=self._finish, args=(job, spec, futures), daemon=True).start()
         return job
 
-    def _groups(self, kind: str, options: tuple[str, ...]) -> list[tuple[str, ...]]:
-        if kind != "compare" or self.workers <= 1:
-            return [options]
-        n = min(self.workers, len(options))
-        return [options[i::n] for i in range(n)]
+    def _start(self, job: Job, spec: JobKind) -> list[Future]:
+        n = min(self.workers, len(job.options)) if spec.splits and self.workers > 1 else 1
+        groups = [job.options[i::n] for i in range(n)]
+        if self._pool is None:
+            return [self._thread_submit(job.kind, job.settings, g, job.key) for g in groups]
+        for attempt in range(2):
+            pool = self._pool
+            try:
+                return [pool.submit(_run_job, job.kind, job.settings, g, job.key) for g in groups]
+            except BrokenProcessPool:
+                if attempt:
+                    raise FatvizError("The training workers cannot be started; restart the app.") from None
+                self._restart_pool(pool)
+        raise AssertionError("unreachable")
 
     def _thread_submit(self, kind: str, settings: RunSettings, group: tuple[str, ...], key: str) -> Future:
         fut: Future = Future()
 
         def work() -> None:
             try:
-                fut.set_result(_run_group(kind, settings, group, key,
-                                          emit=lambda o, p: self._deliver(key, o, p), stop_dir=self._stop_dir))
+                fut.set_result(_run_job(kind, settings, group, key,
+                                        emit=lambda o, p: self._deliver(key, o, p), stop_dir=self._stop_dir))
             except BaseException as exc:  # handed to _finish, which reports it
                 fut.set_exception(exc)
 
         threading.Thread(target=work, daemon=True).start()
         return fut
 
-    def _finish(self, job: Job, futures: list[Future]) -> None:
+    def _finish(self, job: Job, spec: JobKind, futures: list[Future]) -> None:
+        pool = self._pool
         try:
             found: dict[str, Any] = {}
             for fut in futures:
                 found.update(fut.result())
-            job.results.update({o: found[o] for o in job.options if o in found})
-            stopped = os.path.exists(job._stop_path)
-            # Drain events still in flight so the last frames are not lost.
-            deadline = time.perf_counter() + 2.0
-            while job.kind != "distill" and time.perf_counter() < deadline and any(
-                    len(job.snapshots.get(o, [])) < len(job.results[o].snapshots) for o in job.options):
-                time.sleep(0.02)
-            for o in job.options:
-                if job.kind != "distill":
-                    job.snapshots[o] = list(job.results[o].snapshots)
-            self._save(job)
-            job.status = "stopped" if stopped else "done"
-            job.progress = (1.0, "stopped" if stopped else "done")
+            if job.stop_requested or self._closing:
+                # A stopped run is never saved nor served as finished: its epochs stay on screen
+                # for whoever watched, and the next request trains it again.
+                self._take_results(job, spec, found)
+                job._end("stopped", "stopped")
+                return
+            self._take_results(job, spec, found)
+            self._save(job, spec)
+            job._end("done", "done")
+        except BrokenProcessPool:
+            job._end("error", "The app is shutting down." if self._closing else WORKER_DIED)
+            self._restart_pool(pool)
         except FatvizError as exc:
-            if os.path.exists(job._stop_path):  # stopped on request (distillation raises when stopped)
-                job.status, job.progress = "stopped", (1.0, "stopped")
+            if job.stop_requested:  # stopped on request (distillation raises when stopped)
+                job._end("stopped", "stopped")
             else:
-                job.status, job.error = "error", str(exc)
+                job._end("error", str(exc))
         except Exception as exc:  # a worker crash must not take the app down
-            job.status = "error"
-            job.error = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
+            job._end("error", f"{type(exc).__name__}: {exc}")
         finally:
-            job.seconds = time.perf_counter() - job.started
-            job._done.set()
-            job._notify()
+            if not job.done:
+                job._end("error", "The job ended unexpectedly.")
+
+    def _take_results(self, job: Job, spec: JobKind, found: dict[str, Any]) -> None:
+        job.results.update({o: found[o] for o in job.options if o in found})
+        if not spec.snapshots:
+            return
+        # Drain events still in flight so the last frames are not lost, then take the full lists.
+        deadline = time.perf_counter() + 2.0
+        while time.perf_counter() < deadline and any(
+                len(job.snapshots.get(o, [])) < len(job.results[o].snapshots) for o in job.results):
+            time.sleep(0.02)
+        for o, result in job.results.items():
+            job.snapshots[o] = list(result.snapshots)
+
+    def stop(self, job: Job, viewer: str | None = None) -> bool:
+        """`viewer` stops watching `job`; it stops only when nobody else watches. True if it stops."""
+        with self._lock:
+            job.viewers.discard(viewer)
+            if job.viewers and viewer is not None:
+                return False
+        job.stop()
+        return True
+
+    def _forget_old(self) -> None:
+        """Drop finished jobs from memory a while after they ended (their runs stay on disk)."""
+        now = time.monotonic()
+        for key in [k for k, j in self._jobs.items()
+                    if j.finished_at is not None and now - j.finished_at > self.forget_after]:
+            del self._jobs[key]
 
     # -- saved runs ------------------------------------------------------------------------
     def run_folder(self, job: Job) -> Path | None:
-        """Where a job's runs are saved (one sub-folder per option)."""
+        """Where a job's results are saved."""
         return None if self.runs_dir is None else self.runs_dir / job.key
 
-    def _save(self, job: Job) -> None:
+    def _save(self, job: Job, spec: JobKind) -> None:
         folder = self.run_folder(job)
-        if folder is None:
-            return
-        if job.kind == "distill":
-            from fatviz.distill import save_distillation
+        if folder is not None:
+            spec.save(job.results, folder)
 
-            save_distillation(job.results[""], folder)
-            return
-        from fatviz.runs import save_run
-
-        for option, result in job.results.items():
-            save_run(result, folder / option)
-
-    def _load_saved(self, job: Job) -> bool:
+    def _load_saved(self, job: Job, spec: JobKind) -> bool:
         folder = self.run_folder(job)
         if folder is None or not folder.is_dir():
             return False
         try:
-            if job.kind == "distill":
-                from fatviz.distill import load_distillation
-
-                job.results[""] = load_distillation(folder)
-            else:
-                from fatviz.runs import load_run
-
-                for option in job.options:
-                    job.results[option] = load_run(folder / option)
-                    job.snapshots[option] = list(job.results[option].snapshots)
+            results = spec.load(folder, job.options)
         except FatvizError:
-            job.results.clear()
-            job.snapshots.clear()
             return False
-        job.status, job.progress, job.from_cache = "done", (1.0, "loaded from disk"), True
-        job.seconds = 0.0
-        job.first_frame_seconds = 0.0
-        job._done.set()
+        if any(getattr(r, "stopped", False) for r in results.values()):
+            return False  # a truncated run saved by an older fatviz: train it properly
+        job.results.update(results)
+        if spec.snapshots:
+            job.snapshots.update({o: list(r.snapshots) for o, r in results.items()})
+        job.from_cache, job.first_frame_seconds = True, 0.0
+        job.started = time.perf_counter()
+        job._end("done", "loaded from disk")
         return True
 
-    def shutdown(self) -> None:
-        """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+    # -- ending ------------------------------------------------------------------------------
+    @staticmethod
+    def _kill_workers(pool: ProcessPoolExecutor) -> None:
+        # ProcessPoolExecutor offers no public way to end a task in flight; its process table
+        # is the one handle on the workers.
+        for proc in list(getattr(pool, "_processes", {}).values() or []):
+            try:
+                proc.terminate()
+            except (OSError, AttributeError):
+                pass
 
+    def shutdown(self) -> None:
+        """End the worker processes now; jobs in flight end as stopped and are not saved."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            running = [j for j in self._jobs.values() if not j.done]
+        for job in running:
+            job.stop()
+        pool = self._pool
+        if pool is not None:
+            self._kill_workers(pool)
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
 from fatviz.jobs import JobManager
 from fatviz.runs import load_run
@@ -19,7 +19,7 @@ def test_identical_requests_share_one_job_and_results_are_saved(tmp_path):
     job = mgr.submit("compare", TINY)
     assert mgr.submit("compare", TINY) is job  # a second student joins the job in flight
     assert job.wait(120) and job.status == "done", job.error
-    assert set(job.snapshots) == set(CENTROID_OPTIONS)
+    assert set(job.snapshots) == set(CENTROIDS.names())
     assert job.frames() == TINY.epochs + 1
     assert job.first_frame_seconds is not None and job.first_frame_seconds <= job.seconds
     saved = load_run(mgr.run_folder(job) / "norm-mean-norm")
@@ -41,15 +41,77 @@ def test_a_user_mistake_becomes_the_job_error_not_a_crash(tmp_path):
     assert not any((tmp_path / job.key).glob("**/run.pt"))
 
 
-def test_stop_ends_a_job_early_and_keeps_its_frames(tmp_path):
+def test_stop_ends_a_job_early_and_keeps_its_frames_but_saves_nothing(tmp_path):
     mgr = JobManager(workers=0, runs_dir=tmp_path)
-    job = mgr.submit("train", TINY.replace(epochs=200))
+    job = mgr.submit("train", TINY.replace(epochs=100))
     while job.frames() < 2:
         time.sleep(0.01)
-    job.stop()
+    assert mgr.stop(job)
     assert job.wait(60)
     assert job.status == "stopped"
-    assert 2 <= job.frames() < 201
+    assert 2 <= job.frames() < 101
+    assert not list(tmp_path.glob("**/run.pt"))  # a truncated run never reaches the disk
+
+
+def test_train_again_after_a_stop_really_trains(tmp_path):
+    mgr = JobManager(workers=0, runs_dir=tmp_path)
+    settings = TINY.replace(epochs=60)
+    job = mgr.submit("train", settings)
+    while job.frames() < 2:
+        time.sleep(0.01)
+    mgr.stop(job)
+    assert job.wait(60) and job.status == "stopped"
+    again = mgr.submit("train", settings)
+    assert again is not job and not again.from_cache
+    assert again.wait(300) and again.status == "done", again.error
+    assert again.frames() == settings.epochs + 1
+    # A restart (new manager) serves the full run from disk, never the stopped one.
+    cached = JobManager(workers=0, runs_dir=tmp_path).submit("train", settings)
+    assert cached.from_cache and cached.frames() == settings.epochs + 1
+    # retrain=True trains a finished run again instead of serving it.
+    fresh = mgr.submit("train", settings, retrain=True)
+    assert fresh is not again and not fresh.from_cache
+    assert fresh.wait(300) and fresh.status == "done"
+
+
+def test_one_viewers_stop_does_not_stop_a_job_others_watch(tmp_path):
+    mgr = JobManager(workers=0, runs_dir=None)
+    settings = TINY.replace(epochs=40, seed=11)
+    job = mgr.submit("train", settings, viewer="alice")
+    assert mgr.submit("train", settings, viewer="bob") is job
+    assert not mgr.stop(job, viewer="alice")  # bob still watches: it goes on
+    assert not job.stop_requested
+    assert mgr.stop(job, viewer="bob")  # the last viewer stops it
+    assert job.wait(60) and job.status == "stopped"
+
+
+def test_the_budget_refuses_an_oversized_job_before_registering_it(tmp_path):
+    from fatviz.jobs import Budget, estimate, job_key
+
+    mgr = JobManager(workers=0, runs_dir=tmp_path, budget=Budget(max_active=1, memory=2e9, seconds=600))
+    huge = RunSettings(dataset="blobs", blob_classes=20, vis_points=1000, epochs=100, embedding_dim=128)
+    assert estimate("compare", huge).memory > estimate("compare", TINY).memory
+    big = TINY.replace(vis_points=1000, epochs=100, embedding_dim=128, batch_size=1024, loss="triplet-all")
+    with pytest.raises(FatvizError, match="memory"):
+        mgr.submit("compare", big)
+    assert mgr.get(job_key("compare", big)) is None  # refused: never registered, never "starting" forever
+    slow = RunSettings(dataset="mnist", data_root=str(tmp_path), epochs=100)
+    with pytest.raises(FatvizError, match="minutes"):
+        mgr.submit("compare", slow)
+    first = mgr.submit("train", TINY.replace(epochs=50))
+    with pytest.raises(FatvizError, match="busy"):
+        mgr.submit("train", TINY.replace(epochs=50, seed=1))
+    mgr.stop(first)
+    assert first.wait(60)
+
+
+def test_finished_jobs_are_forgotten_after_a_while_but_stay_on_disk(tmp_path):
+    mgr = JobManager(workers=0, runs_dir=tmp_path, forget_after=0.0)
+    job = mgr.submit("train", TINY)
+    assert job.wait(120) and job.status == "done"
+    time.sleep(0.01)
+    again = mgr.submit("train", TINY)
+    assert again is not job and again.from_cache  # dropped from memory, answered from disk
 
 
 def test_worker_processes_stream_the_same_results(tmp_path):
@@ -72,7 +134,7 @@ def test_distillation_in_a_worker_process_runs_cleanlab(tmp_path):
     try:
         job = mgr.submit("distill", settings)
         assert job.wait(300) and job.status == "done", job.error
-        result = job.results[""]
+        result = job.result
         assert 0 <= result.report["cleanlab_f1"] <= 1
         assert len(result.table) == len(result.soft_labels)
     finally:
@@ -89,6 +151,25 @@ def test_wait_frames_returns_as_soon_as_every_option_has_them(tmp_path):
     assert not job.wait_frames(TINY.epochs + 2, timeout=30)  # more than the run has: a finished job answers at once
     assert time.perf_counter() - started < 5
     assert job.wait_frames(TINY.epochs + 1, timeout=0)
+
+
+def test_a_killed_worker_fails_its_job_and_the_next_job_succeeds(tmp_path):
+    import os
+    import signal
+
+    mgr = JobManager(workers=1, runs_dir=tmp_path, warm_up=False)
+    try:
+        job = mgr.submit("train", TINY.replace(epochs=100))
+        assert job.wait_frames(1, timeout=180)
+        for proc in list(mgr._pool._processes.values()):
+            os.kill(proc.pid, signal.SIGKILL)  # what the kernel's OOM killer does
+        assert job.wait(60)
+        assert job.status == "error" and "stopped unexpectedly" in job.error
+        assert not list(tmp_path.glob("**/run.pt"))
+        after = mgr.submit("train", TINY)
+        assert after.wait(300) and after.status == "done", after.error
+    finally:
+        mgr.shutdown()
 
 
 def test_workers_can_run_at_a_lower_cpu_priority(tmp_path):
