@@ -104,6 +104,8 @@ def save_run(result: RunResult, path: str | os.PathLike, overwrite: bool = True)
         "seconds": float(result.seconds),
         "stopped": bool(result.stopped),
         "extras": _tensorise(result.extras),
+        "test_metrics": dict(result.test_metrics),
+        "evaluated_on": list(result.evaluated_on),
     }
     fd, tmp = tempfile.mkstemp(prefix=".run-", suffix=".tmp", dir=target.parent)
     try:
@@ -155,7 +157,8 @@ def load_run(path: str | os.PathLike) -> RunResult:
             vis_given=_numpyise(payload["vis_given"]), vis_flipped=_numpyise(payload["vis_flipped"]),
             class_names=list(payload["class_names"]), model_kind=payload["model_kind"],
             device=payload["device"], seconds=payload["seconds"], stopped=payload["stopped"],
-            extras=_numpyise(payload.get("extras", {})))
+            extras=_numpyise(payload.get("extras", {})), test_metrics=dict(payload.get("test_metrics", {})),
+            evaluated_on=tuple(payload.get("evaluated_on", (0, 0))))
     except (KeyError, TypeError, AttributeError) as exc:
         raise FatvizError(f"{target} is missing part of a run ({exc}); it may be damaged.") from None
     problem = _shape_problem(result)

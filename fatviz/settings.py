@@ -135,6 +135,10 @@ class RunSettings:
     # a laptop's browser draws four such panels live in a third less time than 500.
     vis_points: int = _setting(300, "view", "points drawn per panel (and where the bound is checked)", low=10,
                                app=(10, 1000))
+    # Per-epoch test metrics on a fixed stratified subset of at most this many test samples; the
+    # whole test split is evaluated once, at the end (a 10,000-image split cost 16 s an epoch).
+    eval_points: int = _setting(2000, "view", "test samples the per-epoch metrics use (all of them at the end)",
+                                low=10, app=(100, 10_000))
 
     def __post_init__(self) -> None:
         _validate(self)

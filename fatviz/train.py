@@ -19,6 +19,9 @@ from fatviz.models import EmbeddingNet, build_model, choose_model, pick_device
 from fatviz.noise import NoisyLabels, add_label_noise, parse_noise
 from fatviz.settings import RunSettings
 
+# Batches between two finiteness checks of the running loss (each check waits for the device).
+CHECK_EVERY = 25
+
 
 class TrainingDiverged(FatvizError):
     """The loss became NaN or infinite; the message says where and what to try."""
@@ -96,10 +99,14 @@ class RunResult:
     seconds: float
     stopped: bool = False
     extras: dict = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)  # the whole test split, after training
+    evaluated_on: tuple[int, int] = (0, 0)  # (test samples per-epoch metrics use, test split size)
 
     @property
     def final_metrics(self) -> dict[str, float]:
-        """Test metrics of the last snapshot."""
+        """Test metrics of the trained model on the whole test split (older runs: the last snapshot's)."""
+        if self.test_metrics:
+            return self.test_metrics
         return self.snapshots[-1].metrics if self.snapshots else {}
 
 
@@ -181,6 +188,12 @@ class Trainer:
         self.centre_weights = None if t.centre_weights is None else torch.as_tensor(
             t.centre_weights, dtype=torch.float32, device=self.device)
         self.x_test = torch.as_tensor(ds.x_test, dtype=torch.float32, device=self.device)
+        n_test = len(ds.y_test)
+        self._eval_idx = (None if n_test <= settings.eval_points
+                          else visualisation_indices(ds.y_test, settings.eval_points, settings.seed))
+        self.test_metrics: dict[str, float] = {}
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
         torch.manual_seed(settings.seed)
         self.model_kind = choose_model(settings.model, tuple(ds.input_shape))
         self.model = build_model(self.model_kind, tuple(ds.input_shape), settings.embedding_dim,
@@ -215,15 +228,36 @@ class Trainer:
         targets = y if self.soft is None else self.soft[idx]
         return self.loss_fn(emb, y, logits, targets, centroids)
 
-    def evaluate(self) -> dict[str, float]:
-        """Test-split metrics (true labels) of the model as it is now."""
-        test_emb, test_logits = _embed(self.model, self.x_test)
+    @property
+    def evaluated_on(self) -> tuple[int, int]:
+        """(test samples the per-epoch metrics use, test split size)."""
+        n = len(self.data.dataset.y_test)
+        return (n if self._eval_idx is None else len(self._eval_idx), n)
+
+    def evaluate(self, subset: bool = False) -> dict[str, float]:
+        """Test metrics (true labels) of the model as it is now: the whole test split, or with
+        `subset` the fixed stratified evaluation subset the per-epoch snapshots use."""
         ds = self.data.dataset
+        pick = self._eval_idx if subset else None
+
+        def part(a: np.ndarray | None) -> np.ndarray | None:
+            return a if a is None or pick is None else a[pick]
+
+        x = self.x_test if pick is None else self.x_test[torch.as_tensor(pick, device=self.device)]
+        test_emb, test_logits = _embed(self.model, x)
         metrics = evaluate_embeddings(
-            anchor_space(test_emb, self.settings.centroid).cpu().numpy(), ds.y_test,
+            anchor_space(test_emb, self.settings.centroid).cpu().numpy(), part(ds.y_test),
             logits=test_logits.cpu().numpy() if self.loss_spec.uses_logits else None,
-            cams=ds.cam_test, is_query=ds.is_query_test, seed=self.settings.seed)
+            cams=part(ds.cam_test), is_query=part(ds.is_query_test), seed=self.settings.seed)
         return {k: float(v) for k, v in metrics.items()}
+
+    def final_evaluation(self) -> dict[str, float]:
+        """The whole test split once, after training (reusing the last snapshot's when that was it)."""
+        if not self.test_metrics:
+            last = self.snapshot_list[-1] if self.snapshot_list else None
+            self.test_metrics = (dict(last.metrics) if last is not None and self._eval_idx is None
+                                 else self.evaluate())
+        return self.test_metrics
 
     def _snapshot(self, epoch: int, losses: dict[str, float]) -> Snapshot:
         """Measure the model now: embeddings, centres, bound on the visual subset, test metrics."""
@@ -239,7 +273,7 @@ class Trainer:
                      "bound_radius": b.radius_term}
         except FatvizError:
             bound = {}
-        metrics = self.evaluate()
+        metrics = self.evaluate(subset=True)
         c = self._centroids
         return Snapshot(
             epoch=epoch,
@@ -275,40 +309,58 @@ class Trainer:
                     self._centroids is None or not self.take_snapshots):
                 self._centroids = self.whole_set_centroids()
             self.model.train()
-            order = self._keep_idx[torch.randperm(n, generator=self.generator).to(self.device)]
-            sums: dict[str, float] = {}
+            order = self.epoch_order()
+            # Loss terms add up on the device: reading a float every batch would make a GPU wait
+            # for each step. Finiteness is checked every CHECK_EVERY batches and at the epoch end.
+            sums: dict[str, torch.Tensor] = {}
             batches = 0
-            for b, start in enumerate(range(0, n, bs)):
+            for b, start in enumerate(range(0, len(order), bs)):
                 idx = order[start:start + bs]
                 if len(idx) < 2:  # batch norm cannot train on a single sample
                     continue
                 emb, logits = self.model(self.x_train[idx])
                 terms = self._batch_loss(emb, logits, idx)
-                total = terms["total"]
-                if not torch.isfinite(total):
-                    raise TrainingDiverged(
-                        f"The loss became {float(total.detach())} at epoch {epoch}, batch {b + 1}. "
-                        "Lower the learning rate or the margin, or pick a normalised centroid option.")
                 self.optimizer.zero_grad(set_to_none=True)
-                total.backward()
+                terms["total"].backward()
                 self.optimizer.step()
                 for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                    sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
                 batches += 1
+                if batches % CHECK_EVERY == 0:
+                    self._check_finite(sums["total"], epoch, b + 1)
                 if should_stop is not None and should_stop():
                     self.stopped = True
                     break
+            if batches:
+                self._check_finite(sums["total"], epoch, None)
+            sums = {k: float(v) for k, v in sums.items()}
             losses = {k: v / max(1, batches) for k, v in sums.items()}
             if on_progress is not None:
                 on_progress(epoch / self.settings.epochs, f"epoch {epoch}/{self.settings.epochs}")
+            last = epoch == self.settings.epochs or self.stopped
             if self.take_snapshots:
                 snap = self._snapshot(epoch, losses)
                 self.snapshot_list.append(snap)
+                if last:
+                    self.final_evaluation()  # before the last yield: a consumer may stop iterating there
                 yield snap
             else:
                 self._centroids = None
             if self.stopped:
                 return
+
+    def epoch_order(self) -> torch.Tensor:
+        """This epoch's order of the training samples (a seeded shuffle of the kept ones)."""
+        n = len(self._keep_idx)
+        return self._keep_idx[torch.randperm(n, generator=self.generator).to(self.device)]
+
+    @staticmethod
+    def _check_finite(total: torch.Tensor, epoch: int, batch: int | None) -> None:
+        if not torch.isfinite(total):
+            where = f"epoch {epoch}" + (f", by batch {batch}" if batch is not None else "")
+            raise TrainingDiverged(
+                f"The loss became {float(total)} at {where}. "
+                "Lower the learning rate or the margin, or pick a normalised centroid option.")
 
     def result(self) -> RunResult:
         """The run so far, as a RunResult."""
@@ -320,7 +372,8 @@ class Trainer:
             vis_idx=vis, vis_true=self.data.dataset.y_train[vis], vis_given=given[vis],
             vis_flipped=given[vis] != self.data.dataset.y_train[vis],
             class_names=list(self.data.dataset.class_names), model_kind=self.model_kind,
-            device=str(self.device), seconds=time.perf_counter() - self._start, stopped=self.stopped)
+            device=str(self.device), seconds=time.perf_counter() - self._start, stopped=self.stopped,
+            test_metrics=dict(self.test_metrics), evaluated_on=self.evaluated_on)
 
     def fit(self, should_stop: Callable[[], bool] | None = None,
             on_snapshot: Callable[[Snapshot], None] | None = None,

@@ -172,3 +172,47 @@ def test_a_fake_loss_registered_once_trains():
         assert result.settings.loss == "shrink" and calls and all(calls)  # uses_centres: centres passed
     finally:
         LOSSES.unregister("shrink")
+
+
+def test_per_epoch_metrics_use_a_fixed_subset_and_the_end_the_whole_test_split(tmp_path):
+    from fatviz.metrics import evaluate_embeddings
+    from fatviz.runs import load_run, save_run
+
+    settings = TINY.replace(epochs=2, eval_points=40)
+    data = prepare_data(settings)
+    n_test = len(data.dataset.y_test)
+    assert n_test > 40
+    trainer = Trainer(settings, data)
+    result = trainer.fit()
+    assert result.evaluated_on == (40, n_test)
+    assert result.final_metrics == pytest.approx(trainer.evaluate())  # the whole split
+    # The snapshot's figures are those of the stratified subset, recomputed here by hand.
+    pick = trainer._eval_idx
+    assert len(pick) == 40 and set(np.unique(data.dataset.y_test[pick])) == set(np.unique(data.dataset.y_test))
+    with torch.no_grad():
+        trainer.model.eval()
+        emb = trainer.model(trainer.x_test[torch.as_tensor(pick)])[0]
+    from fatviz.centroids import anchor_space
+
+    by_hand = evaluate_embeddings(anchor_space(emb, settings.centroid).numpy(), data.dataset.y_test[pick],
+                                  logits=None, seed=settings.seed)
+    assert result.snapshots[-1].metrics["precision_at_1"] == pytest.approx(by_hand["precision_at_1"])
+    loaded = load_run(save_run(result, tmp_path / "r"))
+    assert loaded.final_metrics == result.final_metrics and loaded.evaluated_on == (40, n_test)
+
+
+def test_a_nan_loss_names_its_epoch_without_a_sync_per_batch(monkeypatch):
+    real = Trainer._batch_loss
+    seen = {"batches": 0}
+    per_epoch = -(-len(prepare_data(TINY).given_labels) // TINY.batch_size)
+
+    def late_nan(self, emb, logits, idx):
+        seen["batches"] += 1
+        out = real(self, emb, logits, idx)
+        if seen["batches"] > per_epoch:  # fine through epoch 1, NaN from epoch 2 on
+            out["total"] = out["total"] * float("nan")
+        return out
+
+    monkeypatch.setattr(Trainer, "_batch_loss", late_nan)
+    with pytest.raises(TrainingDiverged, match="epoch 2"):
+        train(TINY.replace(epochs=3))
