@@ -2,17 +2,15 @@
 
 `loss_benchmark` times one training step (loss forward and backward) of FAT and of the
 triplet baselines on random balanced batches; `dataset_scaling_benchmark` times one
-epoch of FAT with whole-dataset centres as the dataset grows. `main` prints a table and,
-with --json, ends stdout with one JSON line (`python -m fatviz bench-loss --threads 2 --json`).
+epoch of FAT with whole-dataset centres as the dataset grows. `format_table` prints them;
+the command line is `python -m fatviz bench-loss --threads 2 [--json]` (fatviz.cli), whose
+--json ends stdout with one JSON line.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -301,8 +299,8 @@ def _cell(value: float | None, fmt: str, width: int) -> str:
 def format_table(result: dict) -> str:
     """A fixed-width table: ms per step, FAT's speedup over each method, log-log slopes.
 
-    Takes a loss_benchmark result, a dataset_scaling_benchmark result, or main's
-    combined {"loss": ..., "dataset": ..., "summary": ...}.
+    Takes a loss_benchmark result, a dataset_scaling_benchmark result, or the
+    combined {"loss": ..., "dataset": ..., "summary": ...} (what `bench-loss` prints).
     """
     lines: list[str] = []
     loss = result.get("loss", result if "methods" in result else None)
@@ -352,60 +350,3 @@ def format_table(result: dict) -> str:
             value = _cell(summary[key], ".2f", 10)
             lines.append(f"  {label:<26}{value}{unit:<2} (target {op} {summary['targets'][target]:g}{unit}): {verdict}")
     return "\n".join(lines)
-
-
-def _int_list(values: list[str]) -> list[int]:
-    """Accept `--sizes 256 512` and `--sizes 256,512`."""
-    try:
-        return [int(v) for item in values for v in item.split(",") if v.strip()]
-    except ValueError as err:
-        raise FatvizError(f"--sizes takes whole numbers: {err}.") from err
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The bench-loss command line."""
-    p = argparse.ArgumentParser(prog="python -m fatviz bench-loss",
-                                description="Time FAT against triplet losses (forward+backward per step).")
-    p.add_argument("--sizes", nargs="+", default=["256,512,1024,2048,4096"], help="batch sizes B")
-    p.add_argument("--dim", type=int, default=128, help="embedding dimension D")
-    p.add_argument("--classes-per", type=int, default=8, help="samples per class (K = B // this)")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats per size (median)")
-    p.add_argument("--max-seconds", type=float, default=3.0,
-                   help="skip a method at larger sizes once one step takes longer than this")
-    p.add_argument("--min-repeat-seconds", type=float, default=MIN_REPEAT_SECONDS,
-                   help="a timed repeat runs consecutive steps until it lasts this long")
-    p.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="subset of methods")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    p.add_argument("--dataset-scaling", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time one FAT epoch with whole-dataset centres for N in --dataset-sizes")
-    p.add_argument("--dataset-sizes", nargs="+", default=["1000,4000,16000,64000"], help="dataset sizes N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="end stdout with one JSON line of all figures")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks, print the table (and a JSON line with --json); 0 on success, 2 on a user error."""
-    args = build_parser().parse_args(argv)
-
-    def progress(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    try:
-        loss = loss_benchmark(_int_list(args.sizes), args.dim, args.classes_per, args.repeats, args.max_seconds,
-                              args.methods, args.seed, progress, args.threads, args.min_repeat_seconds)
-        dataset = (dataset_scaling_benchmark(_int_list(args.dataset_sizes), args.dim, seed=args.seed,
-                                             progress=progress, threads=args.threads)
-                   if args.dataset_scaling else None)
-    except FatvizError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    result = {"loss": loss, "dataset": dataset, "summary": summarize(loss, dataset)}
-    print(format_table(result))
-    if args.json:
-        print(json.dumps(result, separators=(",", ":")))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

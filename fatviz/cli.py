@@ -1,4 +1,11 @@
-"""The command line: `python -m fatviz train | compare-centroids | distill | bench-loss | export`."""
+"""The command line: `python -m fatviz train | compare-centroids | distill | bench-loss | export`.
+
+Every command reports a user's mistake the same way, argparse's own included: one
+`fatviz: ...` line on stderr and exit status 2, no traceback and no usage dump. The settings
+options are built from the settings table (`fatviz.settings.setting_fields`): their types,
+defaults, choices (read from the registries) and the app's ranges, which the CLI keeps to
+unless `--no-limits` is given.
+"""
 
 from __future__ import annotations
 
@@ -7,82 +14,91 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
+from fatviz.bench import METHODS, MIN_REPEAT_SECONDS
 from fatviz.errors import FatvizError
-from fatviz.settings import RunSettings
+from fatviz.progress import ProgressBar
+from fatviz.settings import RunSettings, SettingField, setting_fields
 
 SUMMARY_KEYS = ("precision_at_1", "map", "nmi", "silhouette", "accuracy", "cmc_1", "cmc_5", "cmc_10")
+SAVED_AS = {"train": "run", "compare": "compare group", "distill": "distillation"}  # runs.group_kind's words
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse in fatviz's error style: a mistake raises a FatvizError, which main prints as one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise FatvizError(f"{message} (see `{self.prog} --help`).")
+
+
+def _option_type(f: SettingField) -> Callable[[str], Any]:
+    """The field's type; an optional field also takes `none` (unset: the option's default)."""
+    if not f.optional:
+        return f.kind
+
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() in ("", "none") else f.kind(text)
+
+    parse.__name__ = f.kind.__name__  # argparse names the type in its message: "invalid float value"
+    return parse
+
+
+def _option_help(f: SettingField) -> str:
+    default = "unset" if f.default is None else repr(f.default) if f.kind is str else f"{f.default:g}"
+    limits = f"; the app allows {f.limits_text()}" if f.app is not None else ""
+    return f"{f.help} (default: {default}{limits})".replace("%", "%%")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """Expose the RunSettings fields users change most as options (defaults from RunSettings)."""
-    d = RunSettings()
-    parser.add_argument("--dataset", default=d.dataset)
-    parser.add_argument("--data-root", default=d.data_root, help="local folder for mnist, cifar10, folder, market1501")
-    parser.add_argument("--subsample", type=int, default=d.subsample, help="stratified training subsample (0: all)")
-    parser.add_argument("--noise", default=d.noise, help="none, symmetric:RATE or pairflip:RATE")
-    parser.add_argument("--model", default=d.model)
-    parser.add_argument("--embedding-dim", type=int, default=d.embedding_dim)
-    parser.add_argument("--loss", default=d.loss)
-    parser.add_argument("--centroid", default=d.centroid)
-    parser.add_argument("--negatives", default=d.negatives)
-    parser.add_argument("--hardest-k", type=int, default=d.hardest_k)
-    parser.add_argument("--radius", default=d.radius)
-    parser.add_argument("--margin", type=float, default=d.margin)
-    parser.add_argument("--compactness-weight", type=float, default=d.compactness_weight)
-    parser.add_argument("--ce-weight", type=float, default=d.ce_weight)
-    parser.add_argument("--centres", default=d.centres, help="epoch (whole training set) or batch")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--device", default=d.device)
-    parser.add_argument("--vis-points", type=int, default=d.vis_points)
-    parser.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs)
-    parser.add_argument("--teacher-rounds", type=int, default=d.teacher_rounds)
-    parser.add_argument("--round-epochs", type=int, default=d.round_epochs)
-    parser.add_argument("--confidence-rule", default=d.confidence_rule)
-    parser.add_argument("--confidence-threshold", type=float, default=d.confidence_threshold)
-    parser.add_argument("--keep-fraction", type=float, default=d.keep_fraction)
-    parser.add_argument("--temperature", type=float, default=d.temperature)
-    parser.add_argument("--out", default="", help="run folder to save into (default: runs/<name>)")
+    """One option per RunSettings field, from the settings table, and the options every training command has."""
+    groups: dict[str, Any] = {}
+    for f in setting_fields():
+        if f.section not in groups:
+            groups[f.section] = parser.add_argument_group(f"{f.section} settings")
+        groups[f.section].add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_option_type(f), default=f.default,
+                                       choices=f.choices() if f.choices is not None else None, help=_option_help(f))
+    parser.add_argument("--no-limits", action="store_true",
+                        help="allow values outside the ranges the app keeps to (epochs, sizes, ...)")
+    parser.add_argument("--out", default="", help="folder to save into (default: runs/<kind>-<dataset>-<settings key>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace what --out already holds")
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON line of results")
 
 
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
-    """Build (and validate) RunSettings from parsed options."""
-    names = RunSettings.__dataclass_fields__
-    values = {k: v for k, v in vars(args).items() if k in names}
-    return RunSettings(**values).validate()
+    """RunSettings from parsed options (validated), within the app's ranges unless --no-limits."""
+    settings = RunSettings(**{f.name: getattr(args, f.name) for f in setting_fields()})
+    if not args.no_limits:
+        settings.check_app_limits("Pass --no-limits to go beyond.")
+    return settings
 
 
-class _Progress:
-    """A tqdm bar on stderr fed by the trainer's progress callback."""
+def _destination(args: argparse.Namespace, settings: RunSettings, kind: str) -> tuple[Path, bool]:
+    """Where a command saves and whether it may replace what is there, checked before it trains.
 
-    def __init__(self, desc: str) -> None:
-        from tqdm import tqdm
+    The default folder is named by the settings' key, so what it holds came from the same
+    settings and is replaced; an `--out` that holds a saved run needs `--overwrite`.
+    """
+    from fatviz.runs import group_kind
 
-        self.bar = tqdm(total=100, desc=desc, file=sys.stderr, leave=False,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self.bar.n = int(round(100 * fraction))
-        self.bar.set_postfix_str(message)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
+    if not args.out:
+        return Path("runs") / f"{kind}-{settings.dataset}-{settings.key(kind)}", True
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FatvizError(f"--out {out} is a file; name a folder to save into.")
+    held = group_kind(out)
+    if held is not None and not args.overwrite:
+        raise FatvizError(f"--out {out} already holds a saved {SAVED_AS[held]}; pass --overwrite to replace it, "
+                          "or name another folder.")
+    return out, args.overwrite
 
 
 def _metrics_line(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k}={metrics[k]:.4f}" for k in SUMMARY_KEYS if k in metrics)
-
-
-def _default_out(settings: RunSettings, prefix: str) -> Path:
-    return Path("runs") / f"{prefix}-{settings.dataset}-{settings.key()}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -91,15 +107,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fatviz.train import train
 
     settings = settings_from_args(args)
+    out, overwrite = _destination(args, settings, "train")
     start = time.perf_counter()
-    bar = _Progress("train")
-    try:
+    with ProgressBar("train") as bar:
         result = train(settings, on_progress=bar)
-    finally:
-        bar.close()
     seconds = time.perf_counter() - start
-    out = Path(args.out) if args.out else _default_out(settings, "train")
-    path = save_run(result, out)
+    path = save_run(result, out, overwrite=overwrite)
     m = result.final_metrics
     print(f"{settings.dataset} | loss {settings.loss} | centroid {settings.centroid} | noise {settings.noise} | "
           f"{settings.epochs} epochs on {result.device} in {seconds:.1f} s")
@@ -115,48 +128,46 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Train the four centroid options on the same data and seed; print a table."""
-    from fatviz.runs import save_run
+    """Train every centroid option on the same data and seed; print a table."""
+    from fatviz.centroids import CENTROIDS
+    from fatviz.runs import save_group
     from fatviz.train import compare_centroids
 
     settings = settings_from_args(args)
+    base, overwrite = _destination(args, settings, "compare")
     start = time.perf_counter()
-    if args.workers > 0:
-        results = _compare_in_workers(settings, args.workers)
-    else:
-        results = compare_centroids(settings)
+    workers = min(args.workers, len(CENTROIDS))  # one option per worker at most: more would sit idle
+    results = _compare_in_workers(settings, workers) if workers > 0 else compare_centroids(settings)
     seconds = time.perf_counter() - start
-    base = Path(args.out) if args.out else _default_out(settings, "compare")
+    save_group(results, base, overwrite=overwrite)
     cols = ("precision_at_1", "map", "nmi", "silhouette", "accuracy")
     print(f"{'option':<16}" + "".join(f"{c:>16}" for c in cols) + f"{'exact':>10}{'bound':>10}{'s':>7}")
     rows = {}
     for option, result in results.items():
         m, b = result.final_metrics, result.snapshots[-1].bound
-        save_run(result, base / option)
         rows[option] = {**m, "exact": b.get("exact"), "bound": b.get("bound"), "seconds": result.seconds}
         print(f"{option:<16}" + "".join(f"{m.get(c, float('nan')):>16.4f}" for c in cols)
               + f"{b.get('exact', float('nan')):>10.4f}{b.get('bound', float('nan')):>10.4f}{result.seconds:>7.1f}")
-    print(f"4 runs in {seconds:.1f} s, saved under {base}/")
+    print(f"{len(results)} runs in {seconds:.1f} s, saved under {base}/")
     if args.json:
         print(json.dumps({"options": rows, "seconds": seconds, "runs": str(base)}))
     return 0
 
 
 def _compare_in_workers(settings: RunSettings, workers: int) -> dict:
-    """The four options on `workers` processes (two options each, in lockstep), with a progress bar."""
+    """Every option on `workers` processes (in lockstep), with a progress bar."""
     from fatviz.jobs import JobManager
 
     # The CLI has one thread and has run no torch op yet, so forking is safe and spares each
     # worker the 2-3 s of importing torch and scikit-learn again.
     fork = "fork" in mp.get_all_start_methods()
     manager = JobManager(workers=workers, runs_dir=None, warm_up=False, start_method="fork" if fork else "spawn")
-    bar = _Progress("compare")
     try:
-        job = manager.submit("compare", settings)
-        while not job.wait(0.2):
-            bar(*job.progress)
+        with ProgressBar("compare") as bar:
+            job = manager.submit("compare", settings)
+            while not job.wait(0.2):
+                bar(*job.progress)
     finally:
-        bar.close()
         manager.shutdown()
     if job.status == "error":
         raise FatvizError(job.error)
@@ -164,69 +175,145 @@ def _compare_in_workers(settings: RunSettings, workers: int) -> dict:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    """Teacher-student label distillation with its flagged-sample report."""
-    from fatviz import distill
+    """Teacher-student label distillation: progress on stderr, the report on stdout, optionally a JSON line."""
+    from fatviz.distill import format_report, json_ready, run_distillation, save_distillation
+    from fatviz.distill.storage import check_distillation_target
 
-    return distill.cli(settings_from_args(args), args)
+    settings = settings_from_args(args)
+    out = check_distillation_target(_destination(args, settings, "distill")[0])  # it is replaced whole
+    with ProgressBar("distill") as bar:
+        result = run_distillation(settings, on_progress=bar)
+    path = save_distillation(result, out)
+    print(format_report(result))
+    print(f"saved: {path} (per-sample table: {path / 'table.csv'})")
+    if args.json:
+        print(json.dumps(json_ready({**result.report, "run": str(path)})))
+    return 0
 
 
-def cmd_bench_loss(argv: list[str]) -> int:
-    """Loss-speed benchmark (see fatviz.bench)."""
-    from fatviz import bench
+def _whole_numbers(values: list[str], option: str) -> list[int]:
+    """Accept `--sizes 256 512` and `--sizes 256,512`."""
+    try:
+        return [int(v) for item in values for v in item.split(",") if v.strip()]
+    except ValueError as err:
+        raise FatvizError(f"{option} takes whole numbers: {err}.") from None
 
-    return bench.main(argv)
+
+def cmd_bench_loss(args: argparse.Namespace) -> int:
+    """Time FAT against the triplet losses: the table on stdout, optionally a JSON line."""
+    from fatviz.bench import dataset_scaling_benchmark, format_table, loss_benchmark, summarize
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    loss = loss_benchmark(_whole_numbers(args.sizes, "--sizes"), args.dim, args.classes_per, args.repeats,
+                          args.max_seconds, args.methods, args.seed, progress, args.threads, args.min_repeat_seconds)
+    dataset = (dataset_scaling_benchmark(_whole_numbers(args.dataset_sizes, "--dataset-sizes"), args.dim,
+                                         seed=args.seed, progress=progress, threads=args.threads)
+               if args.dataset_scaling else None)
+    result = {"loss": loss, "dataset": dataset, "summary": summarize(loss, dataset)}
+    print(format_table(result))
+    if args.json:
+        print(json.dumps(result, separators=(",", ":")))
+    return 0
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """The bench-loss options."""
+    p.add_argument("--sizes", nargs="+", default=["256,512,1024,2048,4096"], help="batch sizes B")
+    p.add_argument("--dim", type=int, default=128, help="embedding dimension D")
+    p.add_argument("--classes-per", type=int, default=8, help="samples per class (K = B // this)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per size (median)")
+    p.add_argument("--max-seconds", type=float, default=3.0,
+                   help="skip a method at larger sizes once one step takes longer than this")
+    p.add_argument("--min-repeat-seconds", type=float, default=MIN_REPEAT_SECONDS,
+                   help="a timed repeat runs consecutive steps until it lasts this long")
+    p.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="subset of methods")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument("--dataset-scaling", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time one FAT epoch with whole-dataset centres for N in --dataset-sizes")
+    p.add_argument("--dataset-sizes", nargs="+", default=["1000,4000,16000,64000"], help="dataset sizes N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="end stdout with one JSON line of all figures")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a saved run's animation as a standalone HTML file."""
-    from fatviz.centroids import CENTROID_OPTIONS
+    """Export a saved run's animation (every panel of a compare group) as a standalone HTML file."""
+    from fatviz.distill.storage import STUDENT_FOLDER
     from fatviz.figures.embedding import embedding_animation
-    from fatviz.runs import load_run
+    from fatviz.runs import group_kind, load_group, load_run
 
-    folder = Path(args.run)
-    options = [o for o in CENTROID_OPTIONS if (folder / o / "run.pt").is_file()]
-    if options and not (folder / "run.pt").is_file():  # a compare-centroids folder: all panels
-        fig = embedding_animation({o: load_run(folder / o) for o in options})
-    else:
-        fig = embedding_animation(load_run(folder))
     out = Path(args.html)
+    if out.is_dir():
+        raise FatvizError(f"--html {out} is a folder; name the file to write, such as {out / 'animation.html'}.")
+    folder = Path(args.run)
+    kind = group_kind(folder)
+    if kind == "compare":
+        fig = embedding_animation(load_group(folder))
+    else:  # a distillation exports its student's animation
+        fig = embedding_animation(load_run(folder / STUDENT_FOLDER if kind == "distill" else folder))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(out, include_plotlyjs=True, full_html=True, auto_play=False)
     print(f"wrote {out}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _workers(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_workers.__name__ = "worker count"  # argparse: "invalid worker count value: '-1'"
+
+
+def build_parser() -> Parser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m fatviz", description=__doc__)
+    parser = Parser(prog="python -m fatviz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    commands: dict[str, tuple[str, Callable]] = {
+    commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
         "train": ("train one run and save it", cmd_train),
-        "compare-centroids": ("train the four centroid options side by side", cmd_compare),
+        "compare-centroids": ("train every centroid option side by side", cmd_compare),
         "distill": ("teacher-student label distillation and flagged-sample report", cmd_distill),
     }
     for name, (help_text, func) in commands.items():
-        p = sub.add_parser(name, help=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text)
         add_settings_arguments(p)
         p.set_defaults(func=func)
         if name == "compare-centroids":
-            p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                           help="worker processes (0: train in this process)")
-    sub.add_parser("bench-loss", help="loss-speed benchmark (python -m fatviz bench-loss --help)", add_help=False)
+            p.add_argument("--workers", type=_workers, default=min(2, os.cpu_count() or 1),
+                           help="worker processes, at most one per option (0: train in this process)")
+    p = sub.add_parser("bench-loss", help="time FAT against triplet losses (forward+backward per step)",
+                       description="Time FAT against triplet losses (forward+backward per step).")
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench_loss)
     p = sub.add_parser("export", help="export a saved run's animation as standalone HTML")
-    p.add_argument("run", help="run folder (or its run.pt); a compare-centroids folder exports all four panels")
+    p.add_argument("run", help="run folder (or its run.pt); a compare-centroids folder exports every panel, "
+                               "a distillation folder its student")
     p.add_argument("--html", required=True, help="output .html file")
     p.set_defaults(func=cmd_export)
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends a command like Ctrl+C: its worker processes are ended and nothing half-done is saved
+    (the default action would kill this process alone and leave its workers training)."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user mistakes print one line on stderr and exit 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    _stop_on_sigterm()
     try:
-        if argv and argv[0] == "bench-loss":
-            return cmd_bench_loss(argv[1:])
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
         return args.func(args)
     except FatvizError as exc:
         print(f"fatviz: {exc}", file=sys.stderr)

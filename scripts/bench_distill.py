@@ -1,6 +1,6 @@
 """Benchmark label distillation on digits: teacher vs confident learning, student vs noisy-label baselines.
 
-    PYTHONPATH=. python scripts/bench_distill.py [--seeds 0 1 2] [--noises symmetric:0.2 ...]
+    python scripts/bench_distill.py [--seeds 0 1 2] [--noises symmetric:0.2 ...]
 
 Each setting runs `fatviz.distill.run_distillation` with default settings (only noise
 and seed change) and prints one table row; the last stdout line is one JSON object

@@ -1,4 +1,4 @@
-"""Tests for fatviz.bench: structure and bookkeeping on tiny sizes; never a wall-clock time."""
+"""Tests for fatviz.bench and `python -m fatviz bench-loss`: structure and bookkeeping on tiny sizes; never a wall-clock time."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fatviz import bench
+from fatviz.cli import main
 from fatviz.errors import FatvizError
 
 TINY = {"sizes": (64, 128), "dim": 16, "repeats": 1, "min_repeat_seconds": 0.0}
@@ -139,10 +140,10 @@ def test_format_table(tiny_result):
     assert "whole-dataset centres" in bench.format_table(ds)
 
 
-def test_main_json_line(capsys):
-    code = bench.main(["--sizes", "32,64", "--dim", "8", "--repeats", "1", "--methods", "fat", "floor",
-                       "batch-hard", "--dataset-sizes", "100", "200", "--json", "--threads", "1",
-                       "--min-repeat-seconds", "0"])
+def test_bench_loss_json_line(capsys):
+    code = main(["bench-loss", "--sizes", "32,64", "--dim", "8", "--repeats", "1", "--methods", "fat", "floor",
+                 "batch-hard", "--dataset-sizes", "100", "200", "--json", "--threads", "1",
+                 "--min-repeat-seconds", "0"])
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
@@ -158,20 +159,22 @@ def test_main_json_line(capsys):
     assert any("FAT epoch" in line for line in out[:-1])
 
 
-def test_main_user_error(capsys):
-    assert bench.main(["--sizes", "4", "--no-dataset-scaling"]) == 2
-    assert "error:" in capsys.readouterr().err
-    assert bench.main(["--sizes", "abc", "--no-dataset-scaling"]) == 2
+@pytest.mark.parametrize("argv", [["--sizes", "4", "--no-dataset-scaling"], ["--sizes", "abc", "--no-dataset-scaling"],
+                                  ["--methods", "arcface"]])
+def test_bench_loss_user_error(capsys, argv):
+    assert main(["bench-loss", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fatviz: ")
 
 
 @pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
-def test_module_runs_as_a_script(monkeypatch, capsys):
-    # What `python -m fatviz.bench ...` runs, without paying for a second torch import.
-    monkeypatch.setattr(sys, "argv", ["fatviz.bench", "--sizes", "32", "--dim", "4", "--repeats", "1",
+def test_python_dash_m_runs_bench_loss(monkeypatch, capsys):
+    # What `python -m fatviz bench-loss ...` runs, without paying for a second torch import.
+    monkeypatch.setattr(sys, "argv", ["fatviz", "bench-loss", "--sizes", "32", "--dim", "4", "--repeats", "1",
                                       "--methods", "fat", "floor", "--no-dataset-scaling", "--json",
                                       "--min-repeat-seconds", "0"])
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("fatviz.bench", run_name="__main__")
+        runpy.run_module("fatviz", run_name="__main__")
     assert exit_info.value.code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["dataset"] is None and last["summary"]["met"]["dataset_slope"] is None

@@ -24,7 +24,10 @@ from fatviz.distill import (
     student_trainer,
     train_teacher,
 )
+from fatviz.distill import teacher as teacher_module
+from fatviz.distill.teacher import round_work
 from fatviz.errors import FatvizError
+from fatviz.progress import epoch_work
 from fatviz.settings import RunSettings
 from fatviz.train import _embed, prepare_data
 
@@ -129,7 +132,7 @@ def test_student_stays_finite(blobs_data, loss, case):
 
 def test_all_flagged_run_works(blobs_data, monkeypatch):
     # The per-class threshold makes this rare with real data, so a teacher that trusts nothing stands in.
-    monkeypatch.setattr(distill, "confident", lambda probs, given, settings: np.zeros(len(given), dtype=bool))
+    monkeypatch.setattr(teacher_module, "confident", lambda probs, given, settings: np.zeros(len(given), dtype=bool))
     result = run_distillation(BLOBS, blobs_data, baselines=False, cleanlab=False)
     assert result.table["flagged"].all()
     assert result.rounds[-1]["kept"] == 0
@@ -212,6 +215,23 @@ def test_progress_moves_forward(blobs_data):
     run_distillation(BLOBS.replace(epochs=1), blobs_data, on_progress=lambda f, m: seen.append(f), cleanlab=False,
                      baselines=False)
     assert len(seen) > 5 and seen == sorted(seen) and 0 < seen[0] and seen[-1] == pytest.approx(1.0)
+
+
+def test_progress_follows_the_work(blobs_data):
+    # Each phase counts for its samples x epochs: teacher rounds on what the last round kept,
+    # folds on (folds - 1) / folds of the data, student epochs with a snapshot each.
+    seen = []
+    result = run_distillation(BLOBS, blobs_data, on_progress=lambda f, m: seen.append((f, m)), baselines=False)
+    n = len(blobs_data.given_labels)
+    teacher = sum(round_work(BLOBS, r["round"], r["trained_on"], n) for r in result.rounds)
+    folds = epoch_work(4 * n, BLOBS.teacher_epochs)
+    student = epoch_work(n, BLOBS.epochs, snapshot_of=n)
+    last_of = {phase: max(f for f, m in seen if m.startswith(phase))
+               for phase in ("teacher", "cross-validation", "student")}
+    assert last_of["teacher"] == pytest.approx(teacher / (teacher + folds + student))
+    assert last_of["cross-validation"] == pytest.approx((teacher + folds) / (teacher + folds + student))
+    assert last_of["student"] == pytest.approx(1.0)
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
 
 
 def test_cli_json_line(tmp_path, capsys):

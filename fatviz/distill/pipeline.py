@@ -1,0 +1,106 @@
+"""The whole distillation: teacher, confident learning, student and baselines, then the report."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from fatviz.distill.confident_learning import confident_learning, cross_validated_probs, cv_work
+from fatviz.distill.report import (
+    BASELINE_COLUMNS,
+    REPORT_KEYS,
+    DistillResult,
+    confusion_table,
+    distill_notes,
+    flag_scores,
+    per_class_table,
+)
+from fatviz.distill.stopping import DistillationStopped
+from fatviz.distill.student import (
+    SCORES,
+    STUDENT,
+    baselines_work,
+    check_student_loss,
+    student_work,
+    train_baselines,
+    train_student,
+)
+from fatviz.distill.teacher import teacher_work, train_teacher
+from fatviz.progress import Phases, Progress
+from fatviz.settings import RunSettings
+from fatviz.train import PreparedData, prepare_data
+
+
+def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
+                     should_stop: Callable[[], bool] | None = None, on_progress: Progress | None = None,
+                     baselines: bool = True, cleanlab: bool = True) -> DistillResult:
+    """Teacher rounds, soft labels, student, confident learning and baselines, with the report.
+
+    A stop request (`should_stop()` returning True, polled between batches) raises
+    DistillationStopped, a FatvizError: a half-made teacher or student would be reported
+    as if it were finished, so nothing partial is returned or saved. Progress counts the
+    work of every phase in sample-epochs (see fatviz.progress), so it grows at a steady pace.
+    """
+    check_student_loss(settings)  # fail before the teacher trains, not after
+    start = time.perf_counter()
+    data = data if data is not None else prepare_data(settings)
+    n = len(data.given_labels)
+    weights = {"teacher": teacher_work(settings, n)}
+    if cleanlab:
+        weights["cleanlab"] = cv_work(settings, data)
+    weights["student"] = student_work(settings, n)
+    if baselines:
+        weights["baselines"] = baselines_work(settings, n)
+    phases = Phases(weights, on_progress, should_stop, stopped=DistillationStopped)
+
+    ds = data.dataset
+    given, true, flipped = data.given_labels, ds.y_train, data.noisy.flipped
+    teacher = train_teacher(settings, data, should_stop=should_stop, on_progress=phases.part("teacher"))
+    phases.check()
+    soft = teacher.soft_labels(settings.temperature)
+    probs = teacher.probs
+    flagged = ~teacher.kept
+    teacher_label = probs.argmax(axis=1)
+
+    cl_flagged = np.zeros(n, dtype=bool)
+    if cleanlab:
+        pred_probs = cross_validated_probs(settings, data, should_stop=should_stop, on_progress=phases.part("cleanlab"))
+        cl_flagged = confident_learning(given, pred_probs)
+        phases.check()
+
+    student = train_student(settings, data, soft, teacher.kept, should_stop=should_stop,
+                            on_progress=phases.part("student"))
+    rows = {STUDENT: {**{k: student.final_metrics[k] for k in SCORES}, "seconds": student.seconds}}
+    if baselines:
+        phases.check()
+        rows.update(train_baselines(settings, data, should_stop=should_stop, on_progress=phases.part("baselines")))
+    baseline_frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(BASELINE_COLUMNS))
+
+    ours = flag_scores(flagged, flipped)
+    theirs = flag_scores(cl_flagged, flipped) if cleanlab else dict.fromkeys(ours, math.nan)
+    nan = math.nan
+    fat_noisy = rows.get("fat (noisy labels)", {})
+    report = {
+        "flag_precision": ours["precision"], "flag_recall": ours["recall"], "flag_f1": ours["f1"],
+        "kept_label_precision": float((given == true)[teacher.kept].mean()) if teacher.kept.any() else nan,
+        "n_flagged": ours["n_flagged"], "n_flipped": ours["n_flipped"],
+        "cleanlab_precision": theirs["precision"], "cleanlab_recall": theirs["recall"],
+        "cleanlab_f1": theirs["f1"], "cleanlab_n_flagged": theirs["n_flagged"],
+        "student_precision_at_1": rows[STUDENT]["precision_at_1"], "student_map": rows[STUDENT]["map"],
+        "baseline_precision_at_1": fat_noisy.get("precision_at_1", nan), "baseline_map": fat_noisy.get("map", nan),
+        "seconds": time.perf_counter() - start,
+    }
+    table = pd.DataFrame({
+        "index": np.arange(n), "true_label": true, "given_label": given, "teacher_label": teacher_label,
+        "score": probs[np.arange(n), given].astype(np.float64), "flagged": flagged,
+        "round_discarded": teacher.round_discarded, "was_flipped": flipped, "cleanlab_flagged": cl_flagged,
+    })
+    return DistillResult(
+        settings=settings, table=table, rounds=teacher.rounds, report={k: float(report[k]) for k in REPORT_KEYS},
+        per_class=per_class_table(given, flagged, flipped, ds.num_classes),
+        confusion=confusion_table(given, teacher_label, true), baselines=baseline_frame, soft_labels=soft,
+        student=student, notes=distill_notes(settings, data, teacher, cleanlab, baselines), history=teacher.history)

@@ -1,0 +1,153 @@
+"""What a distillation found: the flagged set scored against the flips, its tables, notes and text report."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fatviz.distill.confident_learning import CV_FOLDS
+from fatviz.distill.student import SCORES
+from fatviz.distill.teacher import Teacher
+from fatviz.settings import RunSettings
+from fatviz.train import PreparedData, RunResult
+
+TABLE_COLUMNS = ("index", "true_label", "given_label", "teacher_label", "score", "flagged", "round_discarded",
+                 "was_flipped", "cleanlab_flagged")
+PER_CLASS_COLUMNS = ("class", "n", "n_flipped", "n_flagged", "precision", "recall", "f1")
+CONFUSION_COLUMNS = ("given_label", "teacher_label", "true_label", "count")
+BASELINE_COLUMNS = (*SCORES, "seconds")
+REPORT_KEYS = ("flag_precision", "flag_recall", "flag_f1", "kept_label_precision", "n_flagged", "n_flipped",
+               "cleanlab_precision", "cleanlab_recall", "cleanlab_f1", "cleanlab_n_flagged",
+               "student_precision_at_1", "student_map", "baseline_precision_at_1", "baseline_map", "seconds")
+
+
+@dataclass(eq=False)
+class DistillResult:
+    """A finished distillation: the per-sample table, the report, the student run and its baselines."""
+
+    settings: RunSettings
+    # One row per training sample, TABLE_COLUMNS. score and teacher_label come from the final
+    # teacher's softmax averaged over its last round's epochs; cleanlab_flagged is all False
+    # when confident learning was skipped.
+    table: pd.DataFrame
+    rounds: list[dict]  # per teacher round: round, trained_on, kept, kept_per_class, epochs
+    report: dict[str, float]  # REPORT_KEYS; NaN for a part that was skipped
+    per_class: pd.DataFrame  # PER_CLASS_COLUMNS, one row per given label
+    confusion: pd.DataFrame  # CONFUSION_COLUMNS, nonzero rows only
+    baselines: pd.DataFrame  # index: "student" and BASELINES names; BASELINE_COLUMNS
+    soft_labels: np.ndarray  # (N, K) float32, rows sum to one
+    student: RunResult
+    notes: list[str]
+    history: dict[str, np.ndarray] = field(default_factory=dict)  # per round: "kept", "score", "teacher_label"
+
+    def to_csv(self) -> str:
+        """The per-sample table as CSV text."""
+        return self.table.to_csv(index=False)
+
+
+def flag_scores(flagged: np.ndarray, flipped: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 of flagged samples against the truly flipped ones.
+
+    With nothing flagged precision is 1 (no false alarm); with nothing flipped recall is
+    1 (nothing was missed): zero-noise runs then score F1 = 1 only if nothing is flagged.
+    """
+    tp = float((flagged & flipped).sum())
+    n_flagged, n_flipped = float(flagged.sum()), float(flipped.sum())
+    precision = tp / n_flagged if n_flagged else 1.0
+    recall = tp / n_flipped if n_flipped else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "n_flagged": n_flagged, "n_flipped": n_flipped}
+
+
+def per_class_table(given: np.ndarray, flagged: np.ndarray, flipped: np.ndarray, num_classes: int) -> pd.DataFrame:
+    """Flag precision, recall and F1 within each given label."""
+    rows = []
+    for k in range(num_classes):
+        m = given == k
+        s = flag_scores(flagged[m], flipped[m])
+        rows.append({"class": k, "n": int(m.sum()), "n_flipped": int(s["n_flipped"]), "n_flagged": int(s["n_flagged"]),
+                     "precision": s["precision"], "recall": s["recall"], "f1": s["f1"]})
+    return pd.DataFrame(rows, columns=list(PER_CLASS_COLUMNS))
+
+
+def confusion_table(given: np.ndarray, teacher: np.ndarray, true: np.ndarray) -> pd.DataFrame:
+    """Counts of (given label, teacher label, true label) triples, nonzero rows only."""
+    frame = pd.DataFrame({"given_label": given, "teacher_label": teacher, "true_label": true})
+    counts = frame.value_counts(sort=False).rename("count").reset_index()
+    return counts.sort_values(list(CONFUSION_COLUMNS[:3]), ignore_index=True)[list(CONFUSION_COLUMNS)]
+
+
+def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, cleanlab: bool,
+                  baselines: bool) -> list[str]:
+    """Plain-language notes on what each number rests on, and on anything unusual in this run."""
+    s = settings
+    names = data.dataset.class_names
+    rule = (f"top class = given label, with probability >= {s.confidence_threshold:g} or, in a class that "
+            "scores lower on average, >= that average"
+            if s.confidence_rule == "agree" else
+            f"the {s.keep_fraction:.0%} lowest-loss samples of each given label")
+    notes = [
+        (f"Teacher: cross-entropy on all {len(data.given_labels)} given labels for {s.teacher_epochs} epochs, "
+         f"then {s.teacher_rounds} round(s) of {s.round_epochs} epochs on the samples it was confident about "
+         f"({rule}), each round continuing from the last."),
+        ("Teacher scores are in-sample: its softmax on the training samples, averaged over the epochs of its last "
+         "round (kept samples were trained on, flagged ones were not). Averaging over epochs keeps scores from "
+         "early in training, before flipped labels are memorised."),
+    ]
+    if cleanlab:
+        notes.append(f"Confident learning (cleanlab find_label_issues) used out-of-sample probabilities: "
+                     f"{CV_FOLDS}-fold stratified cross-validation of the same model trained {s.teacher_epochs} "
+                     "epochs with cross-entropy on the other folds, as cleanlab requires "
+                     "(in-sample probabilities are overconfident).")
+    notes.append(f"Student: {s.loss} for {s.epochs} epochs on the given labels; class centres from kept samples "
+                 "only" + (
+                     f"; cross-entropy targets are the teacher's soft labels (temperature {s.temperature:g})."
+                     if s.loss == "hybrid" else "."))
+    if baselines:
+        notes.append(f"Baselines train on the given (noisy) labels with no teacher: `fat (noisy labels)` is the "
+                     f"student's own loss ({s.loss}); all are scored on the test split with true labels.")
+    notes.append("Per-class figures group samples by their given label.")
+    empty = [names[k] for k, n in enumerate(np.bincount(data.given_labels[teacher.kept],
+                                                        minlength=len(names))) if n == 0]
+    if not teacher.kept.any():
+        notes.append("The teacher kept no sample, so every sample is flagged and the student has no class "
+                     "centre: its FAT term is zero" + (" and only cross-entropy on soft labels trains it."
+                                                       if s.loss == "hybrid" else " and it does not learn."))
+    elif empty:
+        notes.append(f"No kept sample in class(es) {', '.join(map(str, empty))}: the student gives them no "
+                     "centre (left out of the negatives; their anchors add no positive term).")
+    if teacher.stopped_early:
+        notes.append("The teacher ran out of confident samples before its last round, so it stopped there.")
+    if not data.noisy.flipped.any():
+        notes.append("No label was flipped: recall is 1 by convention and every flag is a false alarm.")
+    return notes
+
+
+def format_report(result: DistillResult) -> str:
+    """The report as plain text for a terminal."""
+    s, r = result.settings, result.report
+    title = (f"distillation | {s.dataset} | noise {s.noise} | seed {s.seed} | student {s.loss} | "
+             f"{r['seconds']:.1f} s")
+    lines = [title, "", "teacher rounds", "  round  trained_on  epochs   kept  kept per class"]
+    for row in result.rounds:
+        lines.append(f"  {row['round']:>5}  {row['trained_on']:>10}  {row['epochs']:>6}  {row['kept']:>5}  "
+                     f"{' '.join(map(str, row['kept_per_class']))}")
+    lines += ["", f"flagged samples against the {int(r['n_flipped'])} truly flipped labels",
+              f"  {'method':<24}{'flagged':>8}{'precision':>11}{'recall':>8}{'F1':>7}"]
+    methods = [("teacher (in-sample)", "flag", "n_flagged")]
+    if math.isfinite(r["cleanlab_f1"]):
+        methods.append((f"cleanlab ({CV_FOLDS}-fold CV)", "cleanlab", "cleanlab_n_flagged"))
+    for name, prefix, count in methods:
+        lines.append(f"  {name:<24}{int(r[count]):>8}{r[prefix + '_precision']:>11.3f}"
+                     f"{r[prefix + '_recall']:>8.3f}{r[prefix + '_f1']:>7.3f}")
+    lines.append(f"  kept label precision (share of kept samples whose given label is true): "
+                 f"{r['kept_label_precision']:.3f}")
+    lines += ["", "test split, true labels", f"  {'model':<30}{'P@1':>7}{'mAP':>7}{'NMI':>7}{'s':>7}"]
+    for name, row in result.baselines.iterrows():
+        lines.append(f"  {name:<30}{row['precision_at_1']:>7.3f}{row['map']:>7.3f}{row['nmi']:>7.3f}"
+                     f"{row['seconds']:>7.1f}")
+    lines += ["", "notes"] + [f"  - {n}" for n in result.notes]
+    return "\n".join(lines)

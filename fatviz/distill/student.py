@@ -1,0 +1,94 @@
+"""The student (FAT or hybrid on the given labels, centres from kept samples) and its baselines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from fatviz.distill.stopping import fit_or_stop
+from fatviz.errors import FatvizError
+from fatviz.losses import LOSSES
+from fatviz.progress import Phases, Progress, epoch_work
+from fatviz.settings import RunSettings
+from fatviz.train import PreparedData, RunResult, Targets, Trainer
+
+STUDENT = "student"
+BASELINES = {  # row name -> loss trained on the given (noisy) labels; None: the student's own loss
+    "fat (noisy labels)": None,
+    "batch-hard (noisy labels)": "triplet-hard",
+    "cross-entropy (noisy labels)": "ce",
+}
+SCORES = ("precision_at_1", "map", "nmi")  # what the baselines table keeps of each model's test metrics
+
+
+def check_student_loss(settings: RunSettings) -> None:
+    """Refuse a student loss outside the FAT family (it would have no class centres to protect)."""
+    if not LOSSES.get(settings.loss).uses_centres:
+        family = [name for name, spec in LOSSES.items() if spec.uses_centres]
+        raise FatvizError(f"The student trains with {', '.join(family)}; loss = {settings.loss!r} is "
+                          "not one of them. Set loss to hybrid (the default) to distil.")
+
+
+def student_trainer(settings: RunSettings, data: PreparedData, soft: np.ndarray, kept: np.ndarray) -> Trainer:
+    """The student's Trainer: settings.loss on the given labels, centres from kept samples only.
+
+    With hybrid, cross-entropy takes the soft labels as targets. Every anchor keeps its
+    given label: a flagged one is pulled toward a centre that only kept samples shaped,
+    so it cannot drag that centre. Relabelling flagged anchors with the teacher's label
+    instead measured no better (student precision@1 on digits, 4 noise settings x 4
+    seeds: 0.950 against 0.954). A class with no kept member has no centre: the loss
+    leaves it out of the negatives and its anchors add no positive term, so nothing
+    divides by zero.
+    """
+    check_student_loss(settings)
+    return Trainer(settings, data, Targets(soft=soft, centre_weights=kept.astype(np.float32)))
+
+
+def student_work(settings: RunSettings, n: int) -> float:
+    """The student's work: its epochs on all n samples, with a snapshot after each."""
+    return epoch_work(n, settings.epochs, snapshot_of=n)
+
+
+def train_student(settings: RunSettings, data: PreparedData, soft: np.ndarray, kept: np.ndarray, *,
+                  should_stop: Callable[[], bool] | None = None, on_progress: Progress | None = None) -> RunResult:
+    """Train the student (see student_trainer) with a snapshot per epoch, for the embedding animation."""
+    trainer = student_trainer(settings, data, soft, kept)
+    report = None if on_progress is None else (lambda f, msg: on_progress(f, f"student, {msg}"))
+    result = fit_or_stop(trainer, "while the student trained", should_stop, report)
+    # Pages mark the flagged points in the student's embedding animation.
+    result.extras["vis_flagged"] = ~kept[result.vis_idx]
+    return result
+
+
+def _baseline_settings(settings: RunSettings) -> dict[str, RunSettings]:
+    return {name: settings.replace(loss=loss or settings.loss) for name, loss in BASELINES.items()}
+
+
+def _baseline_work(settings: RunSettings, n: int) -> float:
+    # Without snapshots, a loss with centres passes the whole training split forward each epoch for them.
+    return epoch_work(n, settings.epochs, forward=n if LOSSES.get(settings.loss).uses_centres else 0)
+
+
+def baselines_work(settings: RunSettings, n: int) -> float:
+    """The baselines' work, in sample-epochs."""
+    return sum(_baseline_work(s, n) for s in _baseline_settings(settings).values())
+
+
+def train_baselines(settings: RunSettings, data: PreparedData, *, should_stop: Callable[[], bool] | None = None,
+                    on_progress: Progress | None = None) -> dict[str, dict[str, float]]:
+    """The student's loss, batch-hard triplet and cross-entropy, each on the given (noisy) labels."""
+    runs = _baseline_settings(settings)
+    n = len(data.given_labels)
+    phases = Phases({name: _baseline_work(s, n) for name, s in runs.items()}, on_progress)
+    out = {}
+    for name, run_settings in runs.items():
+        start = time.perf_counter()
+        trainer = Trainer(run_settings, data, snapshots=False)
+        part = phases.part(name)
+        report = None if part is None else (lambda f, msg, name=name, part=part: part(f, f"baseline {name}, {msg}"))
+        fit_or_stop(trainer, "while a baseline trained", should_stop, report)
+        m = trainer.evaluate()
+        out[name] = {**{k: m[k] for k in SCORES}, "seconds": time.perf_counter() - start}
+    return out
