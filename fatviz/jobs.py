@@ -219,6 +219,9 @@ def _init_worker(events: Any, stop_dir: str, warm_up: bool, niceness: int = 0) -
     # Ctrl+C reaches the whole process group: the parent ends its workers, so they ignore it
     # (no KeyboardInterrupt traceback from each worker).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the parent's handlers (the CLI turns SIGTERM into Ctrl+C); a
+    # worker the parent terminates should simply end.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if niceness and hasattr(os, "nice"):
         # Below the app and the browser: they draw the epochs, training takes every idle cycle.
         try:
@@ -540,8 +543,13 @@ class JobManager:
             else:
                 job._end("error", str(exc))
         except Exception as exc:  # a worker crash must not take the app down
-            traceback.print_exc()
-            job._end("error", f"{type(exc).__name__}: {exc}")
+            if self._closing:
+                job._end("error", "The app is shutting down.")
+            else:
+                traceback.print_exc()
+                job._end("error", f"{type(exc).__name__}: {exc}")
+        except BaseException:  # an interrupt inside a worker while the process shuts down
+            job._end("error", "The app is shutting down.")
         finally:
             if not job.done:
                 job._end("error", "The job ended unexpectedly.")

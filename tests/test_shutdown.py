@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,3 +68,55 @@ def test_a_signal_during_training_ends_workers_within_seconds(tmp_path, sig, gro
     assert "Traceback" not in err, err
     assert "FINISHED" not in out
     assert not list(tmp_path.glob("**/run.pt"))  # the interrupted job is not saved as finished
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker states from /proc")
+def test_sigterm_to_the_cli_ends_its_workers_and_saves_nothing(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "fatviz", "compare-centroids", "--dataset", "blobs", "--epochs",
+                             "100", "--workers", "2", "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.perf_counter() + 120
+        workers: list[int] = []
+        while time.perf_counter() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = _children(proc.pid)  # forked workers (and the resource tracker, if any)
+        assert workers, "no worker started"
+        # Let them train: the bar leaves "starting" once the first epoch arrives.
+        chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: [chunks.append(c) for c in iter(
+            lambda: os.read(proc.stderr.fileno(), 4096), b"")], daemon=True)
+        reader.start()
+        while b"epoch" not in b"".join(chunks) and time.perf_counter() < deadline:
+            time.sleep(0.2)
+        started = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        seconds = time.perf_counter() - started
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = b"".join(chunks).decode(errors="replace")
+    assert "epoch" in err, err
+    print(f"CLI exit after SIGTERM: {seconds:.2f} s")
+    assert seconds < 10 and proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err, err
+    deadline = time.perf_counter() + 5
+    while any(_alive(p) for p in workers) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in workers)
+    assert not list(tmp_path.glob("**/run.pt"))
