@@ -20,4 +20,5 @@ def main() -> None:
     st.navigation(pages).run()
 
 
-main()
+if __name__ == "__main__":  # `streamlit run app.py` runs this file as __main__; tests import PAGES
+    main()

@@ -1,4 +1,4 @@
-"""The geometry behind the 2-D teaching view of the triplet bound (FAT_METHOD.md section 2).
+"""The geometry behind the 2-D teaching view of the triplet bound (docs/METHOD.md section 2).
 
 For one triplet (anchor a, positive p, negative n) in a centroid option's anchor space:
 
@@ -6,7 +6,7 @@ For one triplet (anchor a, positive p, negative n) in a centroid option's anchor
 
 `bound_terms` returns every number of both sides; `hardest_triplet` picks the triplet
 a teacher wants to show first; `whole_set_bounds` gives the exact loss against the bound
-over all triplets for each of the four options. Nothing here draws.
+over all triplets for each centroid option. Nothing here draws.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from fatviz.centroids import (
-    CENTROID_OPTIONS,
+    CENTROIDS,
     anchor_space,
     check_option,
     compute_centroids,
@@ -161,8 +161,9 @@ def hardest_triplet(points: np.ndarray, labels: np.ndarray, option: str = "norm-
 
 
 def whole_set_bounds(points: np.ndarray, labels: np.ndarray, margin: float | None = None,
-                     options: tuple[str, ...] = CENTROID_OPTIONS) -> pd.DataFrame:
-    """Exact mean triplet loss and the FAT bound over all triplets, one row per centroid option.
+                     options: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Exact mean triplet loss and the FAT bound over all triplets, one row per centroid option
+    (every registered one unless `options` names some).
 
     Columns: margin, exact, point_to_set, radius_term, bound (= point_to_set + radius_term),
     gap (= bound - exact), triplets. margin=None uses each option's default.
@@ -170,7 +171,7 @@ def whole_set_bounds(points: np.ndarray, labels: np.ndarray, margin: float | Non
     x = torch.as_tensor(np.asarray(points, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     rows = []
-    for option in options:
+    for option in CENTROIDS.names() if options is None else options:
         b = triplet_bound(x, y, option, margin)
         rows.append({"option": option, "margin": b.margin, "exact": b.exact, "point_to_set": b.point_to_set,
                      "radius_term": b.radius_term, "bound": b.bound, "gap": b.gap, "triplets": b.num_triplets})

@@ -1,4 +1,4 @@
-"""The four centroid options of FAT (FAT_METHOD.md section 3): class centres, radii, counts.
+"""The four centroid options of FAT (docs/METHOD.md section 3): class centres, radii, counts.
 
 | option           | centre                          | anchor space  |
 |------------------|---------------------------------|---------------|

@@ -319,7 +319,7 @@ class BoundResult:
 
 def triplet_bound(embeddings: torch.Tensor, labels: torch.Tensor, option: str = "norm-mean-norm",
                   margin: float | None = None) -> BoundResult:
-    """Exact mean triplet hinge and the mean FAT_METHOD.md section 2 upper bound over the same triplets.
+    """Exact mean triplet hinge and the mean docs/METHOD.md section 2 upper bound over the same triplets.
 
     The bound for (a, p, n) is max(0, d(a, c_ya) - d(a, c_yn) + m) + R_ya + R_yn, with R
     the max radius of each class. It does not depend on p or on which member of y_n is n,

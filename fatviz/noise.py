@@ -63,7 +63,7 @@ def parse_noise(spec: str) -> tuple[str, float]:
 def add_label_noise(
     labels: np.ndarray, kind: str, rate: float, num_classes: int, seed: int
 ) -> NoisyLabels:
-    """Flip labels with the symmetric or pairflip convention (FAT_METHOD.md §5), seeded."""
+    """Flip labels with the symmetric or pairflip convention (docs/METHOD.md section 6), seeded."""
     _check(kind, rate)
     original = np.asarray(labels).astype(np.int64)
     if kind == "none" or rate == 0.0:

@@ -11,30 +11,17 @@ from fatviz.figures.curves import (
     metric_curves,
     metrics_table,
 )
-from fatviz.figures.embedding import (
-    COLOUR_BY,
-    COLOUR_BY_LABELS,
-    NONLINEAR_EPOCHS,
-    ZOOMS,
-    nearest_neighbours,
-)
+from fatviz.figures.embedding import COLOUR_BY, COLOUR_BY_LABELS, ZOOMS
 from fatviz.jobs import job_key
-from fatviz.projection import PROJECTIONS
-from pages.common import (
-    apply_presentation_css,
-    job_manager,
-    job_runs,
-    prepared_data,
-    presentation,
-    show_job_animation,
-    sidebar_settings,
-    start_job,
-)
+from fatviz.projection import NONLINEAR_EPOCHS, PROJECTIONS, nearest_neighbours
+from pages.ui.live import job_manager, job_runs, prepared_data, show_job_animation, start_job, stop_job
+from pages.ui.look import presentation, start_page
+from pages.ui.sidebar import sidebar_settings
 
 PROJECTION_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 NEIGHBOURS = 6
 
-apply_presentation_css()
+start_page()
 # Digits are 8x8 pixels: keep them crisp when enlarged.
 st.markdown("<style>[data-testid='stImage'] img {image-rendering: pixelated;}</style>", unsafe_allow_html=True)
 st.title("Centroid explorer")
@@ -58,8 +45,8 @@ if job is None and (saved or first_visit):
 if job is None or job.status in ("error", "stopped"):
     label = "Train the four options" if job is None else "Train again"
     if st.button(label, type="primary", icon=":material/model_training:",
-                 help=f"{settings.epochs} epochs × 4 centroid options, in the background"):
-        job = start_job("compare", settings)
+                 help=f"{settings.epochs} epochs × each centroid option, in the background"):
+        job = start_job("compare", settings, retrain=job is not None)
     elif job is None:
         st.info("These settings have not been trained yet. Press **Train the four options**: "
                 "the panels fill in epoch by epoch while training runs.")
@@ -84,7 +71,7 @@ zoom = controls[2].segmented_control(
     format_func={"follow": "follow points", "fixed": "fixed"}.get,
     help="follow: each epoch framed on its own points; fixed: one range for all epochs (shows growth).")
 if not job.done and controls[3].button("Stop", icon=":material/stop:", help="Stop after the current batch"):
-    job.stop()
+    stop_job(job)
 if method != "pca":
     st.caption(f"{PROJECTION_LABELS[method]} fits each epoch on its own (seconds per panel and epoch), so it "
                f"animates {NONLINEAR_EPOCHS} epochs spread over training, once training ends; PCA meanwhile.")

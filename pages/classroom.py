@@ -8,25 +8,15 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from fatviz.centroids import CENTROID_OPTIONS
 from fatviz.errors import FatvizError
 from fatviz.figures.embedding import PointLabels
+from fatviz.paths import Root, allowed_roots, resolve_under
 from fatviz.presets import PRESETS, preset_name
-from fatviz.runs import list_runs, load_run
+from fatviz.runs import RUN_FILE, list_groups, list_runs, load_group
 from fatviz.settings import RunSettings
-from pages.common import (
-    RUNS_DIR,
-    animation_figure,
-    apply_presentation_css,
-    job_runs,
-    plot_embedding,
-    presentation,
-    show_error,
-    show_job_animation,
-    sidebar_settings,
-    start_job,
-    use_preset,
-)
+from pages.ui.live import animation_figure, job_labels, job_runs, show_job_animation, start_job
+from pages.ui.look import plot_embedding, presentation, show_error, start_page
+from pages.ui.sidebar import sidebar_settings, use_preset
 
 SOURCES = ("these settings", "a saved run")
 MAX_SAVED = 30
@@ -41,27 +31,19 @@ def summary(s: RunSettings) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def load_group(folder: str, stamp: float) -> dict:
-    """The runs saved in a folder: {option: RunResult} for a comparison, {centroid: RunResult} for one run."""
-    base = Path(folder)
-    if (base / "run.pt").is_file():
-        result = load_run(base)
-        return {result.settings.centroid: result}
-    found = {o: load_run(base / o) for o in CENTROID_OPTIONS if (base / o / "run.pt").is_file()}
-    if not found:
-        raise FatvizError(f"{folder} holds no saved run: pick a folder with run.pt, or with one "
-                          f"sub-folder per centroid option ({', '.join(CENTROID_OPTIONS)}).")
-    return found
+def saved_group(folder: str, stamp: float) -> dict:
+    """The runs saved in a folder ({option: RunResult}), read once per change (`stamp`) for all sessions."""
+    return load_group(folder)
 
 
-def saved_folders(root: str) -> list[Path]:
-    """Saved runs under root, newest first, a comparison's four option folders counted once."""
-    folders: list[Path] = []
-    for run in list_runs(root):
-        folder = run.parent if run.name in CENTROID_OPTIONS else run
-        if folder not in folders:
-            folders.append(folder)
-    return folders[:MAX_SAVED]
+def saved_folders(root: Root) -> list[Path]:
+    """Saved comparisons and single runs under the runs root (a few levels down at most), newest first."""
+    return [folder for folder, kind in list_groups(root.path) if kind in ("compare", "train")][:MAX_SAVED]
+
+
+def shown_name(folder: Path, root: Root) -> str:
+    """A run folder as the page shows it: under the runs root's configured name, never the server's path."""
+    return str(Path(root.name) / folder.relative_to(root.path))
 
 
 def toggle_presentation() -> None:
@@ -88,7 +70,7 @@ def export_button(fig, name: str) -> None:
                        file_name=f"fatviz-{name}.html", mime="text/html", on_click="ignore")
 
 
-apply_presentation_css()
+start_page()
 pres = presentation()
 settings = sidebar_settings()
 
@@ -125,36 +107,36 @@ if source == SOURCES[0]:
     columns = 4 if pres else None  # a projector is wide: all four panels on one screen
     show_job_animation(job, key=f"classroom-{job.key}", columns=columns)
     if job.done and job.status != "error" and job.frames() > 0:
-        fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), PointLabels.from_result(
-            next(iter(job.results.values()))), columns=columns)
+        fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), job_labels(job), columns=columns)
         if fig is not None and not pres:
             export_button(fig, job.key)
 else:
-    folders = saved_folders(RUNS_DIR)
-    typed = st.text_input("Run folder", placeholder=f"a folder under {RUNS_DIR}/, or any path",
-                          key="classroom_folder", help="A folder with run.pt, or with one sub-folder per option.")
+    root = allowed_roots("runs")[0]
+    folders = saved_folders(root)
+    typed = st.text_input("Run folder", placeholder=f"a folder under {root.name}/", key="classroom_folder",
+                          help=f"A folder under {root.name}/ with {RUN_FILE}, or with one sub-folder per option.")
     if folders:
         picked = st.selectbox("Saved runs (newest first)", folders, key="classroom_saved",
                               format_func=lambda p: f"{p.name} · saved {datetime.fromtimestamp(p.stat().st_mtime):%d %b %H:%M}")
     else:
         picked = None
-        st.info(f"No saved run in {RUNS_DIR}/ yet: finished trainings are saved there automatically, "
+        st.info(f"No saved run in {root.name}/ yet: finished trainings are saved there automatically, "
                 "or type a run folder above.")
-    folder = Path(typed.strip()) if typed.strip() else picked
-    if folder is None:
-        st.stop()
-    if not folder.is_dir():
-        show_error(FatvizError(f"{folder} is not a folder: type the path of a saved run folder "
-                               f"(for example one under {RUNS_DIR}/)."))
+    if picked is None and not typed.strip():
         st.stop()
     try:
-        stamp = max((p.stat().st_mtime for p in folder.glob("**/run.pt")), default=0.0)
-        results = load_group(str(folder), stamp)
+        folder = resolve_under(typed, (root,), "run folder") if typed.strip() else picked
+        if not folder.is_dir():
+            raise FatvizError(f"{shown_name(folder, root)} is not a folder: type the name of a saved run "
+                              f"folder under {root.name}/.")
+        # The option folders of a comparison, or the run itself: never deeper.
+        stamp = max(((p / RUN_FILE).stat().st_mtime for p in list_runs(folder, depth=1)), default=0.0)
+        results = saved_group(str(folder), stamp)
     except FatvizError as exc:
         show_error(exc)
         st.stop()
     first = next(iter(results.values()))
-    st.markdown(f"**{summary(first.settings)}** — loaded from `{folder}`, no training")
+    st.markdown(f"**{summary(first.settings)}** — loaded from `{shown_name(folder, root)}`, no training")
     fig = animation_figure(f"{folder}:{stamp}", {o: r.snapshots for o, r in results.items()},
                            PointLabels.from_result(first), columns=4 if pres else None)
     if fig is not None:

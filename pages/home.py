@@ -4,17 +4,11 @@ import threading
 
 import streamlit as st
 
-from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.centroids import CENTROIDS
 from fatviz.figures.embedding import placeholder_figure
 from fatviz.settings import RunSettings
-from pages.common import (
-    apply_presentation_css,
-    job_manager,
-    prepared_data,
-    presentation,
-    show_job_animation,
-    start_job,
-)
+from pages.ui.live import job_manager, prepared_data, show_job_animation, start_job
+from pages.ui.look import presentation, start_page
 
 
 @st.cache_resource(show_spinner=False)
@@ -30,7 +24,7 @@ def warm_up(_settings: RunSettings) -> threading.Thread:
     return thread
 
 
-apply_presentation_css()
+start_page()
 settings = RunSettings()
 warm_up(settings)
 
@@ -81,6 +75,6 @@ if st.session_state.get("home_demo"):
                        "(PCA fitted once across all epochs). Press ▶ Play to watch training; "
                        "open the **Centroid explorer** for metrics, the bound, and single samples.")
 else:
-    st.plotly_chart(placeholder_figure(CENTROID_OPTIONS, "Press <b>Run the demo</b>: the four runs appear "
+    st.plotly_chart(placeholder_figure(CENTROIDS.names(), "Press <b>Run the demo</b>: the four runs appear "
                                        "here, epoch by epoch", columns=4, presentation=presentation()),
                     theme=None, config={"staticPlot": True}, key="home_placeholder")

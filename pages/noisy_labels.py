@@ -21,18 +21,10 @@ from fatviz.figures.labels import (
     score_figure,
 )
 from fatviz.jobs import job_key
-from fatviz.settings import CONFIDENCE_RULES, RunSettings
-from pages.common import (
-    apply_presentation_css,
-    job_manager,
-    job_status,
-    prepared_data,
-    presentation,
-    show_error,
-    sidebar_settings,
-    start_job,
-    url_settings,
-)
+from fatviz.settings import RunSettings
+from pages.ui.live import job_manager, job_status, prepared_data, start_job, stop_job
+from pages.ui.look import presentation, show_error, start_page
+from pages.ui.sidebar import choices, limits, link_settings, sidebar_settings
 
 # Distillation controls on this page: widget key -> RunSettings field.
 DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_rounds",
@@ -54,21 +46,22 @@ def distill_controls(base: RunSettings) -> dict:
         st.session_state["nl_seeded"] = True
     with st.expander("Teacher and student", expanded=True):
         c1, c2, c3, c4 = st.columns(4)
-        c1.slider("Teacher epochs", 1, 30, key="nl_teacher_epochs",
+        c1.slider("Teacher epochs", *limits("teacher_epochs"), key="nl_teacher_epochs",
                   help="Cross-entropy on all (noisy) labels first; a briefly trained network is sure of clean samples.")
-        c2.slider("Rounds", 0, 10, key="nl_rounds", help="Each round retrains on the samples kept so far.")
-        c3.slider("Epochs per round", 1, 20, key="nl_round_epochs")
-        c4.slider("Temperature", 0.1, 5.0, step=0.1, key="nl_temperature",
+        c2.slider("Rounds", *limits("teacher_rounds"), key="nl_rounds",
+                  help="Each round retrains on the samples kept so far.")
+        c3.slider("Epochs per round", *limits("round_epochs"), key="nl_round_epochs")
+        c4.slider("Temperature", *limits("temperature"), step=0.1, key="nl_temperature",
                   help="Softens the teacher's softmax before it becomes the student's soft labels.")
         c5, c6 = st.columns(2)
-        c5.radio("Keep a sample when", CONFIDENCE_RULES, key="nl_rule", horizontal=True,
+        c5.radio("Keep a sample when", choices("confidence_rule"), key="nl_rule", horizontal=True,
                  format_func={"agree": "the teacher agrees, above a threshold",
                               "small-loss": "its loss is among the smallest"}.get)
         if st.session_state["nl_rule"] == "agree":
-            c6.slider("Confidence threshold", 0.0, 1.0, step=0.05, key="nl_threshold",
+            c6.slider("Confidence threshold", *limits("confidence_threshold"), step=0.05, key="nl_threshold",
                       help="Keep a sample when the teacher predicts its given label with at least this probability.")
         else:
-            c6.slider("Keep fraction", 0.05, 1.0, step=0.05, key="nl_keep",
+            c6.slider("Keep fraction", *limits("keep_fraction"), step=0.05, key="nl_keep",
                       help="Keep this share of each round's samples: those with the smallest loss.")
     return {name: st.session_state[key] for key, name in DISTILL_FIELDS.items()}
 
@@ -80,7 +73,7 @@ def follow(job) -> None:
         st.rerun()
     job_status(job)
     if st.button("Stop", icon=":material/stop:"):
-        job.stop()
+        stop_job(job)
 
 
 def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
@@ -176,14 +169,14 @@ def show_result(result, settings: RunSettings) -> None:
             lambda c: names[int(c)] if 0 <= int(c) < len(names) else c)}), hide_index=True)
 
 
-apply_presentation_css()
+start_page()
 st.title("Noisy labels")
 st.markdown(
     "A **teacher** trained briefly with cross-entropy is sure of clean samples first. Samples whose given label "
     "it doubts are **flagged** and dropped, round by round; its softmax becomes **soft labels** for a "
     "**student** trained with FAT on the samples it kept. With synthetic noise the truth is known, so flagging "
     "is scored.")
-base = url_settings(warn=False)  # a shared link keeps its distillation controls
+base, _ = link_settings()  # a shared link keeps its distillation controls (the sidebar warns once)
 fields = distill_controls(base)
 settings = sidebar_settings(base=base.replace(**fields))
 if settings is None:
@@ -200,13 +193,13 @@ if job is None or job.status in ("error", "stopped"):
     elif job is not None:
         st.caption("The last run was stopped.")
     run = st.button("Run the teacher and the student", type="primary", icon=":material/play_arrow:")
-    if run and start_job("distill", settings) is not None:
+    if run and start_job("distill", settings, retrain=job is not None) is not None:
         st.rerun()  # the next run finds the job: its progress, or its result loaded from disk
     st.stop()
 if not job.done:
     follow(job)
     st.stop()
 try:
-    show_result(job.results[""], settings)
+    show_result(job.result, settings)
 except FatvizError as exc:
     show_error(exc)

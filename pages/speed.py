@@ -8,7 +8,7 @@ import streamlit as st
 from fatviz.bench import METHOD_DESCRIPTIONS, loss_benchmark
 from fatviz.errors import FatvizError
 from fatviz.figures.speed import slope_table, speed_figure, speedup_table, time_table
-from pages.common import apply_presentation_css, presentation, show_error
+from pages.ui.look import presentation, show_error, start_page
 
 SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 CLASSES_PER = 8  # samples per class in every batch: K = N / 8 classes
@@ -45,7 +45,7 @@ def shown_table(table: pd.DataFrame, fmt: str, missing: str) -> None:
 
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
-apply_presentation_css()
+start_page()
 
 st.title("Speed")
 st.markdown(

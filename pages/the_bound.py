@@ -14,7 +14,7 @@ from fatviz.bound_view import (
     triangle_latex,
     whole_set_bounds,
 )
-from fatviz.centroids import CENTROID_DESCRIPTIONS, CENTROID_OPTIONS
+from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
 from fatviz.figures.bound import (
     bound_view_figure,
@@ -22,7 +22,7 @@ from fatviz.figures.bound import (
     whole_set_figure,
 )
 from fatviz.losses import default_margin
-from pages.common import apply_presentation_css, cached, presentation, show_error
+from pages.ui.look import cached, presentation, show_error, start_page
 
 HARDEST = -1  # selectbox value: let the app pick the hardest
 DEFAULTS = {"tb_option": "norm-mean-norm", "tb_classes": 4, "tb_spread": 1.0, "tb_outliers": 0.0,
@@ -50,7 +50,7 @@ def _keep_valid(key: str, allowed: list[int]) -> None:
 
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
-apply_presentation_css()
+start_page()
 big = presentation()
 
 st.title("The bound")
@@ -60,10 +60,10 @@ st.markdown(
     "classes' **radii**. FAT minimises that bound, which costs O(N·K) instead of O(N³).")
 st.latex(r"\big[d(a,p) - d(a,n) + m\big]_+ \;\le\; \big[d(a,c_a) - d(a,c_n) + m\big]_+ + R_a + R_n")
 
-st.radio("Centroid option", CENTROID_OPTIONS, key="tb_option", horizontal=True,
-         help="Where the centre sits and in which space distances are measured (FAT_METHOD.md section 3).")
+st.radio("Centroid option", CENTROIDS.names(), key="tb_option", horizontal=True,
+         help="Where the centre sits and in which space distances are measured (docs/METHOD.md section 3).")
 option = st.session_state["tb_option"]
-st.caption(f"**{option}**: {CENTROID_DESCRIPTIONS[option]}.")
+st.caption(f"**{option}**: {CENTROIDS.get(option).description}.")
 c1, c2, c3, c4, c5 = st.columns(5)
 c1.slider("Classes", 2, 6, key="tb_classes")
 c2.slider("Blob spread", 0.2, 3.0, step=0.1, key="tb_spread", help="Standard deviation of each blob.")

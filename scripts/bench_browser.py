@@ -71,8 +71,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
 def streamlit_server(runs_dir: Path, log: Path, workers: int = 2):
     """`streamlit run app.py` in its own process group (workers included); yields (url, process)."""
     port = free_port()
-    env = {**os.environ, "FATVIZ_WORKERS": str(workers), "FATVIZ_RUNS_DIR": str(runs_dir),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "FATVIZ_WORKERS": str(workers), "FATVIZ_RUNS_DIR": str(runs_dir)}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

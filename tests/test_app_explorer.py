@@ -10,7 +10,6 @@ import base64
 import json
 import shutil
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -18,11 +17,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fatviz.jobs import job_key
+from fatviz.paths import allowed_roots
 from fatviz.presets import PRESETS
 from fatviz.runs import save_run
 from fatviz.settings import RunSettings
 from fatviz.train import compare_centroids
-from pages.common import RUNS_DIR, job_manager
+from pages.ui.live import job_manager
 
 TIMEOUT = 120
 TINY = {"subsample": "200", "epochs": "2", "vis_points": "60", "embedding_dim": "8"}
@@ -76,7 +76,7 @@ def run_until_animated(at: AppTest, frames: int, timeout: float = TIMEOUT) -> di
 def saved_default_demo():
     """A finished (tiny) comparison saved where the default demo's job looks, so Run the demo loads it."""
     results = compare_centroids(RunSettings(**{k: int(v) for k, v in TINY.items()}))
-    folder = Path(RUNS_DIR) / job_key("compare", RunSettings())
+    folder = allowed_roots("runs")[0].path / job_key("compare", RunSettings())
     for option, result in results.items():
         save_run(result, folder / option)
     job_manager.clear()  # a fresh manager: nothing in memory, the saved run on disk
@@ -224,16 +224,26 @@ def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again
 
 
 def test_explorer_impossible_setting_shows_one_error_and_keeps_running() -> None:
-    at = page("centroid_explorer", tiny(loss="normalized-fat", centroid="mean"))
+    at = page("centroid_explorer", tiny(loss="normalized-fat", centroid="mean", epochs="1", seed="23"))
+    no_trouble(at)  # a link is fitted: the default loss, and one warning that says why
+    (warning,) = at.warning
+    assert "normalized-fat" in warning.value and "default loss" in warning.value
+    at.selectbox(key="w_loss").set_value("normalized-fat").run()  # the sidebar cannot be fitted: one error
     assert not at.exception
     assert len(at.error) == 1 and "normalized-fat" in at.error[0].value
+
+
+def test_explorer_data_folder_is_read_only_under_the_data_roots() -> None:
     at = page("centroid_explorer", tiny(dataset="folder", data_root="/no/such/folder", seed="15"))
+    assert not at.exception
+    assert len(at.error) == 1 and "/no/such" not in at.error[0].value and "data folder" in at.error[0].value
+    at = page("centroid_explorer", tiny(dataset="folder", data_root="no/such/folder", seed="15"))
     deadline = time.monotonic() + TIMEOUT
     while not at.error and time.monotonic() < deadline:
         time.sleep(0.3)
         at.run()
     assert not at.exception
-    assert len(at.error) == 1 and "/no/such/folder" in at.error[0].value
+    assert len(at.error) == 1 and "no/such/folder" in at.error[0].value  # under the data root: named
 
 
 # --------------------------------------------------------------------------- classroom
@@ -291,10 +301,13 @@ def test_classroom_saved_run_shows_without_training_and_a_bad_folder_is_one_erro
     no_trouble(at)
     at.selectbox(key="classroom_saved").set_value(saved_default_demo).run()
     no_trouble(at)
-    assert any(str(saved_default_demo) in m.value for m in at.markdown)
+    assert any(f"{saved_default_demo.name}`, no training" in m.value for m in at.markdown)
     fig = animation(at)
     assert fig is not None and len(fig["frames"]) == 3
     assert at.get("download_button")
-    at.text_input(key="classroom_folder").input("/no/such/run").run()
-    assert not at.exception
-    assert len(at.error) == 1 and "/no/such/run" in at.error[0].value
+    for outside in ("/no/such/run", "../.."):  # outside the runs root: refused, and not named
+        at.text_input(key="classroom_folder").input(outside).run()
+        assert not at.exception
+        assert len(at.error) == 1 and "run folder" in at.error[0].value and outside not in at.error[0].value
+    at.text_input(key="classroom_folder").input("no-such-run").run()
+    assert len(at.error) == 1 and "no-such-run is not a folder" in at.error[0].value

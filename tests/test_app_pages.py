@@ -12,8 +12,8 @@ import types
 
 import numpy as np
 import pytest
+from helpers import fake_result
 from streamlit.testing.v1 import AppTest
-from test_figures_labels import fake_result
 
 from fatviz.bench import log_log_slope
 from fatviz.bound_view import (
@@ -297,3 +297,98 @@ def test_pages_open_from_the_app(page: str, title: str) -> None:
     at.switch_page(page).run()
     no_trouble(at)
     assert at.title[0].value == title
+
+
+# --------------------------------------------------------------------------- links the sidebar cannot show
+
+
+def widget(at: AppTest, key: str):
+    """The sidebar or page widget with this key, whatever its kind."""
+    return next(w for kind in ("slider", "select_slider", "number_input") for w in at.get(kind) if w.key == key)
+
+
+@pytest.mark.parametrize("query, key, shown, words", [
+    ({"epochs": "100000000"}, "w_epochs", 100, ("100000000", "1 to 100")),
+    ({"noise": "symmetric:9"}, "w_noise_rate", 0.9, ("symmetric:9", "0 to 0.9")),
+    ({"teacher_epochs": "1000"}, "nl_teacher_epochs", 30, ("1000", "1 to 30")),
+    ({"temperature": "0.01"}, "nl_temperature", 0.1, ("0.01", "0.1 to 10")),
+    ({"margin": "20"}, "w_margin", 10.0, ("20", "0 to 10")),
+    ({"negatives": "hardest", "hardest_k": "1000"}, "w_hardest_k", 50, ("1000", "1 to 50")),
+    ({"embedding_dim": "5"}, "w_embedding_dim", 3, ("embedding_dim = 5", "2, 3, 8, 16, 32, 64, 128", "using 3")),
+])
+def test_a_link_beyond_the_widgets_is_fitted_to_them_with_one_warning(query, key, shown, words) -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.run()
+    no_trouble(at)
+    (warning,) = at.warning
+    assert all(w in warning.value for w in words), warning.value
+    assert widget(at, key).value == pytest.approx(shown)
+    at.run()  # the link is rewritten to what is shown; the warning stays until the settings change
+    assert len(at.warning) == 1
+    at.slider(key="w_epochs").set_value(7).run()
+    no_trouble(at)
+    assert not at.warning
+
+
+def test_a_link_with_several_odd_values_gets_one_warning_naming_each() -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update({"epochs": "0", "seed": "-4", "subsample": "abc", "loss": "nope"})
+    at.run()
+    no_trouble(at)
+    (warning,) = at.warning
+    for name in ("epochs = 0", "seed = -4", "subsample = 'abc'", "loss = 'nope'"):
+        assert name in warning.value, warning.value
+    assert (widget(at, "w_epochs").value, widget(at, "w_seed").value) == (1, 0)
+
+
+def test_a_data_folder_outside_the_data_roots_is_one_error_that_does_not_name_it() -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "folder", "data_root": "/etc"})
+    at.run()
+    assert not at.exception
+    (error,) = at.error
+    assert "/etc" not in error.value and "data folder" in error.value and "fatviz-data" in error.value
+
+
+# --------------------------------------------------------------------------- registries reach the sidebar
+
+
+def test_a_fifth_centroid_option_and_a_new_dataset_appear_in_the_sidebar() -> None:
+    from fatviz.centroids import CENTROIDS, CentroidOption
+    from fatviz.data import DATASETS, DatasetSpec
+
+    CENTROIDS.register("test-option", CentroidOption("test-option", True, True, "a centre for this test only",
+                                                     "test centre", "#123456"))
+    DATASETS.register("test-data", DatasetSpec("test-data", "a dataset for this test only", lambda **kw: None,
+                                               True, "nothing in particular"))
+    try:
+        at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+        at.run()
+        no_trouble(at)
+        assert "test-option" in at.selectbox(key="w_centroid").options
+        assert "test-data" in at.selectbox(key="w_dataset").options
+        assert "a centre for this test only" in at.selectbox(key="w_centroid").help
+        at.selectbox(key="w_dataset").set_value("test-data").run()
+        no_trouble(at)
+        assert at.text_input(key="w_data_root")  # the registry says it needs a folder
+        assert "nothing in particular" in at.text_input(key="w_data_root").help
+    finally:
+        CENTROIDS.unregister("test-option")
+        DATASETS.unregister("test-data")
+
+
+def test_a_first_visit_straight_to_a_page_goes_through_the_app_navigation() -> None:
+    """A shared link opened by the first visitor after a server start: Streamlit starts in its page-folder
+    mode (AppTest starts every run that way, as a fresh server does), and the page still lands in app.py."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    from app import PAGES
+
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.switch_page("pages/speed.py")  # before any run: the address a link opens
+    at.run()
+    no_trouble(at)
+    assert at.title[0].value == "Speed"
+    assert PagesManager.uses_pages_directory is False
+    assert [p["page_name"] for p in at._registered_pages.values()] == [title for _, title, _ in PAGES]

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from helpers import LABELS, POINTS
 
 from fatviz.bound_view import (
     bound_terms,
@@ -17,19 +18,13 @@ from fatviz.bound_view import (
     triangle_latex,
     whole_set_bounds,
 )
-from fatviz.centroids import CENTROID_OPTIONS
+from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
 from fatviz.losses import triplet_bound
 
-# Three small classes in 2-D, chosen so that the hardest triplet has a positive loss.
-POINTS = np.array([[2.0, 0.0], [3.0, 1.0], [1.0, -1.5],      # class 0
-                   [0.0, 2.0], [-1.0, 3.0], [2.5, 0.5],      # class 1 (the last sits inside class 0)
-                   [-2.0, -2.0], [-3.0, -1.0]])              # class 2
-LABELS = np.array([0, 0, 0, 1, 1, 1, 2, 2])
-
 
 def hand_space(option: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points, centres and radii of POINTS in an option's space, written out from FAT_METHOD.md section 3."""
+    """Points, centres and radii of POINTS in an option's space, written out from docs/METHOD.md section 3."""
     unit = POINTS / np.linalg.norm(POINTS, axis=1, keepdims=True)
     x = POINTS if option == "mean" else unit
     centres = []
@@ -51,7 +46,7 @@ def hand_space(option: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, centres, radii
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", CENTROIDS.names())
 def test_bound_terms_match_a_hand_computation(option: str) -> None:
     x, centres, radii = hand_space(option)
     a, p, n, m = 0, 2, 5, 0.3
@@ -74,7 +69,7 @@ def test_bound_terms_match_a_hand_computation(option: str) -> None:
         np.testing.assert_allclose(np.linalg.norm(t.points, axis=1), 1.0)  # drawn on the unit circle
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", CENTROIDS.names())
 def test_every_triplet_obeys_the_bound_and_both_triangle_steps(option: str) -> None:
     rng = np.random.default_rng(3)
     pts = rng.normal(size=(18, 2)) * 2 + np.repeat(rng.normal(size=(3, 2)) * 3, 6, axis=0)
@@ -104,7 +99,7 @@ def test_negative_margin_is_refused() -> None:
         bound_terms(POINTS, LABELS, 0, 1, 3, "mean", -0.1)
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", CENTROIDS.names())
 def test_hardest_triplet_is_the_brute_force_one(option: str) -> None:
     x = hand_space(option)[0]
     best, best_triplet = -np.inf, None
@@ -129,8 +124,8 @@ def test_hardest_triplet_refuses_a_lonely_anchor() -> None:
 
 def test_whole_set_bounds_are_triplet_bound_per_option_and_brute_force_exact() -> None:
     table = whole_set_bounds(POINTS, LABELS, margin=0.5)
-    assert list(table.index) == list(CENTROID_OPTIONS)
-    for option in CENTROID_OPTIONS:
+    assert list(table.index) == list(CENTROIDS.names())
+    for option in CENTROIDS.names():
         x, centres, radii = hand_space(option)
         hinges, bounds = [], []
         for a, p, n in itertools.product(range(len(LABELS)), repeat=3):

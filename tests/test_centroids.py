@@ -1,4 +1,4 @@
-"""Tests for fatviz.centroids: each option's centre against its definition (FAT_METHOD.md section 3)."""
+"""Tests for fatviz.centroids: each option's centre against its definition (docs/METHOD.md section 3)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import math
 
 import pytest
 import torch
+from helpers import reference_centroids
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fatviz.centroids import (
-    CENTROID_OPTIONS,
+    CENTROIDS,
     CentroidAccumulator,
     anchor_space,
     compute_centroids,
@@ -21,41 +22,7 @@ from fatviz.centroids import (
 )
 from fatviz.errors import FatvizError
 
-
-def unit(v: torch.Tensor) -> torch.Tensor:
-    """v / |v| (on the autograd graph), with the zero vector left at zero."""
-    n = torch.norm(v)
-    return v / n if n.item() > 0 else torch.zeros_like(v)
-
-
-def reference_centroids(features: torch.Tensor, labels: list[int], option: str, num_classes: int,
-                        weights: list[float] | None = None) -> dict[str, list]:
-    """The section 3 table written out per class with plain loops (float64)."""
-    feats = [features[i].double() for i in range(features.shape[0])]
-    w = [1.0] * len(feats) if weights is None else [float(v) for v in weights]
-    anchors = feats if option == "mean" else [unit(f) for f in feats]
-    out: dict[str, list] = {"centres": [], "counts": [], "present": [], "radius": [], "mean_distance": []}
-    for k in range(num_classes):
-        members = [i for i in range(len(feats)) if labels[i] == k and w[i] > 0]
-        total = sum(w[i] for i in members)
-        if not members:
-            out["centres"].append(torch.zeros(features.shape[1], dtype=torch.float64))
-            out["counts"].append(0.0)
-            out["present"].append(False)
-            out["radius"].append(0.0)
-            out["mean_distance"].append(0.0)
-            continue
-        summed = feats if option in ("mean", "norm-mean") else [unit(f) for f in feats]
-        centre = sum(w[i] * summed[i] for i in members) / total
-        if option in ("norm-mean", "norm-mean-norm"):
-            centre = unit(centre)
-        dists = [float(torch.norm(anchors[i] - centre)) for i in members]
-        out["centres"].append(centre)
-        out["counts"].append(total)
-        out["present"].append(True)
-        out["radius"].append(max(dists))
-        out["mean_distance"].append(sum(w[i] * d for i, d in zip(members, dists, strict=False)) / total)
-    return out
+OPTIONS = CENTROIDS.names()  # the four built-in options, read from the registry
 
 
 def assert_matches_reference(got, ref: dict[str, list], tol: float = 1e-9) -> None:
@@ -78,7 +45,7 @@ def make_data(seed: int, n: int = 30, dim: int = 5, num_classes: int = 4, dtype=
     return feats.to(dtype), labels
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_each_option_matches_its_definition(option):
     feats, labels = make_data(1)
     got = compute_centroids(feats, labels, option)
@@ -86,19 +53,19 @@ def test_each_option_matches_its_definition(option):
     assert_matches_reference(got, reference_centroids(feats, labels.tolist(), option, 4))
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_options_really_differ(option):
     # Guards the reference test against four options that accidentally coincide.
     feats, labels = make_data(2)
     mine = compute_centroids(feats, labels, option).centres
-    for other in CENTROID_OPTIONS:
+    for other in OPTIONS:
         if other != option:
             assert not torch.allclose(mine, compute_centroids(feats, labels, other).centres, atol=1e-3)
 
 
 def test_centre_geometry_per_option():
     feats, labels = make_data(3)
-    norms = {o: compute_centroids(feats, labels, o).centres.norm(dim=1) for o in CENTROID_OPTIONS}
+    norms = {o: compute_centroids(feats, labels, o).centres.norm(dim=1) for o in OPTIONS}
     # Options 3 and 4 lie on the sphere, option 2 inside the ball.
     torch.testing.assert_close(norms["norm-mean"], torch.ones(4, dtype=torch.float64))
     torch.testing.assert_close(norms["norm-mean-norm"], torch.ones(4, dtype=torch.float64))
@@ -117,7 +84,7 @@ def test_mean_norm_centre_norm_measures_compactness():
     assert c.centres[0].norm() > 0.99 > c.centres[1].norm()
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_weights_and_zero_weight_ignored_entirely(option):
     feats, labels = make_data(4)
     g = torch.Generator().manual_seed(5)
@@ -143,7 +110,7 @@ def test_counts_are_member_counts_when_unweighted():
     assert got.counts.tolist() == torch.bincount(labels, minlength=4).double().tolist()
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_absent_classes_are_zero_not_nan(option):
     feats, labels = make_data(7, num_classes=2)
     labels = labels * 2  # classes 0 and 2; 1, 3, 4 absent
@@ -157,7 +124,7 @@ def test_absent_classes_are_zero_not_nan(option):
     assert_matches_reference(got, reference_centroids(feats, labels.tolist(), option, 5, weights.tolist()))
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_singleton_class_has_radius_zero(option):
     feats = torch.tensor([[1.0, 2.0], [3.0, -1.0], [2.0, 2.0]], dtype=torch.float64)
     got = compute_centroids(feats, torch.tensor([0, 1, 1]), option)
@@ -165,7 +132,7 @@ def test_singleton_class_has_radius_zero(option):
     assert float(got.radius[1]) > 0
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_zero_vectors_under_normalisation(option):
     feats = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
     labels = torch.tensor([0, 0, 1, 2])  # class 1 holds only a zero vector
@@ -176,7 +143,7 @@ def test_zero_vectors_under_normalisation(option):
     assert_matches_reference(got, reference_centroids(feats, labels.tolist(), option, 3), tol=1e-6)
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_chunked_equals_one_shot(option, weighted):
     feats, labels = make_data(8, n=53)
@@ -205,7 +172,7 @@ def test_accumulator_two_passes_by_hand():
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 25), dim=st.integers(1, 6),
-       num_classes=st.integers(1, 6), option=st.sampled_from(CENTROID_OPTIONS), weighted=st.booleans())
+       num_classes=st.integers(1, 6), option=st.sampled_from(OPTIONS), weighted=st.booleans())
 def test_property_matches_reference(seed, n, dim, num_classes, option, weighted):
     g = torch.Generator().manual_seed(seed)
     feats = torch.randn(n, dim, generator=g, dtype=torch.float64) * 3
@@ -239,7 +206,7 @@ def test_user_errors():
         compute_centroids(feats, labels[:-1], "mean")
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_anchor_space(option):
     feats, _ = make_data(12)
     anchors = anchor_space(feats, option)

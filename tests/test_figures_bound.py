@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_bound_view import LABELS, POINTS
+from helpers import LABELS, POINTS
 
 from fatviz.bound_view import bound_terms, whole_set_bounds
 from fatviz.figures.bound import (

@@ -7,6 +7,7 @@ import base64
 import numpy as np
 import pytest
 
+from fatviz.centroids import CENTROIDS
 from fatviz.cli import main as cli_main
 from fatviz.errors import FatvizError
 from fatviz.figures.curves import (
@@ -18,17 +19,14 @@ from fatviz.figures.curves import (
 from fatviz.figures.embedding import (
     FLIPPED,
     KEPT,
-    PanelFrames,
     PointLabels,
     embedding_animation,
     embedding_figure,
-    nearest_neighbours,
-    panel_frames,
     placeholder_figure,
     point_groups,
-    spread_indices,
 )
-from fatviz.figures.style import OPTION_COLOURS, class_colour
+from fatviz.figures.style import class_colour
+from fatviz.projection import PanelFrames, panel_frames
 from fatviz.runs import load_run, save_run
 from fatviz.settings import RunSettings
 from fatviz.train import RunResult, Snapshot
@@ -94,17 +92,7 @@ def panels(runs) -> list[PanelFrames]:
     return [panel_frames(o, s) for o, s in runs.items()]
 
 
-# --------------------------------------------------------------------------- panels and neighbours
-
-
-def test_panel_frames_project_every_epoch_and_hide_absent_centres() -> None:
-    snaps = fake_snapshots(absent=2)
-    panel = panel_frames("mean", snaps)
-    assert panel.epochs == list(range(EPOCHS + 1))
-    assert all(p.shape == (V, 2) for p in panel.points) and all(c.shape == (K, 2) for c in panel.centres)
-    assert all(np.isnan(c[2]).all() and np.isfinite(np.delete(c, 2, 0)).all() for c in panel.centres)
-    assert panel.captions[-1] == f"P@1 {snaps[-1].metrics['precision_at_1']:.2f}"
-    assert not panel.unit_circle
+# --------------------------------------------------------------------------- panels
 
 
 def test_a_2d_embedding_is_drawn_as_it_is_with_the_unit_circle_when_normalised() -> None:
@@ -116,26 +104,14 @@ def test_a_2d_embedding_is_drawn_as_it_is_with_the_unit_circle_when_normalised()
     assert [s["type"] for s in fig.layout.shapes] == ["circle"]
 
 
-def test_panel_frames_without_snapshots_is_a_user_error() -> None:
-    with pytest.raises(FatvizError, match="no snapshot"):
-        panel_frames("mean", [])
-
-
-def test_spread_indices_keep_the_first_and_last_epoch() -> None:
-    assert spread_indices(31, 6) == [0, 6, 12, 18, 24, 30]
-    assert spread_indices(4, 6) == [0, 1, 2, 3]
-    assert spread_indices(10, 2) == [0, 9]
-
-
-def test_nearest_neighbours_match_brute_force_and_skip_the_point_itself() -> None:
-    emb = np.random.default_rng(3).normal(size=(30, 5))
-    order, dist = nearest_neighbours(emb, 7, k=4)
-    brute = sorted((np.linalg.norm(emb[j] - emb[7]), j) for j in range(30) if j != 7)[:4]
-    assert list(order) == [j for _, j in brute]
-    np.testing.assert_allclose(dist, [d for d, _ in brute])
-    assert len(nearest_neighbours(emb[:3], 0, k=10)[0]) == 2
-    with pytest.raises(FatvizError, match="does not exist"):
-        nearest_neighbours(emb, 30)
+def test_panel_titles_carry_the_option_its_few_words_and_the_epoch_precision(runs) -> None:
+    snaps = runs["mean"]
+    fig = embedding_figure([panel_frames("mean", snaps)], fake_labels(), frame=2)
+    title = fig.layout.annotations[0].text
+    assert CENTROIDS.get("mean").short in title and CENTROIDS.get("mean").colour in title
+    assert f"P@1 {snaps[2].metrics['precision_at_1']:.2f}" in title
+    other = embedding_figure([panel_frames("not an option", snaps)], fake_labels()).layout.annotations[0].text
+    assert "#333333" in other and "(" not in other.split("</b>")[1].split("P@1")[0]
 
 
 # --------------------------------------------------------------------------- the four-panel animation
@@ -163,7 +139,7 @@ def test_four_panels_one_frame_per_epoch_with_play_pause_reset_and_a_slider(pane
     assert fig.layout.uirevision == "embedding"
     titles = [a.text for a in fig.layout.annotations]
     assert all(o in t for o, t in zip(OPTIONS, titles, strict=True))
-    assert OPTION_COLOURS["mean"] in titles[0]
+    assert CENTROIDS.get("mean").colour in titles[0]
 
 
 def test_the_first_frame_shown_can_be_chosen(panels) -> None:
@@ -291,7 +267,7 @@ def test_metric_curves_one_line_per_option_per_metric_in_the_option_colour(runs)
     assert len(fig.data) == 3 * 4
     first = [t for t in fig.data if t.xaxis == "x"]
     assert [t.name for t in first] == list(OPTIONS)
-    assert [t.line.color for t in first] == [OPTION_COLOURS[o] for o in OPTIONS]
+    assert [t.line.color for t in first] == [CENTROIDS.get(o).colour for o in OPTIONS]
     mean_p1 = next(t for t in first if t.name == "mean")
     np.testing.assert_allclose(values(mean_p1.y), [s.metrics["precision_at_1"] for s in runs["mean"]])
     assert [a.text for a in fig.layout.annotations] == ["precision@1", "mAP", "NMI"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import fake_result
 
 from fatviz.figures.labels import (
     OUTCOMES,
@@ -24,65 +22,6 @@ from fatviz.figures.labels import (
     score_figure,
 )
 from fatviz.figures.style import class_colour
-from fatviz.settings import RunSettings
-
-
-@dataclass(eq=False)
-class FakeDistillResult:
-    """The fields of fatviz.distill.DistillResult that pages and figures read."""
-
-    settings: RunSettings
-    table: pd.DataFrame
-    rounds: list[dict]
-    report: dict[str, float]
-    per_class: pd.DataFrame
-    confusion: pd.DataFrame
-    baselines: pd.DataFrame
-    student: SimpleNamespace
-    notes: list[str] = field(default_factory=list)
-
-    def to_csv(self) -> str:
-        """The per-sample table as CSV."""
-        return self.table.to_csv(index=False)
-
-
-def fake_result(n: int = 60, k: int = 3, seed: int = 0, settings: RunSettings | None = None) -> FakeDistillResult:
-    """A DistillResult-shaped object whose numbers follow from a seeded random table."""
-    rng = np.random.default_rng(seed)
-    true = np.arange(n) % k
-    flipped = rng.random(n) < 0.3
-    given = np.where(flipped, (true + 1) % k, true)
-    # The teacher catches most flips and raises a few false alarms.
-    flagged = (flipped & (rng.random(n) < 0.8)) | (~flipped & (rng.random(n) < 0.1))
-    teacher = np.where(flagged & flipped, true, given)
-    score = np.round(np.where(flagged, rng.uniform(0.0, 0.5, n), rng.uniform(0.5, 1.0, n)), 4)
-    table = pd.DataFrame({
-        "index": np.arange(n), "true_label": true, "given_label": given, "teacher_label": teacher, "score": score,
-        "flagged": flagged, "round_discarded": np.where(flagged, 1, -1), "was_flipped": flipped,
-        "cleanlab_flagged": flipped & (rng.random(n) < 0.5)})
-    tp = int((flagged & flipped).sum())
-    precision, recall = tp / flagged.sum(), tp / flipped.sum()
-    kept_per_class = [int(((given == c) & ~flagged).sum()) for c in range(k)]
-    first = [int((given == c).sum()) - 1 for c in range(k)]  # round 0 doubts one sample per class
-    rounds = [{"round": 0, "trained_on": n, "kept": sum(first), "kept_per_class": first, "epochs": 2},
-              {"round": 1, "trained_on": sum(first), "kept": sum(kept_per_class), "kept_per_class": kept_per_class,
-               "epochs": 1}]
-    report = {"flag_precision": precision, "flag_recall": recall, "flag_f1": 2 * precision * recall / (precision + recall),
-              "kept_label_precision": float((given == true)[~flagged].mean()), "n_flagged": float(flagged.sum()),
-              "n_flipped": float(flipped.sum()), "cleanlab_precision": 0.5, "cleanlab_recall": 0.4,
-              "cleanlab_f1": 0.444, "cleanlab_n_flagged": 9.0, "student_precision_at_1": 0.9, "student_map": 0.8,
-              "baseline_precision_at_1": 0.7, "baseline_map": 0.6, "seconds": 1.5}
-    confusion = (pd.DataFrame({"given_label": given, "teacher_label": teacher, "true_label": true})
-                 .value_counts(sort=False).rename("count").reset_index())
-    per_class = pd.DataFrame({"class": range(k), "n": [int((given == c).sum()) for c in range(k)],
-                              "n_flipped": 0, "n_flagged": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0})
-    baselines = pd.DataFrame({"precision_at_1": [0.9, 0.7, 0.6, 0.65], "map": [0.8, 0.6, 0.5, 0.55],
-                              "nmi": [0.7, 0.5, 0.4, 0.45], "seconds": [1.0, 0.5, 0.5, 0.4]},
-                             index=["student", "fat (noisy labels)", "batch-hard (noisy labels)",
-                                    "cross-entropy (noisy labels)"])
-    names = [str(c) for c in range(k)]
-    return FakeDistillResult(settings or RunSettings(), table, rounds, report, per_class, confusion, baselines,
-                             SimpleNamespace(class_names=names), ["a synthetic result"])
 
 
 def test_outcomes_split_by_flagged_and_flipped() -> None:

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import reference_centroids, unit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from test_centroids import reference_centroids, unit
 
-from fatviz.centroids import CENTROID_OPTIONS, compute_centroids
+from fatviz.centroids import CENTROIDS, compute_centroids
 from fatviz.errors import FatvizError
 from fatviz.losses import (
     NEGATIVE_MODES,
@@ -25,6 +25,8 @@ from fatviz.losses import (
     triplet_all_loss,
     triplet_bound,
 )
+
+OPTIONS = CENTROIDS.names()  # the four built-in options, read from the registry
 
 # --------------------------------------------------------------------------- references
 
@@ -61,7 +63,7 @@ def brute_batch_hard(x: torch.Tensor, labels: list[int], margin: float) -> torch
 def brute_fat(emb: torch.Tensor, labels: list[int], option: str, margin: float, negatives: str,
               hardest_k: int, radius: str, weight: float, centres: list[torch.Tensor | None],
               sample_weights: list[float] | None = None) -> torch.Tensor:
-    """FAT_METHOD.md section 2 read literally, one anchor at a time.
+    """docs/METHOD.md sections 2.3 and 4 read literally, one anchor at a time.
 
     centres[k] is None for a class without a centre. The anchor's own class is never a
     negative; anchors without a centre contribute nothing.
@@ -134,7 +136,7 @@ def bound_inputs(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=bound_inputs(), option=st.sampled_from(CENTROID_OPTIONS))
+@given(data=bound_inputs(), option=st.sampled_from(OPTIONS))
 def test_bound_is_an_upper_bound(data, option):
     x, labels, margin = data
     counts = torch.bincount(labels)
@@ -156,7 +158,7 @@ def test_bound_is_an_upper_bound(data, option):
     assert res.option == option and res.margin == margin
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_bound_exact_equals_triple_loop(option):
     x, labels = loss_data(1)
     res = triplet_bound(x, labels, option, margin=0.3)
@@ -166,7 +168,7 @@ def test_bound_exact_equals_triple_loop(option):
     assert res.num_triplets == count
 
 
-@pytest.mark.parametrize("option", CENTROID_OPTIONS)
+@pytest.mark.parametrize("option", OPTIONS)
 def test_bound_terms_by_hand(option):
     # Per triplet: max(0, d(a, c_ya) - d(a, c_yn) + m) + R_ya + R_yn, averaged over triplets.
     x, labels = loss_data(2, n=10)
@@ -290,7 +292,7 @@ def test_triplet_all_bad_method():
 # --------------------------------------------------------------------------- FAT
 
 
-FAT_CASES = list(itertools.product(CENTROID_OPTIONS, NEGATIVE_MODES, RADIUS_MODES))
+FAT_CASES = list(itertools.product(OPTIONS, NEGATIVE_MODES, RADIUS_MODES))
 
 
 @pytest.mark.parametrize(("option", "negatives", "radius"), FAT_CASES)
@@ -349,7 +351,7 @@ def test_fat_with_given_centroids_equals_loop(option, negatives, radius, dtype):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 14), k=st.integers(1, 5),
-       option=st.sampled_from(CENTROID_OPTIONS), negatives=st.sampled_from(NEGATIVE_MODES),
+       option=st.sampled_from(OPTIONS), negatives=st.sampled_from(NEGATIVE_MODES),
        radius=st.sampled_from(RADIUS_MODES), hardest_k=st.integers(1, 4), margin=st.floats(0, 2))
 def test_fat_property(seed, n, k, option, negatives, radius, hardest_k, margin):
     g = torch.Generator().manual_seed(seed)

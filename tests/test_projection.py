@@ -1,10 +1,11 @@
-"""Projections: PCA with axes fixed across epochs, 2-D shown raw, centres mapped alike."""
+"""Projections: PCA with axes fixed across epochs, 2-D shown raw, centres mapped alike; panels and neighbours."""
 
 import numpy as np
 import pytest
 
 from fatviz.errors import FatvizError
-from fatviz.projection import project_frames
+from fatviz.projection import nearest_neighbours, panel_frames, project_frames, spread_indices
+from fatviz.train import Snapshot
 
 
 def test_pca_is_one_map_for_all_epochs_and_centres():
@@ -43,3 +44,52 @@ def test_tsne_aligns_frames_and_places_centres():
 def test_unknown_projection_is_refused():
     with pytest.raises(FatvizError, match="pca, tsne or umap"):
         project_frames([np.zeros((3, 3))], "isomap")
+
+
+def snapshots(epochs: int = 4, absent: int | None = None) -> list[Snapshot]:
+    """Six 5-D points in three classes drifting together, with their centres and a P@1 per epoch."""
+    rng = np.random.default_rng(2)
+    labels = np.arange(6) % 3
+    base = rng.normal(size=(6, 5))
+    out = []
+    for e in range(epochs):
+        emb = (base / (1 + e)).astype(np.float32)
+        centres = np.stack([emb[labels == k].mean(0) for k in range(3)])
+        present = np.ones(3, dtype=bool)
+        if absent is not None:
+            present[absent] = False
+        out.append(Snapshot(epoch=e, embeddings=emb, centres=centres, radius=np.ones(3, np.float32), present=present,
+                            losses={}, bound={}, metrics={"precision_at_1": 0.5 + e / 10}, seconds=float(e)))
+    return out
+
+
+def test_panel_frames_project_every_epoch_and_hide_absent_centres():
+    snaps = snapshots(absent=2)
+    panel = panel_frames("mean", snaps)
+    assert panel.epochs == [0, 1, 2, 3]
+    assert all(p.shape == (6, 2) for p in panel.points) and all(c.shape == (3, 2) for c in panel.centres)
+    assert all(np.isnan(c[2]).all() and np.isfinite(c[:2]).all() for c in panel.centres)
+    assert panel.metrics[-1] == {"precision_at_1": pytest.approx(0.8)}
+    assert not panel.unit_circle
+
+
+def test_panel_frames_without_snapshots_is_a_user_error():
+    with pytest.raises(FatvizError, match="no snapshot"):
+        panel_frames("mean", [])
+
+
+def test_spread_indices_keep_the_first_and_last_epoch():
+    assert spread_indices(31, 6) == [0, 6, 12, 18, 24, 30]
+    assert spread_indices(4, 6) == [0, 1, 2, 3]
+    assert spread_indices(10, 2) == [0, 9]
+
+
+def test_nearest_neighbours_match_brute_force_and_skip_the_point_itself():
+    emb = np.random.default_rng(3).normal(size=(30, 5))
+    order, dist = nearest_neighbours(emb, 7, k=4)
+    brute = sorted((np.linalg.norm(emb[j] - emb[7]), j) for j in range(30) if j != 7)[:4]
+    assert list(order) == [j for _, j in brute]
+    np.testing.assert_allclose(dist, [d for d, _ in brute])
+    assert len(nearest_neighbours(emb[:3], 0, k=10)[0]) == 2
+    with pytest.raises(FatvizError, match="does not exist"):
+        nearest_neighbours(emb, 30)

@@ -1,7 +1,7 @@
 """Pure figure builders: data in, plotly Figure out. Pages draw them; the CLI exports them.
 
 - style: colours per class and per centroid option, projector-sized fonts
-- embedding: the animated four-panel embedding scatter, nearest neighbours
+- embedding: the animated four-panel embedding scatter (of panels fatviz.projection projected)
 - curves: metrics, loss terms, and bound-vs-exact over epochs
 - bound: the 2-D teaching view of the triplet bound
 - labels: flagged-sample views (kept per round, confusion)

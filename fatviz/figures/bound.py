@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from fatviz.bound_view import BoundTerms
 from fatviz.centroids import is_normalized
-from fatviz.figures.style import OPTION_COLOURS, apply_style, class_colour
+from fatviz.figures.style import apply_style, class_colour, option_colour
 
 # The two sides of the bound keep these colours in every bound figure.
 TERM_COLOURS: dict[str, str] = {
@@ -124,5 +124,5 @@ def whole_set_figure(table: pd.DataFrame, presentation: bool = False) -> go.Figu
                       yaxis_title="mean over all triplets")
     # The option names in their colours, as in the centroid explorer.
     fig.update_xaxes(tickvals=options,
-                     ticktext=[f"<span style='color:{OPTION_COLOURS[o]}'><b>{o}</b></span>" for o in options])
+                     ticktext=[f"<span style='color:{option_colour(o)}'><b>{o}</b></span>" for o in options])
     return fig

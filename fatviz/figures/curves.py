@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from fatviz.errors import FatvizError
-from fatviz.figures.style import OPTION_COLOURS, apply_style
+from fatviz.figures.style import apply_style, option_colour
 
 METRIC_LABELS: dict[str, str] = {
     "precision_at_1": "precision@1", "map": "mAP", "nmi": "NMI", "silhouette": "silhouette",
@@ -29,10 +29,6 @@ BOUND_STYLES: dict[str, tuple[str, dict]] = {
 }
 DEFAULT_METRICS: tuple[str, ...] = ("precision_at_1", "map", "nmi")
 TABLE_METRICS: tuple[str, ...] = ("precision_at_1", "map", "nmi", "silhouette", "accuracy")
-
-
-def _colour(option: str) -> str:
-    return OPTION_COLOURS.get(option, "#333333")
 
 
 def _value(d: Mapping[str, float], key: str) -> float | None:
@@ -63,7 +59,7 @@ def metric_curves(runs: Mapping[str, Sequence], metrics: Sequence[str] = DEFAULT
         for option, snaps in runs.items():
             fig.add_trace(go.Scatter(
                 x=[s.epoch for s in snaps], y=[_value(s.metrics, metric) for s in snaps], mode="lines+markers",
-                name=option, legendgroup=option, showlegend=c == 1, line={"color": _colour(option), "width": 3},
+                name=option, legendgroup=option, showlegend=c == 1, line={"color": option_colour(option), "width": 3},
                 marker={"size": 5}), row=1, col=c)
         fig.update_xaxes(title_text="epoch", row=1, col=c)
     return _finish(fig, presentation, height, "metrics")

@@ -2,33 +2,27 @@
 
 All panels live in ONE plotly figure (subplots + frames + Play/Pause + an epoch slider),
 so they move in step and the figure exports as a standalone HTML file. Points keep one
-colour per class in every panel; class centres are drawn as large diamonds.
+colour per class in every panel; class centres are drawn as large diamonds. The panels come
+projected (fatviz.projection.panel_frames): this module only draws them.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 
 from fatviz.errors import FatvizError
-from fatviz.figures.style import FLAG_COLOURS, OPTION_COLOURS, apply_style, class_colour
-from fatviz.projection import project_frames
+from fatviz.figures.style import FLAG_COLOURS, apply_style, class_colour, option_colour, option_note
+from fatviz.projection import PanelFrames, result_panels
 
 COLOUR_BY: tuple[str, ...] = ("true", "given", "flipped")
 COLOUR_BY_LABELS: dict[str, str] = {
     "true": "true label", "given": "given (noisy) label", "flipped": "flipped by label noise",
-}
-OPTION_NOTES: dict[str, str] = {
-    "mean": "mean of raw features",
-    "mean-norm": "mean of normalised features",
-    "norm-mean": "normalised mean",
-    "norm-mean-norm": "normalised mean of normalised",
 }
 KEPT, FLIPPED = "label kept", "flipped by noise"
 _GROUP_COLOURS = {KEPT: FLAG_COLOURS["kept"], FLIPPED: FLAG_COLOURS["correctly flagged"]}
@@ -61,71 +55,10 @@ class PointLabels:
                    list(data.dataset.class_names))
 
 
-@dataclass(frozen=True, eq=False)
-class PanelFrames:
-    """One panel's 2-D frames: projected points and centres per epoch, with a caption per epoch."""
-
-    title: str
-    epochs: list[int]
-    points: list[np.ndarray]  # per epoch (V, 2)
-    centres: list[np.ndarray]  # per epoch (K, 2); NaN rows for classes without a centre
-    captions: list[str]
-    unit_circle: bool = False  # raw 2-D embedding on the unit circle: draw the circle
-
-
 def _caption(metrics: Mapping[str, float]) -> str:
     """Short per-epoch caption: the test precision@1."""
     p1 = metrics.get("precision_at_1")
     return "" if p1 is None or not math.isfinite(p1) else f"P@1 {p1:.2f}"
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries, found once: looking them up costs
-    about 10 ms, and the live view projects four panels every few seconds."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def panel_frames(title: str, snapshots: Sequence, method: str = "pca", seed: int = 0,
-                 progress: Callable[[float, str], None] | None = None) -> PanelFrames:
-    """Project one run's snapshots to 2-D (PCA fitted once across epochs) for a panel."""
-    if not snapshots:
-        raise FatvizError(f"The run {title!r} has no snapshot yet: nothing to draw.")
-    # One BLAS thread: these matrices are small, and on a laptop whose cores are busy training,
-    # extra BLAS threads only spin (measured: PCA of 31 epochs 2.2 s with them, 0.3 s without).
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        points, centres = project_frames([s.embeddings for s in snapshots], method, seed,
-                                         extra=[s.centres for s in snapshots], progress=progress)
-    centres = [np.where(np.asarray(s.present, dtype=bool)[:, None], c, np.nan).astype(np.float32)
-               for s, c in zip(snapshots, centres, strict=True)]
-    first = np.asarray(snapshots[-1].embeddings)
-    circle = first.shape[1] == 2 and bool(np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-3))
-    return PanelFrames(title, [int(s.epoch) for s in snapshots], points, centres,
-                       [_caption(s.metrics) for s in snapshots], circle)
-
-
-NONLINEAR_EPOCHS = 6  # t-SNE and UMAP fit every frame (seconds each): animate a few epochs
-
-
-def spread_indices(n: int, k: int) -> list[int]:
-    """Up to k indices spread evenly over range(n), the first and the last included."""
-    if n <= k:
-        return list(range(n))
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
-
-
-def nearest_neighbours(embeddings: np.ndarray, index: int, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """The k points nearest to point `index` (Euclidean, in the embedding itself), and their distances."""
-    emb = np.asarray(embeddings, dtype=np.float64)
-    if not 0 <= index < len(emb):
-        raise FatvizError(f"Point {index} does not exist: the view holds {len(emb)} points.")
-    d = np.sqrt(((emb - emb[index]) ** 2).sum(1))
-    d[index] = np.inf
-    k = min(k, len(emb) - 1)
-    order = np.argsort(d, kind="stable")[:k]
-    return order, d[order]
 
 
 def point_groups(labels: PointLabels, colour_by: str) -> list[tuple[str, str, np.ndarray]]:
@@ -206,13 +139,13 @@ def _titles(panels: Sequence[PanelFrames], f: int, size: int, notes: bool = True
     out = []
     for i, panel in enumerate(panels):
         axis = _axis(i)
-        colour = OPTION_COLOURS.get(panel.title, "#333333")
-        text = f"<b><span style='color:{colour}'>{panel.title}</span></b>"
-        note = OPTION_NOTES.get(panel.title, "") if notes else ""
+        text = f"<b><span style='color:{option_colour(panel.title)}'>{panel.title}</span></b>"
+        note = option_note(panel.title) if notes else ""
         if note:
             text += f"<span style='font-size:{size - 4}px;color:#555555'>  ({note})</span>"
-        if panel.captions[f]:
-            text += f"   {panel.captions[f]}"
+        caption = _caption(panel.metrics[f])
+        if caption:
+            text += f"   {caption}"
         out.append({"text": text, "xref": f"x{axis} domain", "yref": f"y{axis} domain", "x": 0.5, "y": 1.0,
                     "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": size}})
     return out
@@ -383,7 +316,7 @@ def placeholder_figure(options: Sequence[str], message: str, columns: int | None
     layout: dict = _subplot_axes(len(options), rows, cols)
     for axis in layout.values():
         axis["range"] = [-1, 1]
-    titles = _titles([PanelFrames(o, [0], [], [], [""]) for o in options], 0, size, not row_view)
+    titles = _titles([PanelFrames(o, [0], [], [], [{}]) for o in options], 0, size, not row_view)
     note = {"text": message, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5, "showarrow": False,
             "font": {"size": size + 2, "color": "#555555"}, "bgcolor": "rgba(255,255,255,0.9)"}
     data = [{"type": "scatter", "x": [None], "y": [None], "showlegend": False, "hoverinfo": "skip", **_axis_refs(p)}
@@ -397,12 +330,12 @@ def placeholder_figure(options: Sequence[str], message: str, columns: int | None
 
 def embedding_animation(results, method: str = "pca", colour_by: str = "true", presentation: bool = False,
                         frame: int | None = None, zoom: str = "follow", columns: int | None = None) -> go.Figure:
-    """The animation of one RunResult, or of {option: RunResult} side by side (the CLI's export)."""
+    """The animation of one RunResult, or of {option: RunResult} side by side (the CLI's export):
+    projected by fatviz.projection, then drawn."""
     if not isinstance(results, Mapping):
         results = {results.settings.centroid: results}
     if not results:
         raise FatvizError("No run to draw.")
     first = next(iter(results.values()))
-    panels = [panel_frames(option, r.snapshots, method, r.settings.seed) for option, r in results.items()]
-    return embedding_figure(panels, PointLabels.from_result(first), colour_by, frame=frame,
+    return embedding_figure(result_panels(results, method), PointLabels.from_result(first), colour_by, frame=frame,
                             presentation=presentation, zoom=zoom, columns=columns)

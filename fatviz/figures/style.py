@@ -1,8 +1,10 @@
-"""One look for every figure: projector-sized fonts and one colour per class in every panel."""
+"""One look for every figure: projector-sized fonts, one colour per class and one per centroid option."""
 
 from __future__ import annotations
 
 import plotly.graph_objects as go
+
+from fatviz.centroids import CENTROIDS
 
 # Okabe-Ito and Tableau colours: distinguishable for colour-blind viewers and on projectors.
 CLASS_COLOURS: tuple[str, ...] = (
@@ -12,9 +14,7 @@ CLASS_COLOURS: tuple[str, ...] = (
 FLAG_COLOURS: dict[str, str] = {
     "kept": "#BBBBBB", "correctly flagged": "#D55E00", "wrongly flagged": "#E69F00", "missed": "#0072B2",
 }
-OPTION_COLOURS: dict[str, str] = {
-    "mean": "#E69F00", "mean-norm": "#56B4E9", "norm-mean": "#009E73", "norm-mean-norm": "#CC79A7",
-}
+OTHER_COLOUR = "#333333"  # a panel or line that is not a registered centroid option
 FONT_SIZE = 16
 PRESENTATION_FONT_SIZE = 22
 
@@ -22,6 +22,16 @@ PRESENTATION_FONT_SIZE = 22
 def class_colour(label: int) -> str:
     """The colour of a class, the same in every panel and page (cycles after 16 classes)."""
     return CLASS_COLOURS[int(label) % len(CLASS_COLOURS)]
+
+
+def option_colour(option: str) -> str:
+    """A centroid option's colour (from its registry entry), the same in every figure."""
+    return CENTROIDS.get(option).colour if option in CENTROIDS else OTHER_COLOUR
+
+
+def option_note(option: str) -> str:
+    """The few words under a centroid option's panel title (empty for anything else)."""
+    return CENTROIDS.get(option).short if option in CENTROIDS else ""
 
 
 def apply_style(fig: go.Figure, *, title: str | None = None, presentation: bool = False,

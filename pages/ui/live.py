@@ -1,0 +1,206 @@
+"""Jobs as the pages see them: the one job manager, starting, joining and stopping a job, and the
+view of a training: live while it runs, the full animation once it is done.
+
+Shared heavy objects live in Streamlit's caches: the job manager and the prepared data in
+`st.cache_resource` (one per server, shared by every session), and so are the projected
+panels and the built figures, so a class looking at one preset projects and builds it once.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import streamlit as st
+
+from fatviz.errors import FatvizError
+from fatviz.figures.embedding import PointLabels, embedding_figure
+from fatviz.jobs import Budget, Job, JobManager
+from fatviz.paths import allowed_roots
+from fatviz.projection import NONLINEAR_EPOCHS, PanelFrames, panel_frames, spread_indices
+from fatviz.settings import RunSettings
+from pages.ui.look import plot_embedding, presentation, show_error
+
+# Worker processes for training; 0 trains in a thread of the app (used by tests).
+WORKERS = int(os.environ.get("FATVIZ_WORKERS", str(min(2, os.cpu_count() or 1))))
+# Training workers run at a lower CPU priority than the app and the browser: on a two-core laptop
+# the first epoch then reaches the screen without waiting for the trainers' time slices.
+WORKER_NICENESS = 10
+# The live view while a job trains. Every redraw costs the server and the browser CPU that the
+# training workers need on a two-core laptop (measured: a four-panel redraw costs Chromium about
+# 0.7 CPU-seconds), so the view is redrawn every LIVE_SECONDS, not at every epoch.
+LIVE_SECONDS = 2.0
+FIRST_FRAME_WAIT = 3.0  # the click's own run waits this long for the first epoch, so it draws it at once
+# Polling reruns would fade the live chart as "stale": keep it solid.
+SOLID_WHILE_LIVE = "<style>[data-stale='true'] {opacity: 1 !important; transition: none !important;}</style>"
+
+
+@st.cache_resource(show_spinner=False)
+def job_manager() -> JobManager:
+    """One manager per app process: identical requests from every session share one job."""
+    # The budget keeps one visitor's link from taking the server down: it refuses a job that
+    # would not fit (memory, time) or one too many, with one message, before anything starts.
+    return JobManager(workers=WORKERS, runs_dir=allowed_roots("runs")[0].path, niceness=WORKER_NICENESS,
+                      budget=Budget.for_machine(max(1, WORKERS)))
+
+
+def viewer() -> str:
+    """This browser session's id: the job manager counts who watches a job before stopping it."""
+    return st.session_state.setdefault("_viewer", uuid.uuid4().hex)
+
+
+def start_job(kind: str, settings: RunSettings, retrain: bool = False) -> Job | None:
+    """Submit (or join) a job; `retrain` trains again even if a finished run exists. A user
+    mistake (or a job the server cannot take) shows one error and returns None."""
+    try:
+        return job_manager().submit(kind, settings, viewer=viewer(), retrain=retrain)
+    except FatvizError as exc:
+        show_error(exc)
+        return None
+
+
+def stop_job(job: Job) -> None:
+    """This visitor stops watching `job`; it stops when nobody else watches it."""
+    if not job_manager().stop(job, viewer()):
+        st.toast("Others are watching this training too: it goes on for them.", icon=":material/group:")
+
+
+def job_status(job: Job) -> None:
+    """A progress bar while running; the error, if the job failed."""
+    if job.status == "error":
+        st.error(job.error, icon="⚠️")
+    elif not job.done:
+        frac, msg = job.progress
+        st.progress(min(1.0, max(0.0, frac)), text=f"Training… {msg}")
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _prepared(key: str, _settings: RunSettings):
+    from fatviz.train import prepare_data
+
+    return prepare_data(_settings)
+
+
+def prepared_data(settings: RunSettings):
+    """The dataset, noisy labels and visual subset for these settings, shared by all sessions."""
+    from fatviz.train import data_settings_key
+
+    try:
+        return _prepared(data_settings_key(settings), settings)
+    except FatvizError as exc:
+        show_error(exc)
+        return None
+
+
+def job_runs(job: Job) -> dict[str, list]:
+    """Snapshots per option that every option has reached (panels advance together)."""
+    n = job.frames()
+    return {o: list(job.snapshots.get(o, []))[:n] for o in job.options}
+
+
+def job_labels(job: Job) -> PointLabels | None:
+    """The visualisation subset's labels: from the results when done, else from the prepared data."""
+    if job.results:
+        return PointLabels.from_result(next(iter(job.results.values())))
+    data = prepared_data(job.settings)
+    return None if data is None else PointLabels.from_data(data)
+
+
+# -- the panels animation, shared by Home, the Centroid explorer and the Classroom ---------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _panels(source: str, frames: int, method: str, _runs: dict[str, list]) -> list[PanelFrames]:
+    """Every option's projected panel for `frames` epochs of `source`, for all sessions; t-SNE and
+    UMAP show a progress bar while they fit."""
+    bar = st.progress(0.0, text=f"Fitting {method.upper()}…") if method != "pca" else None
+    try:
+        panels = []
+        for i, (option, snaps) in enumerate(_runs.items()):
+            def progress(f: float, msg: str, i: int = i, option: str = option) -> None:
+                if bar is not None:
+                    bar.progress(min(1.0, (i + f) / len(_runs)), text=f"{option}: {msg} (once; then cached)")
+            panels.append(panel_frames(option, snaps, method, progress=progress))
+        return panels
+    finally:
+        if bar is not None:
+            bar.empty()
+
+
+@st.cache_resource(show_spinner=False, max_entries=48)
+def _figure(source: str, frames: int, method: str, view: tuple, _panels: list[PanelFrames], _labels: PointLabels):
+    """The built figure of one view of `source`, for all sessions (`view` is embedding_figure's keywords)."""
+    return embedding_figure(_panels, _labels, **dict(view))
+
+
+def animation_figure(source: str, runs: dict[str, list], labels: PointLabels, *, method: str = "pca",
+                     colour_by: str = "true", zoom: str = "follow", frame: int | None = None,
+                     animate: bool = True, highlight: int | None = None, columns: int | None = None,
+                     hover: bool = True):
+    """The panels figure for `runs` (snapshots per option), projected and built once for all sessions.
+
+    `source` names where the snapshots come from (a job or a run folder). t-SNE and UMAP fit
+    every frame, so they animate a few epochs spread over training (`frame` is then mapped to
+    the nearest one). A recolouring or another frame reuses the projection. A user mistake
+    shows one error and returns None.
+    """
+    n = min((len(v) for v in runs.values()), default=0)
+    keep = list(range(n)) if method == "pca" else spread_indices(n, NONLINEAR_EPOCHS)
+    if frame is not None:
+        frame = min(range(len(keep)), key=lambda j: abs(keep[j] - frame), default=None)
+    view = (("colour_by", colour_by), ("zoom", zoom), ("frame", frame), ("animate", animate),
+            ("highlight", highlight), ("columns", columns), ("hover", hover), ("presentation", presentation()))
+    try:
+        panels = _panels(source, n, method, {o: [snaps[i] for i in keep] for o, snaps in runs.items()})
+        return _figure(source, n, method, view, panels, labels)
+    except FatvizError as exc:
+        show_error(exc)
+    except ImportError as exc:
+        show_error(FatvizError(f"{method} is not installed here ({exc}); choose PCA."))
+    return None
+
+
+def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: str = "true", zoom: str = "follow",
+                       frame: int | None = None, highlight: int | None = None, columns: int | None = None,
+                       selectable: bool = False):
+    """A compare job's panels: the latest epoch, live, while it trains; the full animation once done.
+
+    While training, the first epoch is drawn as soon as it exists, then a fragment redraws the
+    newest epoch every LIVE_SECONDS; when the job ends (the fragment waits for an end that is
+    due before its next turn) it reruns the page once, which draws the animation and stops polling.
+    Returns the chart's selection state (when `selectable` and done), else None.
+    """
+    if not job.done:
+        st.markdown(SOLID_WHILE_LIVE, unsafe_allow_html=True)
+        job.wait_frames(1, timeout=FIRST_FRAME_WAIT)
+
+        @st.fragment(run_every=LIVE_SECONDS)
+        def live() -> None:
+            if job.done:
+                st.rerun()
+            job_status(job)
+            labels = job_labels(job)
+            if job.frames() == 0 or labels is None:
+                st.caption("The first epoch appears here in a moment…")
+            else:
+                fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, colour_by=colour_by,
+                                       zoom=zoom, animate=False, columns=columns, hover=False)
+                if fig is not None:
+                    plot_embedding(fig, f"{key}-live", static=True)
+            # Ending before the next redraw is due: wait for it here and show the animation at once.
+            if job.seconds_left() < LIVE_SECONDS and job.wait(LIVE_SECONDS):
+                st.rerun()
+
+        live()
+        return None
+    if job.status == "error":
+        st.error(job.error, icon="⚠️")
+        return None
+    if job.status == "stopped":
+        st.info(f"Stopped after epoch {max(0, job.frames() - 1)}: showing the epochs trained so far.")
+    labels = job_labels(job)
+    if job.frames() == 0 or labels is None:
+        return None
+    fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, method=method, colour_by=colour_by,
+                           zoom=zoom, frame=frame, highlight=highlight, columns=columns)
+    return None if fig is None else plot_embedding(fig, key, selectable)

@@ -1,0 +1,58 @@
+"""How every page looks: the page frame (presentation mode), one way to show a user's mistake,
+one way to draw an embedding chart, and the small-results cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from pages.ui.routing import through_app_navigation
+
+# Presentation mode (?present=1): no sidebar or chrome, text for the back row.
+PRESENTATION_CSS = """<style>
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
+header[data-testid="stHeader"] {display: none !important;}
+.block-container {padding-top: 1rem; max-width: 100% !important;}
+html, body, [class*="css"], .stMarkdown p {font-size: 1.35rem !important;}
+</style>"""
+
+
+def start_page() -> None:
+    """What every page does first: arrive through app.py's navigation, then apply presentation mode."""
+    through_app_navigation()
+    if presentation():
+        st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
+
+
+def presentation() -> bool:
+    """True in presentation mode (controls hidden, charts enlarged), set by ?present=1."""
+    return st.query_params.get("present", "0") == "1"
+
+
+def show_error(exc: Exception) -> None:
+    """One clear message for a user mistake; the app keeps running."""
+    st.error(str(exc), icon="⚠️")
+
+
+def cached(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """st.cache_data for pure results keyed on their (hashable) arguments."""
+    return st.cache_data(show_spinner=False, max_entries=64)(fn)
+
+
+def plot_embedding(fig, key: str, selectable: bool = False, static: bool = False):
+    """Draw an embedding figure the same way everywhere (our own style, not Streamlit's theme).
+
+    `static` draws a picture without hover, zoom or toolbar: the live view, replaced every few
+    seconds, which a laptop's browser then draws in about half the time. Returns the chart's
+    selection state when `selectable`, else None."""
+    config = {"displaylogo": False, "scrollZoom": True,
+              "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "fatviz-embedding"}}
+    if static:
+        config = {"staticPlot": True}
+    if selectable:
+        return st.plotly_chart(fig, key=key, theme=None, on_select="rerun", selection_mode="points",
+                               config=config)
+    st.plotly_chart(fig, key=key, theme=None, config=config)
+    return None

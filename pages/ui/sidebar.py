@@ -1,0 +1,236 @@
+"""The settings sidebar: the only place that turns widgets into a RunSettings. Its settings are
+mirrored into the URL, so the address bar is always a shareable link, and read back from it.
+
+Every widget takes its choices (from the registries) and its range (the app range) from the
+settings table, `fatviz.settings.setting_fields()`. A link is read leniently: a value a widget
+cannot show is moved to the nearest one it can, and one warning names each such value and
+its limit, so no link, however odd, breaks a page.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import streamlit as st
+
+from fatviz.centroids import CENTROIDS
+from fatviz.data import DATASETS
+from fatviz.errors import FatvizError
+from fatviz.losses import LOSSES
+from fatviz.noise import NOISE_KINDS
+from fatviz.paths import allowed_roots, resolve_under
+from fatviz.presets import PRESETS
+from fatviz.registry import Registry
+from fatviz.settings import RunSettings, SettingField, setting_fields
+from pages.ui.look import show_error
+
+# The embedding sizes the slider offers; a link asking for another gets the nearest.
+EMBEDDING_DIMS: tuple[int, ...] = (2, 3, 8, 16, 32, 64, 128)
+# The noise rates the slider offers (the settings allow up to, not including, 1).
+NOISE_RATES: tuple[float, float] = (0.0, 0.9)
+SIDEBAR_SECTIONS: tuple[str, ...] = ("data", "noise", "loss", "training")
+
+
+def setting(name: str) -> SettingField:
+    """One row of the settings table."""
+    return next(f for f in setting_fields() if f.name == name)
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The values a text setting may take, read from its registry."""
+    return setting(name).choices()
+
+
+def limits(name: str) -> tuple[Any, Any]:
+    """The range a visitor may ask for, in the field's type: the min and max of its widget."""
+    f = setting(name)
+    return f.kind(f.app[0]), f.kind(f.app[1])
+
+
+def _fit_noise(text: str) -> tuple[str, str]:
+    """A link's noise with its rate moved into the slider's range: (noise, the note, or "")."""
+    kind, _, rate_text = text.strip().lower().partition(":")
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        return text, ""  # RunSettings.read_query says what it cannot read
+    low, high = NOISE_RATES
+    if kind not in NOISE_KINDS or kind == "none" or not math.isfinite(rate) or low <= rate <= high:
+        return text, ""
+    fitted = f"{kind}:{min(max(rate, low), high):g}"
+    return fitted, f"noise = {text} has a rate outside what this app trains ({low:g} to {high:g}): using {fitted}."
+
+
+def link_settings() -> tuple[RunSettings, list[str]]:
+    """The settings the URL asks for, fitted to what the widgets offer, with one note per value changed."""
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    notes: list[str] = []
+    if params.get("noise"):
+        noise, note = _fit_noise(params["noise"][-1])
+        params["noise"] = [noise]
+        notes += [note] if note else []
+    settings, problems = RunSettings.read_query(params)
+    notes += problems
+    if settings.embedding_dim not in EMBEDDING_DIMS:
+        nearest = min(EMBEDDING_DIMS, key=lambda d: (abs(d - settings.embedding_dim), d))
+        notes.append(f"embedding_dim = {settings.embedding_dim} is not one of the sizes this app offers "
+                     f"({', '.join(map(str, EMBEDDING_DIMS))}): using {nearest}.")
+        settings = settings.replace(embedding_dim=nearest)
+    return settings, notes
+
+
+def _init_state(settings: RunSettings, notes: list[str]) -> None:
+    """Seed widget state once per session, from the link, and keep the notes on what it changed."""
+    if st.session_state.get("_seeded"):
+        return
+    _write_state(settings)
+    st.session_state.update({"_seeded": True, "_link_notes": notes})
+    st.session_state.pop("_link_built", None)
+
+
+def _write_state(s: RunSettings) -> None:
+    kind, _, rate = s.noise.partition(":")
+    st.session_state.update({
+        "w_dataset": s.dataset, "w_data_root": s.data_root, "w_subsample": s.subsample,
+        "w_noise_kind": kind, "w_noise_rate": float(rate or 0.2), "w_loss": s.loss,
+        "w_centroid": s.centroid, "w_negatives": s.negatives, "w_hardest_k": s.hardest_k,
+        "w_radius": s.radius, "w_margin": s.margin if s.margin is not None else 0.0,
+        "w_margin_auto": s.margin is None,
+        "w_cw": s.compactness_weight if s.compactness_weight is not None else 0.0,
+        "w_cw_auto": s.compactness_weight is None, "w_epochs": s.epochs,
+        "w_embedding_dim": s.embedding_dim, "w_seed": s.seed, "w_centres": s.centres,
+        "w_blob_outliers": s.blob_outliers, "w_blob_spread": s.blob_spread,
+    })
+
+
+def _apply_preset() -> None:
+    name = st.session_state.get("w_preset")
+    if name in PRESETS:
+        _write_state(PRESETS[name][1])
+
+
+def use_preset(name: str) -> None:
+    """Load a named preset into the settings widgets (a button callback, like the sidebar's Preset box)."""
+    st.session_state["w_preset"] = name
+    _apply_preset()
+
+
+def data_folder(dataset: str, typed: str) -> str:
+    """The folder a dataset reads, resolved under the data roots ("" for a dataset that reads none)."""
+    if not DATASETS.get(dataset).needs_folder or not typed.strip():
+        return ""
+    return str(resolve_under(typed, allowed_roots("data"), "data folder"))
+
+
+def _described(registry: Registry) -> str:
+    """Each entry of a registry with its description, for a widget's help."""
+    return "  \n".join(f"**{name}**: {entry.description}" for name, entry in registry.items())
+
+
+def _draw(show: tuple[str, ...]) -> None:
+    """The sidebar's widgets, each with its registry's choices and its field's app range."""
+    sb, ss = st.sidebar, st.session_state
+    sb.selectbox("Preset", list(PRESETS), index=None, key="w_preset", on_change=_apply_preset,
+                 placeholder="Choose a classroom preset…", help="Load a ready-made setting.")
+    if "data" in show:
+        sb.subheader("Data")
+        sb.selectbox("Dataset", choices("dataset"), key="w_dataset", help=_described(DATASETS))
+        spec = DATASETS.get(ss["w_dataset"])
+        if spec.needs_folder:
+            roots = allowed_roots("data")
+            sb.text_input("Data folder", key="w_data_root",
+                          help=f"A folder under {', '.join(r.name for r in roots)} (a relative name is taken "
+                               f"under {roots[0].name}) holding {spec.layout}. fatviz never downloads data.")
+        sb.number_input("Subsample (0 = all)", *limits("subsample"), step=100, key="w_subsample")
+        if ss["w_dataset"] == "blobs":
+            sb.slider("Blob spread", *limits("blob_spread"), step=0.1, key="w_blob_spread")
+            sb.slider("Outlier fraction", *limits("blob_outliers"), step=0.01, key="w_blob_outliers")
+    if "noise" in show:
+        sb.subheader("Label noise")
+        sb.radio("Noise", NOISE_KINDS, key="w_noise_kind", horizontal=True)
+        if ss["w_noise_kind"] != "none":
+            sb.slider("Noise rate", *NOISE_RATES, step=0.05, key="w_noise_rate")
+    if "loss" in show:
+        sb.subheader("Loss")
+        sb.selectbox("Loss", choices("loss"), key="w_loss", help=_described(LOSSES))
+        sb.selectbox("Centroid option", choices("centroid"), key="w_centroid",
+                     help="The explorer trains every option side by side; this one is used elsewhere.  \n"
+                          + _described(CENTROIDS))
+        sb.selectbox("Negatives", choices("negatives"), key="w_negatives")
+        if ss["w_negatives"] == "hardest":
+            sb.number_input("Hardest k", *limits("hardest_k"), key="w_hardest_k")
+        sb.selectbox("Compactness (radius)", choices("radius"), key="w_radius",
+                     help="mean: mean distance to own centre (public code); max: largest radius (the bound)")
+        sb.checkbox("Default margin", key="w_margin_auto")
+        if not ss["w_margin_auto"]:
+            sb.number_input("Margin", *limits("margin"), step=0.05, key="w_margin")
+        sb.checkbox("Default compactness weight", key="w_cw_auto")
+        if not ss["w_cw_auto"]:
+            sb.number_input("Compactness weight", *limits("compactness_weight"), step=0.1, key="w_cw")
+    if "training" in show:
+        sb.subheader("Training")
+        sb.slider("Epochs", *limits("epochs"), key="w_epochs")
+        sb.select_slider("Embedding dimension", EMBEDDING_DIMS, key="w_embedding_dim")
+        sb.radio("Centres from", choices("centres"), key="w_centres", horizontal=True,
+                 help="epoch: whole training set at each epoch start; batch: each batch (cheaper)")
+        sb.number_input("Seed", *limits("seed"), key="w_seed")
+
+
+def _from_widgets(base: RunSettings) -> RunSettings:
+    """`base` with every sidebar widget's value; a FatvizError if the combination is impossible."""
+    ss = st.session_state
+    noise = "none" if ss["w_noise_kind"] == "none" else f"{ss['w_noise_kind']}:{ss['w_noise_rate']:g}"
+    return base.replace(
+        dataset=ss["w_dataset"], data_root=data_folder(ss["w_dataset"], ss["w_data_root"]),
+        subsample=int(ss["w_subsample"]), noise=noise, loss=ss["w_loss"], centroid=ss["w_centroid"],
+        negatives=ss["w_negatives"], hardest_k=int(ss["w_hardest_k"]), radius=ss["w_radius"],
+        margin=None if ss["w_margin_auto"] else float(ss["w_margin"]),
+        compactness_weight=None if ss["w_cw_auto"] else float(ss["w_cw"]),
+        epochs=int(ss["w_epochs"]), embedding_dim=int(ss["w_embedding_dim"]), seed=int(ss["w_seed"]),
+        centres=ss["w_centres"], blob_outliers=float(ss["w_blob_outliers"]),
+        blob_spread=float(ss["w_blob_spread"]),
+    )
+
+
+def _show_link_notes(settings: RunSettings | None) -> None:
+    """One warning naming the link's changed values, for as long as the settings are still the link's."""
+    ss = st.session_state
+    notes = ss.get("_link_notes")
+    if not notes:
+        return
+    first = ss.setdefault("_link_built", settings)
+    if settings is not None and settings != first:
+        ss["_link_notes"] = []  # the visitor has changed the settings since
+        return
+    st.warning("This link asked for settings this app does not offer; they were changed:\n\n"
+               + "\n".join(f"- {note}" for note in notes), icon=":material/tune:")
+
+
+def sidebar_settings(show: tuple[str, ...] = SIDEBAR_SECTIONS, base: RunSettings | None = None) -> RunSettings | None:
+    """Draw the settings sidebar and return its settings (None, with one error shown, if impossible).
+
+    `base` holds the fields the sidebar does not set (default: the link's). The settings are
+    mirrored into the URL, so the address bar is always a shareable link.
+    """
+    url, notes = link_settings()
+    _init_state(url, notes)
+    _draw(show)
+    try:
+        settings = _from_widgets(base or url)
+    except FatvizError as exc:
+        _show_link_notes(None)
+        show_error(exc)
+        return None
+    _show_link_notes(settings)
+    _sync_url(settings)
+    return settings
+
+
+def _sync_url(settings: RunSettings) -> None:
+    """Write the settings into the address bar, keeping the page's own parameters."""
+    keep = {k: st.query_params[k] for k in ("present",) if k in st.query_params}
+    wanted = {**settings.to_query(), **keep}
+    current = {k: st.query_params[k] for k in st.query_params}
+    if current != wanted:
+        st.query_params.from_dict(wanted)
