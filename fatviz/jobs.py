@@ -24,186 +24,20 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fatviz.centroids import CENTROIDS
+from fatviz.budget import Budget
 from fatviz.errors import FatvizError
-from fatviz.registry import Registry
+from fatviz.job_kinds import JOB_KINDS, Emit, JobKind
 from fatviz.settings import RunSettings
-
-Emit = Callable[[str, tuple], None]
-ShouldStop = Callable[[], bool]
 
 WORKER_DIED = ("The training worker stopped unexpectedly (it may have run out of memory or been killed), "
                "so this job ended without a result and nothing was saved. The next job starts a fresh worker; "
                "smaller settings (fewer points, epochs or samples) fit better.")
-
-
-# -- job kinds: what a job trains, saves and loads -----------------------------------------------
-
-
-def _train_options(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
-    """Train a group of centroid options in lockstep (epoch by epoch, round robin) so panels advance together."""
-    from fatviz.train import Trainer, option_settings, prepare_data
-
-    data = prepare_data(settings)
-    trainers = {o: Trainer(option_settings(settings, o), data) for o in options}
-    streams = {o: t.snapshots(should_stop) for o, t in trainers.items()}
-    live = list(streams)
-    while live:
-        for option in list(live):
-            snap = next(streams[option], None)
-            if snap is None:
-                live.remove(option)
-            else:
-                emit(option, ("snapshot", snap))
-    return {o: t.result() for o, t in trainers.items()}
-
-
-def _distill(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
-    from fatviz.distill import run_distillation
-
-    result = run_distillation(settings, should_stop=should_stop,
-                              on_progress=lambda f, msg: emit(options[0], ("progress", f, msg)))
-    return {options[0]: result}
-
-
-def _save_runs(results: dict[str, Any], folder: Path) -> None:
-    from fatviz.runs import save_group
-
-    save_group(results, folder)
-
-
-def _load_runs(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
-    from fatviz.runs import load_group
-
-    return load_group(folder, options)
-
-
-def _save_distillation(results: dict[str, Any], folder: Path) -> None:
-    from fatviz.distill import save_distillation
-
-    save_distillation(next(iter(results.values())), folder)
-
-
-def _load_distillation(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
-    from fatviz.distill import load_distillation
-
-    return {options[0]: load_distillation(folder)}
-
-
-@dataclass(frozen=True)
-class JobKind:
-    """One kind of job: which parts it trains, how (in a worker), and how its results are stored."""
-
-    name: str
-    description: str
-    options: Callable[[RunSettings], tuple[str, ...]]  # the parts of the job (panels, or one result)
-    run: Callable[[RunSettings, tuple[str, ...], Emit, ShouldStop], dict[str, Any]]
-    save: Callable[[dict[str, Any], Path], None]
-    load: Callable[[Path, tuple[str, ...]], dict[str, Any]]
-    snapshots: bool  # streams a snapshot per epoch per option (the live animation)
-    splits: bool  # its options may train in separate workers at once
-
-
-JOB_KINDS: Registry[JobKind] = Registry("job kind")
-for _kind in (
-    JobKind("train", "one run with the settings' centroid option", lambda s: (s.centroid,), _train_options,
-            _save_runs, _load_runs, snapshots=True, splits=False),
-    JobKind("compare", "the four centroid options side by side", lambda s: CENTROIDS.names(), _train_options,
-            _save_runs, _load_runs, snapshots=True, splits=True),
-    JobKind("distill", "teacher-student label distillation", lambda s: ("distillation",), _distill,
-            _save_distillation, _load_distillation, snapshots=False, splits=False),
-):
-    JOB_KINDS.register(_kind.name, _kind)
-
-
-# -- the budget: what one server accepts ---------------------------------------------------------
-
-# Rough costs of one training sample for one epoch on one CPU core, by model (seconds per input
-# value): measured on this project's 2-core machine (cnn on 28x28: about 1.7 ms a sample).
-_SECONDS_PER_INPUT = {"mlp": 2e-8, "cnn": 2.2e-6, "resnet18": 1.2e-5}
-_DATASET_SIZES = {"digits": (1347, 450, 64), "mnist": (60000, 10000, 784), "fashion-mnist": (60000, 10000, 784),
-                  "cifar10": (50000, 10000, 3072), "folder": (20000, 5000, 3072), "market1501": (12936, 19732, 6144)}
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A job's expected peak memory (bytes) and time (seconds, one core) before it starts."""
-
-    memory: float
-    seconds: float
-
-
-def estimate(kind: str, settings: RunSettings) -> Estimate:
-    """A deliberately rough upper estimate of a job's memory and time, from its settings alone."""
-    from fatviz.models import choose_model
-
-    s = settings
-    if s.dataset == "blobs":
-        n_train, n_test, dim = 150 * s.blob_classes, 50 * s.blob_classes, s.blob_dim
-        shape: tuple[int, ...] = (dim,)
-    else:
-        n_train, n_test, dim = _DATASET_SIZES.get(s.dataset, (20000, 5000, 3072))
-        shape = (dim,) if s.dataset == "digits" else (3, 32, 32)
-    if s.subsample:
-        n_train, n_test = min(n_train, s.subsample), min(n_test, max(s.subsample // 3, 100))
-    parts = len(JOB_KINDS.get(kind).options(s))
-    frames = parts * (s.epochs + 1)
-    memory = (
-        400e6  # the interpreter, torch and the model
-        + (n_train + n_test) * dim * 5.0  # float32 inputs and uint8 display copies
-        + frames * s.vis_points * (s.embedding_dim + 2) * 4.0  # the snapshots kept
-        + 10 * s.vis_points ** 2 * 4.0  # the exact triplet loss on the drawn points
-        + 4 * min(n_test, 4096) ** 2 * 4.0  # retrieval distances, chunked
-        + (s.batch_size ** 3 * 4.0 if s.loss == "triplet-all" else s.batch_size ** 2 * 16.0)
-    )
-    model = choose_model(s.model, shape)
-    per_epoch = n_train * dim * _SECONDS_PER_INPUT.get(model, 1e-5) + n_test * 2e-5
-    epochs = parts * s.epochs
-    if kind == "distill":
-        epochs = (s.teacher_epochs + s.teacher_rounds * s.round_epochs + 4 * s.teacher_epochs + 4 * s.epochs)
-    return Estimate(memory=memory, seconds=epochs * per_epoch)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What one server accepts: jobs waiting at once, and one job's estimated memory and time."""
-
-    max_active: int  # jobs training or queued at once
-    memory: float  # bytes one job may need
-    seconds: float  # seconds one job may take
-
-    @classmethod
-    def for_machine(cls, workers: int) -> Budget:
-        """Defaults from the machine: a few jobs per core; a job may use half the memory per worker."""
-        cores = os.cpu_count() or 1
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            total = 8e9
-        return cls(max_active=int(os.environ.get("FATVIZ_MAX_JOBS", 4 * cores)),
-                   memory=0.5 * total / max(1, workers), seconds=float(os.environ.get("FATVIZ_MAX_JOB_SECONDS", 1800)))
-
-    def check(self, kind: str, settings: RunSettings, active: int) -> None:
-        """Raise one FatvizError when the server cannot take this job now."""
-        if active >= self.max_active:
-            raise FatvizError(f"The server is busy: {active} jobs are training or waiting, the most it takes at once. "
-                              "Try again when one has finished.")
-        est = estimate(kind, settings)
-        if est.memory > self.memory:
-            raise FatvizError(f"This job would need about {est.memory / 1e9:.1f} GB of memory, more than the "
-                              f"{self.memory / 1e9:.1f} GB one job may use here: choose fewer points, samples or "
-                              "embedding dimensions.")
-        if est.seconds > self.seconds:
-            raise FatvizError(f"This job would take about {est.seconds / 60:.0f} minutes, more than the "
-                              f"{self.seconds / 60:.0f} one job may take here: choose fewer epochs or samples, "
-                              "or train it with the command line.")
 
 
 # -- worker processes ------------------------------------------------------------------------------

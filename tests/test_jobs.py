@@ -86,7 +86,8 @@ def test_one_viewers_stop_does_not_stop_a_job_others_watch(tmp_path):
 
 
 def test_the_budget_refuses_an_oversized_job_before_registering_it(tmp_path):
-    from fatviz.jobs import Budget, estimate, job_key
+    from fatviz.budget import Budget, estimate
+    from fatviz.jobs import job_key
 
     mgr = JobManager(workers=0, runs_dir=tmp_path, budget=Budget(max_active=1, memory=2e9, seconds=600))
     huge = RunSettings(dataset="blobs", blob_classes=20, vis_points=1000, epochs=100, embedding_dim=128)
