@@ -10,27 +10,42 @@ samples, stratified too: N // 3 matches the default 25 % test fraction, and the 
 100 keeps retrieval metrics from resting on a handful of queries. Market-1501 is
 subsampled by identity instead (whole identities kept, see `_identity_subsample`), because
 a few images of every identity would leave almost no positives per anchor.
+
+`DATASETS` is the registry of loaders: each entry says what it loads, whether it needs a
+local folder and what that folder holds. Files are treated as untrusted: headers are
+checked before data is read, reads stop at what the header promises (a small gzip bomb
+stays small), pickles may only build numpy arrays, and oversized images are skipped; a bad
+file gives one FatvizError or a note, never a traceback (the readers are in fatviz.readers).
 """
 
 from __future__ import annotations
 
-import gzip
-import pickle
 import re
-import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from fatviz.errors import FatvizError
+from fatviz.readers import (
+    IMAGE_EXTENSIONS,
+    MAX_SIDE,
+    MIN_SIDE,
+    cifar_batch,
+    describe,
+    image_files,
+    read_idx,
+    read_kept,
+    read_pickle,
+    skip_note,
+)
+from fatviz.registry import Registry
 
-DATASETS = ("digits", "blobs", "mnist", "fashion-mnist", "cifar10", "folder", "market1501")
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _TEST_FLOOR = 100  # smallest test set a subsample keeps (see module docstring)
 
+_DIGIT_NAMES = [str(k) for k in range(10)]
 _FASHION_NAMES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -41,8 +56,19 @@ _IDX_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+_IDX_LAYOUT = (  # .format(folder=...)
+    "{folder}/raw/ with " + ", ".join(_IDX_FILES[:-1]) + f" and {_IDX_FILES[-1]} (or .gz), as torchvision saves them"
+)
+_FOLDER_LAYOUT = "one sub-folder per class with images inside (DATA_ROOT/CLASS/IMAGE.png)"
+_MARKET_LAYOUT = (
+    "bounding_box_train/, query/ and bounding_box_test/ with images named "
+    "IDENTITY_cCAMERA..., e.g. 0002_c1s1_000451_03.jpg"
+)
+
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
 _MARKET_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
+_MARKET_MAX_ID = 10**6  # Market-1501 numbers 1501 identities, DukeMTMC-reID about 7000
+_MARKET_MAX_CAMERA = 100  # 6 in Market-1501, 8 in DukeMTMC-reID
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,7 +314,7 @@ def _vector_dataset(
 # --------------------------------------------------------------------------- loaders
 
 
-def _load_digits(seed: int, test_fraction: float, subsample: int | None) -> Dataset:
+def _load_digits(*, seed: int, test_fraction: float, subsample: int | None, **_: object) -> Dataset:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -301,8 +327,9 @@ def _load_digits(seed: int, test_fraction: float, subsample: int | None) -> Data
 
 
 def _load_blobs(
-    spec: BlobSpec, seed: int, test_fraction: float, subsample: int | None
+    *, blobs: BlobSpec | None, seed: int, test_fraction: float, subsample: int | None, **_: object
 ) -> Dataset:
+    spec = blobs or BlobSpec()
     if spec.n_classes < 2:
         raise FatvizError("Blobs need n_classes >= 2: a triplet needs at least two classes.")
     if spec.n_per_class < 2 or spec.dim < 1:
@@ -330,47 +357,9 @@ def _load_blobs(
     return _vector_dataset("blobs", x, y, names, None, seed, test_fraction, subsample)
 
 
-def _require_root(name: str, data_root: str | None, layout: str) -> Path:
-    if data_root is None:
-        raise FatvizError(
-            f"{name} needs data_root: the folder holding {layout}. "
-            "fatviz never downloads data."
-        )
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        raise FatvizError(f"data_root {root} is not a folder: expected {layout} inside it.")
-    return root
-
-
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise FatvizError(f"{path} is a damaged gzip file ({err}); copy it again.") from None
-    return raw
-
-
-def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Parse an IDX file of unsigned bytes (plain or gzip) with `ndim` dimensions."""
-    raw = _read_bytes(path)
-    if len(raw) < 4 + 4 * ndim or raw[:4] != bytes([0, 0, 0x08, ndim]):
-        raise FatvizError(
-            f"{path} is not an IDX file of {ndim}-D unsigned bytes "
-            f"(magic number {raw[:4].hex() or 'missing'}, expected 000008{ndim:02x}); "
-            "replace it with the original file."
-        )
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    header = 4 + 4 * ndim
-    if len(raw) - header != int(np.prod(dims)):
-        raise FatvizError(
-            f"{path} is truncated: its header promises {dims} but it holds "
-            f"{len(raw) - header} bytes of data; copy it again."
-        )
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
-
-
+# IDX files are read without trusting their header: the header is parsed and checked first,
+# then exactly the promised bytes are read (decompressed in a stream for .gz), so a small
+# file that claims or inflates to gigabytes is refused before it can fill memory.
 def _find_file(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
@@ -379,11 +368,10 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 
 
 def _load_idx_dataset(
-    name: str, folder_name: str, class_names: list[str], data_root: str | None,
-    seed: int, subsample: int | None,
+    name: str, folder_name: str, class_names: list[str], *,
+    data_root: Path, seed: int, subsample: int | None, **_: object,
 ) -> Dataset:
-    layout = f"{folder_name}/raw/{_IDX_FILES[0]} (or .gz)"
-    root = _require_root(name, data_root, layout)
+    root = data_root
     # Accept the parent of torchvision's folder, the folder itself, or its raw/ folder.
     candidates = (root / folder_name / "raw", root / "raw", root, root / folder_name)
     raw_dir = next((c for c in candidates if _find_file(c, _IDX_FILES[0])), None)
@@ -394,83 +382,31 @@ def _load_idx_dataset(
             f"{', '.join(_IDX_FILES[1:])} beside it. fatviz never downloads data; copy "
             f"torchvision's {folder_name} folder there."
         )
-    arrays = []
-    for stem, ndim in zip(_IDX_FILES, (3, 1, 3, 1), strict=False):
+    paths = []
+    for stem in _IDX_FILES:
         path = _find_file(raw_dir, stem)
         if path is None:
             raise FatvizError(f"{raw_dir / stem} (or .gz) is missing: copy it from {folder_name}.")
-        arrays.append((_read_idx(path, ndim), path))
-    (img_tr, _), (y_tr, _), (img_te, _), (y_te, _) = arrays
-    for (images, _), (labels, label_path) in ((arrays[0], arrays[1]), (arrays[2], arrays[3])):
-        if len(images) != len(labels):
-            raise FatvizError(
-                f"{label_path} has {len(labels)} labels for {len(images)} images; "
-                "the files come from different releases, copy them again."
-            )
-        if labels.size and labels.max() >= len(class_names):
+        paths.append(path)
+    splits = []
+    for image_path, label_path in (paths[:2], paths[2:]):
+        # Labels first: their count bounds how much of the image file is read.
+        labels = read_idx(label_path, 1)
+        if labels.max() >= len(class_names):
             raise FatvizError(
                 f"{label_path} holds label {labels.max()}, expected 0..{len(class_names) - 1}."
             )
+        splits.append((read_idx(image_path, 3, count=len(labels)), labels))
+    (img_tr, y_tr), (img_te, y_te) = splits
     keep_tr, keep_te, notes = _subsample(y_tr, y_te, subsample, seed)
     return _image_dataset(
         name, img_tr[keep_tr], y_tr[keep_tr], img_te[keep_te], y_te[keep_te],
-        class_names, notes,
+        list(class_names), notes,  # a copy: the names are a module constant
     )
 
 
-_PICKLE_GLOBALS = frozenset({
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),  # how Python 3 writes bytes in protocol 2
-})
-_PICKLE_NUMPY_MODULES = (
-    "numpy.core.multiarray", "numpy._core.multiarray",
-    "numpy.core.numeric", "numpy._core.numeric",
-)
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickle only what CIFAR files hold (dicts, lists, numpy arrays): no code runs."""
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) in _PICKLE_GLOBALS or (
-            module in _PICKLE_NUMPY_MODULES and name in ("_reconstruct", "scalar", "_frombuffer")
-        ):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def _read_pickle(path: Path) -> dict[str, object]:
-    try:
-        with path.open("rb") as handle:
-            content = _ArrayUnpickler(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise FatvizError(
-            f"{path} is not a CIFAR-10 python batch ({err}); copy it again from "
-            "cifar-10-python.tar.gz."
-        ) from None
-    if not isinstance(content, dict):
-        raise FatvizError(f"{path} is not a CIFAR-10 python batch (no dictionary inside).")
-    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in content.items()}
-
-
-def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    batch = _read_pickle(path)
-    try:
-        data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(batch["labels"], dtype=np.int64)
-    except (KeyError, ValueError) as err:
-        raise FatvizError(
-            f"{path} lacks CIFAR-10 'data' (N x 3072 bytes) or 'labels' ({err}); copy it again."
-        ) from None
-    if len(data) != len(labels):
-        raise FatvizError(f"{path} has {len(labels)} labels for {len(data)} images.")
-    return np.ascontiguousarray(data.transpose(0, 2, 3, 1)), labels
-
-
-def _load_cifar10(data_root: str | None, seed: int, subsample: int | None) -> Dataset:
-    layout = "cifar-10-batches-py/data_batch_1..5, test_batch and batches.meta"
-    root = _require_root("cifar10", data_root, layout)
+def _load_cifar10(*, data_root: Path, seed: int, subsample: int | None, **_: object) -> Dataset:
+    root = data_root
     folder = root / "cifar-10-batches-py"
     if not folder.is_dir() and (root / "data_batch_1").is_file():
         folder = root
@@ -481,18 +417,19 @@ def _load_cifar10(data_root: str | None, seed: int, subsample: int | None) -> Da
             f"CIFAR-10 not found under {root}: expected {folder}/ with {', '.join(missing)}. "
             "fatviz never downloads data; unpack cifar-10-python.tar.gz there."
         )
-    meta = _read_pickle(folder / "batches.meta")
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
-    _check_classes(names, f"{folder / 'batches.meta'} label_names")
-    parts = [_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    meta_path = folder / "batches.meta"
+    raw_names = read_pickle(meta_path).get("label_names")
+    if not isinstance(raw_names, list | tuple) or not all(isinstance(n, bytes | str) for n in raw_names):
+        raise FatvizError(
+            f"{meta_path} lacks 'label_names' (a list of class names; found "
+            f"{describe(raw_names)}); copy it again."
+        )
+    names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in raw_names]
+    _check_classes(names, f"{meta_path} label_names")
+    parts = [cifar_batch(folder / f"data_batch_{i}", len(names)) for i in range(1, 6)]
     img_tr = np.concatenate([p[0] for p in parts])
     y_tr = np.concatenate([p[1] for p in parts])
-    img_te, y_te = _cifar_batch(folder / "test_batch")
-    for labels in (y_tr, y_te):
-        if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
-            raise FatvizError(
-                f"CIFAR-10 labels under {folder} go beyond the {len(names)} label_names."
-            )
+    img_te, y_te = cifar_batch(folder / "test_batch", len(names))
     keep_tr, keep_te, notes = _subsample(y_tr, y_te, subsample, seed)
     return _image_dataset(
         "cifar10", img_tr[keep_tr], y_tr[keep_tr], img_te[keep_te], y_te[keep_te],
@@ -500,70 +437,31 @@ def _load_cifar10(data_root: str | None, seed: int, subsample: int | None) -> Da
     )
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
-
-
-def _read_images(paths: list[Path], size: tuple[int, int]) -> tuple[np.ndarray, list[Path]]:
-    """Decode, convert to RGB and resize to (H, W); returns uint8 images and unreadable paths."""
-    height, width = size
-    out = np.zeros((len(paths), height, width, 3), np.uint8)
-    bad = []
-    for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:
-                image.draft("RGB", (width, height))  # JPEG: decode at reduced scale, faster
-                out[i] = np.asarray(
-                    image.convert("RGB").resize((width, height), Image.BILINEAR)
-                )
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
-            bad.append(path)
-    return out, bad
-
-
 def _check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise FatvizError(f"image_size must be (height, width) in pixels, got {image_size}.")
-    return int(image_size[0]), int(image_size[1])
-
-
-def _read_kept(
-    paths: list[Path], size: tuple[int, int], skipped: list[Path]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read images, appending unreadable ones to `skipped`; returns images and a keep mask."""
-    images, bad = _read_images(paths, size)
-    skipped.extend(bad)
-    bad_set = set(bad)
-    keep = np.array([p not in bad_set for p in paths], bool)
-    return images[keep], keep
-
-
-def _skip_note(skipped: list[Path], attempted: int) -> tuple[str, ...]:
-    if not skipped:
-        return ()
-    if len(skipped) * 2 > attempted:
+    try:
+        height, width = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        height = width = 0
+    if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
         raise FatvizError(
-            f"{len(skipped)} of {attempted} images could not be read (e.g. {skipped[0]}): "
-            "check that the folder holds real image files."
+            f"image_size must be (height, width) in pixels, each {MIN_SIDE}..{MAX_SIDE} "
+            f"(the small CNN halves an image three times), got {image_size}."
         )
-    return (f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}",)
+    return height, width
 
 
 def _load_folder(
-    data_root: str | None, seed: int, test_fraction: float, subsample: int | None,
-    image_size: tuple[int, int],
+    *, data_root: Path, seed: int, test_fraction: float, subsample: int | None,
+    image_size: tuple[int, int] | None, **_: object,
 ) -> Dataset:
-    layout = "one sub-folder per class with images inside (DATA_ROOT/CLASS/IMAGE.png)"
-    root = _require_root("folder", data_root, layout)
+    root = data_root
+    size = _check_image_size(image_size or (32, 32))
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     class_names = [d.name for d in class_dirs]
-    _check_classes(class_names, f"{root} (expected {layout})")
+    _check_classes(class_names, f"{root} (expected {_FOLDER_LAYOUT})")
     paths, labels = [], []
     for k, folder in enumerate(class_dirs):
-        files = _image_files(folder)
+        files = image_files(folder)
         if not files:
             raise FatvizError(
                 f"Class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}): "
@@ -576,9 +474,9 @@ def _load_folder(
     keep_train, keep_test, notes = _subsample(y[train], y[test], subsample, seed)
     train, test = train[keep_train], test[keep_test]
     skipped: list[Path] = []
-    img_tr, ok_tr = _read_kept([paths[i] for i in train], image_size, skipped)
-    img_te, ok_te = _read_kept([paths[i] for i in test], image_size, skipped)
-    notes += _skip_note(skipped, len(train) + len(test))
+    img_tr, ok_tr = read_kept([paths[i] for i in train], size, skipped)
+    img_te, ok_te = read_kept([paths[i] for i in test], size, skipped)
+    notes += skip_note(skipped, len(train) + len(test))
     y_tr, y_te = y[train][ok_tr], y[test][ok_te]
     empty = np.flatnonzero(np.bincount(y_tr, minlength=len(class_names)) == 0)
     if len(empty):
@@ -594,19 +492,25 @@ def _load_folder(
 def _market_files(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Image paths, identities and cameras of one Market-1501 folder, junk (-1) dropped."""
     paths, ids, cams = [], [], []
-    for path in _image_files(folder):
+    for path in image_files(folder):
         match = _MARKET_NAME.match(path.name)
         if match is None:
             raise FatvizError(
                 f"{path} does not follow Market-1501 naming IDENTITY_cCAMERA..., e.g. "
                 "0002_c1s1_000451_03.jpg: rename or remove it."
             )
-        identity = int(match.group(1))
+        identity, camera = int(match.group(1)), int(match.group(2))
         if identity == -1:
             continue  # junk boxes: the benchmark ignores them
+        if not (0 <= identity < _MARKET_MAX_ID and 0 <= camera < _MARKET_MAX_CAMERA):
+            raise FatvizError(
+                f"{path} names identity {match.group(1)} and camera {match.group(2)}: Market-1501 "
+                f"identities are -1 (junk) or 0..{_MARKET_MAX_ID - 1} and cameras "
+                f"0..{_MARKET_MAX_CAMERA - 1}, as in 0002_c1s1_000451_03.jpg; rename or remove it."
+            )
         paths.append(path)
         ids.append(identity)
-        cams.append(int(match.group(2)))
+        cams.append(camera)
     return paths, np.array(ids, np.int64), np.array(cams, np.int64)
 
 
@@ -648,14 +552,15 @@ def _identity_subsample(
 
 
 def _load_market(
-    data_root: str | None, seed: int, subsample: int | None, image_size: tuple[int, int]
+    *, data_root: Path, seed: int, subsample: int | None, image_size: tuple[int, int] | None,
+    **_: object,
 ) -> Dataset:
-    layout = "bounding_box_train/, query/ and bounding_box_test/"
-    root = _require_root("market1501", data_root, layout)
+    root = data_root
+    size = _check_image_size(image_size or (64, 32))
     missing = [f for f in _MARKET_FOLDERS if not (root / f).is_dir()]
     if missing:
         raise FatvizError(
-            f"Market-1501 not found under {root}: expected {layout} there (missing "
+            f"Market-1501 not found under {root}: expected {_MARKET_LAYOUT} there (missing "
             f"{', '.join(missing)}). fatviz never downloads data; unpack Market-1501 there."
         )
     tr_paths, tr_ids, _ = _market_files(root / "bounding_box_train")
@@ -688,9 +593,9 @@ def _load_market(
     else:
         keep_tr, keep_te = np.arange(len(tr_ids)), np.arange(len(te_ids))
     skipped: list[Path] = []
-    img_tr, ok_tr = _read_kept([tr_paths[i] for i in keep_tr], image_size, skipped)
-    img_te, ok_te = _read_kept([te_paths[i] for i in keep_te], image_size, skipped)
-    notes += _skip_note(skipped, len(keep_tr) + len(keep_te))
+    img_tr, ok_tr = read_kept([tr_paths[i] for i in keep_tr], size, skipped)
+    img_te, ok_te = read_kept([te_paths[i] for i in keep_te], size, skipped)
+    notes += skip_note(skipped, len(keep_tr) + len(keep_te))
     tr_ids = tr_ids[keep_tr][ok_tr]
     keep_te = keep_te[ok_te]
     train_identities = np.unique(tr_ids)
@@ -712,6 +617,57 @@ def _load_market(
     )
 
 
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset fatviz can load: how to load it, and what a user must provide."""
+
+    name: str
+    description: str
+    # Called with keyword arguments data_root (a Path, or None unless needs_folder), subsample,
+    # seed, test_fraction, blobs and image_size; returns a Dataset.
+    load: Callable[..., Dataset]
+    needs_folder: bool  # True: data_root must be a local folder holding `layout`
+    layout: str  # what that folder holds, for error messages and the docs
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+for _spec in (
+    DatasetSpec("digits", "sklearn's 8x8 handwritten digits, as 64-D vectors (1797 samples)",
+                _load_digits, False, ""),
+    DatasetSpec("blobs", "Gaussian clusters in any dimension, optionally with far outliers",
+                _load_blobs, False, ""),
+    DatasetSpec("mnist", "MNIST handwritten digits, 28x28 grey images",
+                partial(_load_idx_dataset, "mnist", "MNIST", _DIGIT_NAMES), True,
+                _IDX_LAYOUT.format(folder="MNIST")),
+    DatasetSpec("fashion-mnist", "Fashion-MNIST clothing, 28x28 grey images",
+                partial(_load_idx_dataset, "fashion-mnist", "FashionMNIST", _FASHION_NAMES), True,
+                _IDX_LAYOUT.format(folder="FashionMNIST")),
+    DatasetSpec("cifar10", "CIFAR-10 objects, 32x32 colour images", _load_cifar10, True,
+                "cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta "
+                "(the CIFAR-10 python version)"),
+    DatasetSpec("folder", "your own images, one sub-folder per class (like torchvision's ImageFolder)",
+                _load_folder, True, _FOLDER_LAYOUT),
+    DatasetSpec("market1501", "Market-1501 person re-identification crops (query/gallery retrieval)",
+                _load_market, True, _MARKET_LAYOUT),
+):
+    DATASETS.register(_spec.name, _spec)
+
+
+def _require_root(spec: DatasetSpec, data_root: str | None) -> Path:
+    if data_root is None:
+        raise FatvizError(
+            f"{spec.name} needs data_root: the folder holding {spec.layout}. "
+            "fatviz never downloads data."
+        )
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise FatvizError(f"data_root {root} is not a folder: expected {spec.layout} inside it.")
+    return root
+
+
 def load_dataset(
     name: str,
     *,
@@ -727,26 +683,13 @@ def load_dataset(
     `test_fraction` applies to digits, blobs and folder (the others ship a split);
     `image_size` (height, width) to folder (default 32x32) and market1501 (default 64x32).
     """
-    if name not in DATASETS:
-        raise FatvizError(f"Unknown dataset {name!r}: choose one of {', '.join(DATASETS)}.")
+    spec = DATASETS.get(name)
     if not 0.0 < test_fraction < 1.0:
         raise FatvizError(f"test_fraction must lie in (0, 1), got {test_fraction}.")
     if subsample is not None and subsample < 1:
         raise FatvizError(f"subsample must be a positive number of samples, got {subsample}.")
-    if name == "digits":
-        return _load_digits(seed, test_fraction, subsample)
-    if name == "blobs":
-        return _load_blobs(blobs or BlobSpec(), seed, test_fraction, subsample)
-    if name == "mnist":
-        names = [str(k) for k in range(10)]
-        return _load_idx_dataset("mnist", "MNIST", names, data_root, seed, subsample)
-    if name == "fashion-mnist":
-        return _load_idx_dataset(
-            "fashion-mnist", "FashionMNIST", list(_FASHION_NAMES), data_root, seed, subsample
-        )
-    if name == "cifar10":
-        return _load_cifar10(data_root, seed, subsample)
-    if name == "folder":
-        size = _check_image_size(image_size or (32, 32))
-        return _load_folder(data_root, seed, test_fraction, subsample, size)
-    return _load_market(data_root, seed, subsample, _check_image_size(image_size or (64, 32)))
+    return spec.load(
+        data_root=_require_root(spec, data_root) if spec.needs_folder else None,
+        subsample=subsample, seed=seed, test_fraction=test_fraction, blobs=blobs,
+        image_size=image_size,
+    )

@@ -1,4 +1,5 @@
-"""Helpers shared by several test modules: reference centroids, the small 2-D point set, a fake DistillResult.
+"""Helpers shared by several test modules: reference centroids, the small 2-D point set, a fake DistillResult,
+and builders of dataset files in the layouts users have (tests/test_data.py, tests/test_data_fuzz.py).
 
 Test modules import them as `from helpers import ...` (pytest puts tests/ on the path, see
 pyproject.toml), so no test module imports another.
@@ -6,13 +7,22 @@ pyproject.toml), so no test module imports another.
 
 from __future__ import annotations
 
+import gzip
+import pickle
+import tracemalloc
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
+from PIL import Image
 
+from fatviz.data import load_dataset
+from fatviz.errors import FatvizError
 from fatviz.settings import RunSettings
 
 # -- centroids (tests/test_centroids.py, tests/test_losses.py)
@@ -122,3 +132,133 @@ def fake_result(n: int = 60, k: int = 3, seed: int = 0, settings: RunSettings | 
     names = [str(c) for c in range(k)]
     return FakeDistillResult(settings or RunSettings(), table, rounds, report, per_class, confusion, baselines,
                              SimpleNamespace(class_names=names), ["a synthetic result"])
+
+
+# -- dataset files (tests/test_data.py, tests/test_data_fuzz.py)
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """Write a uint8 array in the IDX format torchvision's MNIST files use."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def make_idx_root(root: Path, folder: str = "MNIST", gz: bool = False, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(60, dtype=np.uint8) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.arange(20, dtype=np.uint8) % 10,
+    }
+    for name, array in arrays.items():
+        write_idx(root / folder / "raw" / name, array, gz=gz)
+    return arrays
+
+
+def make_cifar_root(root: Path, protocol: int = 2) -> dict:
+    rng = np.random.default_rng(1)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
+             b"dog", b"frog", b"horse", b"ship", b"truck"]
+    batches = {}
+    for name, n in [(f"data_batch_{i}", 10) for i in range(1, 6)] + [("test_batch", 20)]:
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+        batches[name] = batch
+    meta = {b"label_names": names, b"num_cases_per_batch": 10000, b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
+    return batches
+
+
+def save_image(path: Path, seed: int, size: tuple[int, int] = (20, 14)) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def make_folder_root(root: Path, per_class: int = 8) -> None:
+    for k, name in enumerate(["cat", "ant", "bee"]):
+        for i in range(per_class):
+            ext = (".png", ".jpg", ".bmp")[i % 3]
+            save_image(root / name / f"{i}{ext}", seed=10 * k + i, size=(20 + i, 14 + k))
+    (root / "ant" / "readme.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+
+
+MARKET_TRAIN = [
+    "0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0002_c3s1_000101_01.jpg",
+    "0007_c1s1_000001_01.jpg", "0007_c4s1_000002_01.jpg",
+    "0010_c2s1_000003_01.jpg", "0010_c5s1_000004_01.jpg", "0010_c6s1_000005_01.jpg",
+    "-1_c1s1_000006_01.jpg",
+]
+MARKET_QUERY = ["0001_c1s1_001051_00.jpg", "0003_c2s1_000151_00.jpg"]
+MARKET_GALLERY = [
+    "0001_c2s1_000001_01.jpg", "0001_c1s1_000002_01.jpg", "0003_c3s1_000003_01.jpg",
+    "0000_c1s1_000004_01.jpg", "0000_c6s1_000005_01.jpg",
+    "-1_c1s1_000006_01.jpg", "-1_c3s1_000007_01.jpg",
+]
+
+
+def make_market_root(root: Path) -> None:
+    for folder, names in (
+        ("bounding_box_train", MARKET_TRAIN),
+        ("query", MARKET_QUERY),
+        ("bounding_box_test", MARKET_GALLERY),
+    ):
+        for i, name in enumerate(names):
+            save_image(root / folder / name, seed=i, size=(64, 128))
+    (root / "bounding_box_test" / "Thumbs.db").write_bytes(b"\0\1")  # ignored: not an image
+
+
+def idx_header(*dims: int, ndim: int | None = None) -> bytes:
+    """An IDX header for unsigned bytes of shape `dims` (`ndim` overrides the magic's count)."""
+    count = len(dims) if ndim is None else ndim
+    return bytes([0, 0, 0x08, count]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+def write_gzip_bomb(path: Path, header: bytes, zeros: int) -> None:
+    """One gzip stream: `header`, then `zeros` zero bytes (200 MB compress to under 1 MB)."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    chunk = bytes(2**20)
+    with path.open("wb") as handle:
+        handle.write(packer.compress(header))
+        for _ in range(zeros // len(chunk)):
+            handle.write(packer.compress(chunk))
+        handle.write(packer.flush())
+
+
+def refused_with_peak_memory(name: str, root: Path, match: str) -> tuple[str, int]:
+    """load_dataset's FatvizError message, and the peak bytes Python and numpy allocated on the way."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(FatvizError, match=match) as err:
+            load_dataset(name, data_root=str(root))
+        return str(err.value), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height RGB pixels, with none of them inside."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+# --------------------------------------------------------------------------- built-in data

@@ -2,111 +2,75 @@ import gzip
 import os
 import pickle
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import (
+    idx_header,
+    make_cifar_root,
+    make_folder_root,
+    make_idx_root,
+    make_market_root,
+    png_claiming,
+    refused_with_peak_memory,
+    save_image,
+    write_gzip_bomb,
+    write_idx,
+)
 
-from fatviz.data import DATASETS, BlobSpec, Dataset, load_dataset, visualisation_indices
+from fatviz import readers
+from fatviz.data import DATASETS, BlobSpec, Dataset, DatasetSpec, load_dataset, visualisation_indices
 from fatviz.errors import FatvizError
-
-# --------------------------------------------------------------------------- fixtures
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
-    """Write a uint8 array in the IDX format torchvision's MNIST files use."""
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
-    data = header + array.astype(np.uint8).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        data = gzip.compress(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def make_idx_root(root: Path, folder: str = "MNIST", gz: bool = False, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte": np.arange(60, dtype=np.uint8) % 10,
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": np.arange(20, dtype=np.uint8) % 10,
-    }
-    for name, array in arrays.items():
-        write_idx(root / folder / "raw" / name, array, gz=gz)
-    return arrays
-
-
-def make_cifar_root(root: Path, protocol: int = 2) -> dict:
-    rng = np.random.default_rng(1)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
-             b"dog", b"frog", b"horse", b"ship", b"truck"]
-    batches = {}
-    for name, n in [(f"data_batch_{i}", 10) for i in range(1, 6)] + [("test_batch", 20)]:
-        batch = {
-            b"batch_label": name.encode(),
-            b"labels": [int(v) for v in rng.integers(0, 10, n)],
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"filenames": [f"img_{i}.png".encode() for i in range(n)],
-        }
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
-        batches[name] = batch
-    meta = {b"label_names": names, b"num_cases_per_batch": 10000, b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
-    return batches
-
-
-def save_image(path: Path, seed: int, size: tuple[int, int] = (20, 14)) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-
-
-def make_folder_root(root: Path, per_class: int = 8) -> None:
-    for k, name in enumerate(["cat", "ant", "bee"]):
-        for i in range(per_class):
-            ext = (".png", ".jpg", ".bmp")[i % 3]
-            save_image(root / name / f"{i}{ext}", seed=10 * k + i, size=(20 + i, 14 + k))
-    (root / "ant" / "readme.txt").write_text("not an image")
-    (root / ".hidden").mkdir()
-
-
-MARKET_TRAIN = [
-    "0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0002_c3s1_000101_01.jpg",
-    "0007_c1s1_000001_01.jpg", "0007_c4s1_000002_01.jpg",
-    "0010_c2s1_000003_01.jpg", "0010_c5s1_000004_01.jpg", "0010_c6s1_000005_01.jpg",
-    "-1_c1s1_000006_01.jpg",
-]
-MARKET_QUERY = ["0001_c1s1_001051_00.jpg", "0003_c2s1_000151_00.jpg"]
-MARKET_GALLERY = [
-    "0001_c2s1_000001_01.jpg", "0001_c1s1_000002_01.jpg", "0003_c3s1_000003_01.jpg",
-    "0000_c1s1_000004_01.jpg", "0000_c6s1_000005_01.jpg",
-    "-1_c1s1_000006_01.jpg", "-1_c3s1_000007_01.jpg",
-]
-
-
-def make_market_root(root: Path) -> None:
-    for folder, names in (
-        ("bounding_box_train", MARKET_TRAIN),
-        ("query", MARKET_QUERY),
-        ("bounding_box_test", MARKET_GALLERY),
-    ):
-        for i, name in enumerate(names):
-            save_image(root / folder / name, seed=i, size=(64, 128))
-    (root / "bounding_box_test" / "Thumbs.db").write_bytes(b"\0\1")  # ignored: not an image
-
-
-# --------------------------------------------------------------------------- built-in data
 
 
 def test_dataset_names():
-    assert DATASETS == (
+    assert DATASETS.names() == (
         "digits", "blobs", "mnist", "fashion-mnist", "cifar10", "folder", "market1501"
     )
+    # Modules that read DATASETS as a tuple of names keep working.
+    assert "mnist" in DATASETS and tuple(DATASETS) == DATASETS.names() and len(DATASETS) == 7
+    folders = [name for name, spec in DATASETS.items() if spec.needs_folder]
+    assert folders == ["mnist", "fashion-mnist", "cifar10", "folder", "market1501"]
+    assert all(spec.layout and spec.description for _, spec in DATASETS.items() if spec.needs_folder)
+
+
+def test_a_registered_dataset_loads_through_load_dataset(tmp_path):
+    calls = []
+
+    def load_tiny(**kwargs):
+        calls.append(kwargs)
+        x = np.random.default_rng(kwargs["seed"]).normal(size=(8, 3)).astype(np.float32)
+        y = np.arange(8) % 2
+        return Dataset("tiny", "vector", x[:6], y[:6], x[6:], y[6:], ["even", "odd"])
+
+    DATASETS.register("tiny", DatasetSpec("tiny", "eight random 3-D vectors", load_tiny, False, ""))
+    DATASETS.register("tiny-files", DatasetSpec("tiny-files", "the same, from a folder", load_tiny, True,
+                                                "TINY/vectors.npy"))
+    try:
+        assert DATASETS.names()[-2:] == ("tiny", "tiny-files") and "tiny" in DATASETS
+        ds = load_dataset("tiny", seed=4, subsample=6, test_fraction=0.5)
+        assert ds.name == "tiny" and ds.x_train.shape == (6, 3) and ds.num_classes == 2
+        assert calls == [dict(data_root=None, subsample=6, seed=4, test_fraction=0.5, blobs=None, image_size=None)]
+        with pytest.raises(FatvizError, match=re.escape("tiny-files needs data_root: the folder holding TINY/vectors.npy")):
+            load_dataset("tiny-files")
+        with pytest.raises(FatvizError, match="is not a folder: expected TINY/vectors.npy"):
+            load_dataset("tiny-files", data_root=str(tmp_path / "nope"))
+        load_dataset("tiny-files", data_root=str(tmp_path))
+        assert calls[-1]["data_root"] == tmp_path and len(calls) == 2
+    finally:
+        DATASETS.unregister("tiny")
+        DATASETS.unregister("tiny-files")
+    assert "tiny" not in DATASETS and len(DATASETS) == 7
+
+
+@pytest.mark.parametrize("name", [name for name, spec in DATASETS.items() if spec.needs_folder])
+def test_a_folder_dataset_without_data_root_names_its_layout(name):
+    spec = DATASETS.get(name)
+    with pytest.raises(FatvizError, match="needs data_root") as err:
+        load_dataset(name)
+    assert spec.layout in str(err.value) and "never downloads" in str(err.value)
+    assert {"mnist": "MNIST/raw/", "cifar10": "data_batch_1..5", "folder": "sub-folder per class",
+            "market1501": "0002_c1s1_000451_03.jpg"}.get(name, "FashionMNIST/raw/") in spec.layout
 
 
 def test_digits_shapes_labels_and_standardisation():
@@ -261,6 +225,89 @@ def test_broken_gzip(tmp_path):
         load_dataset("mnist", data_root=str(tmp_path))
 
 
+def test_gzip_bomb_is_refused_reading_only_what_the_header_promises(tmp_path):
+    make_idx_root(tmp_path, gz=True)
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    write_gzip_bomb(path, idx_header(60, 28, 28), 200 * 2**20)  # promises 47 kB, inflates to 200 MB
+    message, peak = refused_with_peak_memory("mnist", tmp_path, r"does not match its header.* holds more")
+    assert str(path) in message
+    assert peak < 20 * 2**20
+
+
+def test_gzip_header_promising_gigabytes_is_refused_before_reading(tmp_path):
+    make_idx_root(tmp_path, gz=True)
+    path = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    write_gzip_bomb(path, idx_header(3 * 2**30), 8 * 2**20)
+    _, peak = refused_with_peak_memory("mnist", tmp_path, "more than the 2 GiB fatviz reads")
+    assert peak < 20 * 2**20
+
+
+def test_plain_idx_size_is_checked_before_reading(tmp_path):
+    make_idx_root(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    with path.open("r+b") as handle:
+        handle.truncate(2**30)  # a sparse gigabyte after the real data
+    _, peak = refused_with_peak_memory("mnist", tmp_path, f"{2**30 - 16} bytes")
+    assert peak < 20 * 2**20
+
+
+@pytest.mark.parametrize("gz, size, found", [
+    (False, 59, "59 bytes"), (False, 61, "61 bytes"),  # known from the file size, before reading
+    (True, 59, "only 59 bytes"), (True, 61, "more"),  # a stream stops one byte past the promise
+])
+def test_idx_data_shorter_or_longer_than_its_header(tmp_path, gz, size, found):
+    make_idx_root(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    blob = idx_header(60) + bytes(size)
+    path.unlink()
+    (path.with_name(path.name + ".gz") if gz else path).write_bytes(gzip.compress(blob) if gz else blob)
+    with pytest.raises(FatvizError, match=f"promises 60 = 60 bytes of data but the file holds {found}"):
+        load_dataset("mnist", data_root=str(tmp_path))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_label_file_cut_inside_its_header_says_truncated(tmp_path, gz):
+    make_idx_root(tmp_path, gz=gz)
+    path = tmp_path / "MNIST" / "raw" / ("train-labels-idx1-ubyte" + ".gz" * gz)
+    head = bytes([0, 0, 0x08, 0x01])  # the right magic number, then nothing
+    path.write_bytes(gzip.compress(head) if gz else head)
+    with pytest.raises(FatvizError, match="truncated: it ends after 4 bytes, inside its 8-byte IDX header") as err:
+        load_dataset("mnist", data_root=str(tmp_path))
+    assert "magic" not in str(err.value)
+
+
+def test_wrong_magic_number_reports_the_bytes_found(tmp_path):
+    make_idx_root(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(idx_header(20, 1, 1) + bytes(20))  # an image header where labels belong
+    with pytest.raises(FatvizError, match="starts with bytes 00 00 08 03, expected magic number 00 00 08 01"):
+        load_dataset("mnist", data_root=str(tmp_path))
+    path.write_bytes(b"\x00\x01")
+    with pytest.raises(FatvizError, match="starts with bytes 00 01,"):
+        load_dataset("mnist", data_root=str(tmp_path))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("dims, message", [
+    ((0, 28, 28), "empty array"),
+    ((60, 28, 0), "empty array"),
+    ((60, 1, 1), "at least 8 x 8"),
+    ((60, 0, 0), "empty array"),
+    ((65536, 65536, 1), "more than the 2 GiB"),  # 2**32 bytes: 0 in 32-bit arithmetic
+    ((2**22, 2**22, 2**22), "more than the 2 GiB"),  # 2**66: wraps 64-bit arithmetic too
+    ((2**32 - 1,) * 3, "more than the 2 GiB"),
+    ((61, 28, 28), "holds 61 images but its label file holds 60 labels"),
+])
+def test_idx_headers_with_degenerate_dims(tmp_path, gz, dims, message):
+    make_idx_root(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    blob = idx_header(*dims) + bytes(1000)
+    path.unlink()
+    (path.with_name(path.name + ".gz") if gz else path).write_bytes(gzip.compress(blob) if gz else blob)
+    with pytest.raises(FatvizError, match=message):
+        load_dataset("mnist", data_root=str(tmp_path))
+
+
 def test_subsample_is_stratified_and_deterministic(tmp_path):
     make_idx_root(tmp_path)
     ds = load_dataset("mnist", data_root=str(tmp_path), subsample=30, seed=4)
@@ -322,6 +369,100 @@ def test_cifar10_refuses_pickles_that_run_code(tmp_path):
     with pytest.raises(FatvizError, match="not a CIFAR-10 python batch") as err:
         load_dataset("cifar10", data_root=str(tmp_path))
     assert "test_batch" in str(err.value)
+
+
+class _Conjured:
+    """Pickles as a call to numpy.ndarray: 600 MB of uninitialised pixels from a 100-byte file."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((200_000, 3072), np.dtype("u1")))
+
+
+_PIXELS = np.zeros((20, 3072), np.uint8)
+_LABELS = [k % 10 for k in range(20)]
+
+
+@pytest.mark.parametrize("batch, message", [
+    ({b"labels": _LABELS}, "lacks CIFAR-10 'data' (a uint8 array of N x 3072 pixel values; found nothing)"),
+    ({b"data": _PIXELS.tolist(), b"labels": _LABELS}, "found list [[0, 0, 0, 0, 0, 0, ...], [0, 0"),
+    ({b"data": _PIXELS.astype(np.float32), b"labels": _LABELS}, "found a float32 array of shape (20, 3072)"),
+    ({b"data": np.zeros((20, 3071), np.uint8), b"labels": _LABELS}, "shape (20, 3071)"),
+    ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, "shape (0, 3072)"),
+    ({b"data": _Conjured(), b"labels": [0] * 200_000}, "shape (200000, 3072)"),
+    ({b"data": _PIXELS}, "lacks CIFAR-10 'labels' (a list of integers 0..9; found nothing"),
+    ({b"data": _PIXELS, b"labels": [str(v) for v in _LABELS]}, "holds label '0' at position 0"),
+    ({b"data": _PIXELS, b"labels": _LABELS[:5] + [10] * 15}, "holds label 10 at position 5"),
+    ({b"data": _PIXELS, b"labels": [-1] * 20}, "holds label -1 at position 0"),
+    ({b"data": _PIXELS, b"labels": [2**70] * 20}, f"holds label {2**70} at"),  # past int64
+    ({b"data": _PIXELS, b"labels": [2**20_000] * 20}, "holds label <int too large to print>"),
+    ({b"data": _PIXELS, b"labels": 2**20_000}, "found int <int too large to print>"),
+    ({b"data": _PIXELS, b"labels": [True] * 20}, "holds label True"),
+    ({b"data": _PIXELS, b"labels": np.zeros(20)}, "found a float64 array"),
+    ({b"data": _PIXELS, b"labels": np.full(20, 12, np.uint8)}, "holds label 12"),
+    ({b"data": _PIXELS, b"labels": np.zeros((20, 1), np.int64)}, "found a int64 array of shape (20, 1)"),
+    ({b"data": _PIXELS, b"labels": 7}, "found int 7"),
+    ({b"data": _PIXELS, b"labels": _LABELS[:19]}, "has 19 labels for 20 images"),
+    ([_PIXELS, _LABELS], "no dictionary inside"),
+])
+def test_cifar10_batch_with_wrong_fields(tmp_path, batch, message):
+    make_cifar_root(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(FatvizError, match=re.escape(message)) as err:
+        load_dataset("cifar10", data_root=str(tmp_path))
+    assert str(path) in str(err.value)
+
+
+def test_cifar10_labels_as_an_integer_array_load(tmp_path):
+    batches = make_cifar_root(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch = {**batches["test_batch"], b"labels": np.array(batches["test_batch"][b"labels"], np.uint8)}
+    path.write_bytes(pickle.dumps(batch))
+    ds = load_dataset("cifar10", data_root=str(tmp_path))
+    assert ds.y_test.tolist() == batches["test_batch"][b"labels"]
+
+
+@pytest.mark.parametrize("names, message", [
+    (None, "found nothing"), (b"airplane", "found bytes b'airplane'"), ([b"cat", 3], "found list [b'cat', 3]"),
+    ([b"cat"], "1 class(es)"),
+])
+def test_cifar10_meta_with_wrong_label_names(tmp_path, names, message):
+    make_cifar_root(tmp_path)
+    meta = {} if names is None else {b"label_names": names}
+    (tmp_path / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    with pytest.raises(FatvizError, match=re.escape(message)):
+        load_dataset("cifar10", data_root=str(tmp_path))
+
+
+def test_cifar10_pickle_memo_bomb_stays_small(tmp_path):
+    make_cifar_root(tmp_path)
+    # PROTO 2, NONE, LONG_BINPUT 2**24, STOP: the C unpickler would clear a 256 MB memo for it.
+    bomb = b"\x80\x02Nr" + (2**24).to_bytes(4, "little") + b"."
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(bomb)
+    _, peak = refused_with_peak_memory("cifar10", tmp_path, "no dictionary inside")
+    assert peak < 64 * 2**20
+
+
+def test_cifar10_pickles_may_not_set_attributes_or_use_other_codecs(tmp_path):
+    make_cifar_root(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_4"
+    # GLOBAL _codecs.encode, EMPTY_DICT, BUILD: would set attributes on the allowed function.
+    path.write_bytes(b"\x80\x02c_codecs\nencode\n}b.")
+    with pytest.raises(FatvizError, match="non-numpy object"):
+        load_dataset("cifar10", data_root=str(tmp_path))
+    # _codecs.encode("x", "punycode"): protocol 2 only ever asks for latin1.
+    path.write_bytes(b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00xX\x08\x00\x00\x00punycode\x86R.")
+    with pytest.raises(FatvizError, match="refusing _codecs.encode with 'punycode'"):
+        load_dataset("cifar10", data_root=str(tmp_path))
+
+
+def test_cifar10_refuses_a_batch_far_larger_than_cifar(tmp_path):
+    make_cifar_root(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_5"
+    with path.open("r+b") as handle:
+        handle.truncate(2**27)  # sparse
+    with pytest.raises(FatvizError, match=f"it holds {2**27} bytes"):
+        load_dataset("cifar10", data_root=str(tmp_path))
 
 
 # --------------------------------------------------------------------------- ImageFolder
@@ -393,6 +534,31 @@ def test_folder_layout_errors(tmp_path):
         load_dataset("folder", data_root=str(tmp_path))
 
 
+def test_folder_skips_images_with_too_many_pixels(tmp_path, monkeypatch):
+    make_folder_root(tmp_path)
+    (tmp_path / "bee" / "bomb.png").write_bytes(png_claiming(100_000, 100_000))  # PIL refuses it too
+    (tmp_path / "cat" / "huge.png").write_bytes(png_claiming(9_000, 8_000))  # 72 MP: only fatviz's limit
+    ds = load_dataset("folder", data_root=str(tmp_path))
+    assert len(ds.y_train) + len(ds.y_test) == 24
+    assert len(ds.notes) == 1 and "skipped 2" in ds.notes[0] and "67 megapixels" in ds.notes[0]
+    # The limit applies to real images too, before they are decoded.
+    (tmp_path / "bee" / "bomb.png").unlink()
+    (tmp_path / "cat" / "huge.png").unlink()
+    save_image(tmp_path / "ant" / "big.png", seed=0, size=(60, 40))
+    monkeypatch.setattr(readers, "MAX_IMAGE_PIXELS", 1000)  # fixture images hold at most 27 x 16
+    ds = load_dataset("folder", data_root=str(tmp_path))
+    assert len(ds.notes) == 1 and "skipped 1" in ds.notes[0] and "big.png" in ds.notes[0]
+
+
+@pytest.mark.parametrize("size", [(0, 0), (1, 1), (7, 32), (32, 2000), (32,), (16, "x"), 16])
+def test_image_size_out_of_range(tmp_path, size):
+    make_folder_root(tmp_path)
+    with pytest.raises(FatvizError, match="image_size must be"):
+        load_dataset("folder", data_root=str(tmp_path), image_size=size)
+    with pytest.raises(FatvizError, match="image_size must be"):
+        load_dataset("market1501", data_root=str(tmp_path), image_size=size)
+
+
 # --------------------------------------------------------------------------- Market-1501
 
 
@@ -441,6 +607,22 @@ def test_market1501_errors(tmp_path):
     save_image(tmp_path / "query" / "person.jpg", seed=0)
     with pytest.raises(FatvizError, match=re.escape("0002_c1s1_000451_03.jpg")):
         load_dataset("market1501", data_root=str(tmp_path))
+
+
+@pytest.mark.parametrize("name", [
+    "12345678901234567890123_c1s1_000451_03.jpg",  # past int64
+    "0002_c99999999999999999999s1_000451_03.jpg",
+    "0002_c100s1_000451_03.jpg",
+    "-5_c1s1_000451_03.jpg",
+    "1000000_c1s1_000451_03.jpg",
+])
+def test_market1501_absurd_identity_or_camera(tmp_path, name):
+    make_market_root(tmp_path)
+    path = tmp_path / "bounding_box_test" / name
+    save_image(path, seed=0)
+    with pytest.raises(FatvizError, match="rename or remove it") as err:
+        load_dataset("market1501", data_root=str(tmp_path))
+    assert str(path) in str(err.value)
 
 
 # --------------------------------------------------------------------------- misc
