@@ -1,5 +1,7 @@
 """fatviz: learn, see and use the FAT (Fast Approximated Triplet) loss."""
 
+# Datasets that live in their own module register themselves on import.
+import fatviz.reid_synth  # noqa: E402,F401  (the reid-synth dataset)
 from fatviz.errors import FatvizError
 
 __all__ = ["FatvizError"]

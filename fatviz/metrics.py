@@ -1,7 +1,7 @@
 """Evaluation on held-out samples with TRUE labels: retrieval, clustering, classification.
 
 Retrieval ranks gallery entries by Euclidean distance to each query and reports
-precision@1 (Recall@1), mAP and CMC rank-k. With cameras it follows the Market-1501
+precision@1 (Recall@1), mAP, mINP (mean inverse negative penalty) and CMC rank-k. With cameras it follows the Market-1501
 protocol: gallery entries that share the query's identity AND camera are removed before
 ranking, and queries left without a true match are skipped. Ties in distance are broken
 by a stable sort, so the gallery entry with the lower index ranks first.
@@ -10,6 +10,7 @@ by a stable sort, so the gallery entry with the lower index ranks first.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,7 @@ def _silhouette(x: np.ndarray, y: np.ndarray) -> float:
     return float(s.mean())
 
 
-def _first_hits_and_ap(
+def _ranked(
     q: np.ndarray,
     q_lab: np.ndarray,
     q_cam: np.ndarray | None,
@@ -102,11 +103,12 @@ def _first_hits_and_ap(
     g_lab: np.ndarray,
     g_cam: np.ndarray | None,
     offset: int | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rank of the first true match and average precision, for the valid queries of a chunk.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each query's gallery order, and along it: kept (not removed), true match, and rank.
 
     `offset` is the index of q[0] in the gallery when the gallery is the query set
-    (leave-one-out), else None.
+    (leave-one-out), else None. Removed entries take no rank: a match's rank counts only the
+    kept entries up to it.
     """
     # Squared distances rank exactly like distances, so the square root is skipped.
     dist = (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2.0 * (q @ g.T)
@@ -114,24 +116,61 @@ def _first_hits_and_ap(
     keep = np.ones(dist.shape, dtype=bool)
     if q_cam is not None:
         keep &= ~(same_id & (q_cam[:, None] == g_cam[None, :]))
-    rows = np.arange(len(q))
     if offset is not None:
+        rows = np.arange(len(q))
         keep[rows, rows + offset] = False
     order = _stable_argsort(dist)
     keep_sorted = np.take_along_axis(keep, order, axis=1)
     good_sorted = np.take_along_axis(same_id & keep, order, axis=1)
-    # Removed entries take no rank: a match's rank counts only the kept entries up to it.
     rank = np.cumsum(keep_sorted, axis=1, dtype=np.int32)
+    return order, keep_sorted, good_sorted, rank
+
+
+def _query_scores(
+    good_sorted: np.ndarray, rank: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per query: valid (has a match), first-match rank, AP, hardest-match rank and INP.
+
+    The scores are 0 for a query without a match; `valid` says which those are.
+    """
+    rows = np.arange(len(good_sorted))
     hits = np.cumsum(good_sorted, axis=1, dtype=np.int32)
     n_good = hits[:, -1]
     valid = n_good > 0
     # Precision at each true match's rank, summed per query; non-matches add nothing.
     match_row, match_col = np.nonzero(good_sorted)
     precision = hits[match_row, match_col] / rank[match_row, match_col]
-    ap_sum = np.bincount(match_row, weights=precision, minlength=len(q))
-    ap = ap_sum[valid] / n_good[valid]
-    first = rank[rows, good_sorted.argmax(axis=1)][valid]
-    return first, ap
+    ap_sum = np.bincount(match_row, weights=precision, minlength=len(rows))
+    safe = np.maximum(n_good, 1)
+    ap = np.where(valid, ap_sum / safe, 0.0)
+    first = np.where(valid, rank[rows, good_sorted.argmax(axis=1)], 0)
+    last_col = good_sorted.shape[1] - 1 - good_sorted[:, ::-1].argmax(axis=1)
+    last = np.where(valid, rank[rows, last_col], 0)
+    # INP = G / r_G: how much of the list must be read to find every match (METHOD.md 7.2).
+    inp = np.where(valid, n_good / np.maximum(last, 1), 0.0)
+    return valid, first, ap, last, inp
+
+
+def _gallery_inputs(
+    q: np.ndarray, query_cams: Any, gallery_emb: Any, gallery_labels: Any, gallery_cams: Any
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Checked query cameras, gallery embeddings, gallery labels and gallery cameras."""
+    g = _as_embeddings(gallery_emb, "gallery_emb")
+    if gallery_labels is None:
+        raise FatvizError("gallery_emb was given without gallery_labels; pass both.")
+    g_lab = _as_vector(gallery_labels, len(g), "gallery_labels")
+    if len(g) == 0:
+        raise FatvizError("The gallery is empty; pass at least one gallery sample.")
+    if g.shape[1] != q.shape[1]:
+        raise FatvizError(
+            f"Query and gallery embeddings differ in size ({q.shape[1]} vs "
+            f"{g.shape[1]}); embed both with the same model."
+        )
+    if (query_cams is None) != (gallery_cams is None):
+        raise FatvizError("Pass both query_cams and gallery_cams, or neither.")
+    q_cam = None if query_cams is None else _as_vector(query_cams, len(q), "query_cams")
+    g_cam = None if gallery_cams is None else _as_vector(gallery_cams, len(g), "gallery_cams")
+    return q_cam, g, g_lab, g_cam
 
 
 def retrieval_metrics(
@@ -145,7 +184,7 @@ def retrieval_metrics(
     ranks: Sequence[int] = (1, 5, 10),
     chunk_size: int | None = None,
 ) -> dict[str, float]:
-    """Precision@1, mAP, CMC rank-k and valid-query count; leave-one-out without a gallery."""
+    """Precision@1, mAP, mINP, CMC rank-k and valid-query count; leave-one-out without a gallery."""
     q = _as_embeddings(query_emb, "query_emb")
     q_lab = _as_vector(query_labels, len(q), "query_labels")
     if len(q) == 0:
@@ -161,22 +200,8 @@ def retrieval_metrics(
         q_cam = None if query_cams is None else _as_vector(query_cams, len(q), "query_cams")
         g_cam = q_cam
     else:
-        g = _as_embeddings(gallery_emb, "gallery_emb")
-        if gallery_labels is None:
-            raise FatvizError("gallery_emb was given without gallery_labels; pass both.")
-        g_lab = _as_vector(gallery_labels, len(g), "gallery_labels")
-        if len(g) == 0:
-            raise FatvizError("The gallery is empty; pass at least one gallery sample.")
-        if g.shape[1] != q.shape[1]:
-            raise FatvizError(
-                f"Query and gallery embeddings differ in size ({q.shape[1]} vs "
-                f"{g.shape[1]}); embed both with the same model."
-            )
-        if (query_cams is None) != (gallery_cams is None):
-            raise FatvizError("Pass both query_cams and gallery_cams, or neither.")
-        q_cam = None if query_cams is None else _as_vector(query_cams, len(q), "query_cams")
-        g_cam = (
-            None if gallery_cams is None else _as_vector(gallery_cams, len(g), "gallery_cams")
+        q_cam, g, g_lab, g_cam = _gallery_inputs(
+            q, query_cams, gallery_emb, gallery_labels, gallery_cams
         )
     ranks = tuple(int(k) for k in ranks)
     if any(k < 1 for k in ranks):
@@ -186,10 +211,10 @@ def retrieval_metrics(
     elif chunk_size < 1:
         raise FatvizError(f"chunk_size must be 1 or more, got {chunk_size}.")
 
-    firsts, aps = [], []
+    firsts, aps, inps = [], [], []
     for start in range(0, len(q), chunk_size):
         stop = min(start + chunk_size, len(q))
-        first, ap = _first_hits_and_ap(
+        _, _, good_sorted, rank = _ranked(
             q[start:stop],
             q_lab[start:stop],
             None if q_cam is None else q_cam[start:stop],
@@ -198,10 +223,13 @@ def retrieval_metrics(
             g_cam,
             start if leave_one_out else None,
         )
-        firsts.append(first)
-        aps.append(ap)
+        valid, first, ap, _, inp = _query_scores(good_sorted, rank)
+        firsts.append(first[valid])
+        aps.append(ap[valid])
+        inps.append(inp[valid])
     first = np.concatenate(firsts)
     ap = np.concatenate(aps)
+    inp = np.concatenate(inps)
 
     num_valid = len(first)
     # No valid query leaves every score undefined; 0.0 keeps plots and JSON NaN-free, and
@@ -209,11 +237,90 @@ def retrieval_metrics(
     def score(values: np.ndarray) -> float:
         return float(values.mean()) if num_valid else 0.0
 
-    out = {"precision_at_1": score(first == 1), "map": score(ap)}
+    out = {"precision_at_1": score(first == 1), "map": score(ap), "minp": score(inp)}
     for k in ranks:
         out[f"cmc_{k}"] = score(first <= k)
     out["num_valid_queries"] = float(num_valid)
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class RankLists:
+    """Rank lists of the valid queries, worst average precision first (the Market-1501 removal applied).
+
+    Row i describes query `query[i]` (an index into the query set); gallery positions index the
+    gallery. `top` lists the first `k` kept gallery entries (-1 where the kept gallery is shorter).
+    """
+
+    query: np.ndarray  # (Q,) int
+    top: np.ndarray  # (Q, k) int, gallery indices in rank order
+    top_match: np.ndarray  # (Q, k) bool, True where that entry is a true match
+    ap: np.ndarray  # (Q,) average precision
+    inp: np.ndarray  # (Q,) inverse negative penalty, G / rank of the hardest match
+    first_rank: np.ndarray  # (Q,) rank of the first true match (1 = top)
+    hardest: np.ndarray  # (Q,) gallery index of the hardest (last-ranked) true match
+    hardest_rank: np.ndarray  # (Q,) its rank
+    num_matches: np.ndarray  # (Q,) true matches G left after the removal
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+
+def rank_lists(
+    query_emb: Any,
+    query_labels: Any,
+    gallery_emb: Any,
+    gallery_labels: Any,
+    *,
+    query_cams: Any = None,
+    gallery_cams: Any = None,
+    k: int = 10,
+    chunk_size: int | None = None,
+) -> RankLists:
+    """Each valid query's top-k gallery entries and hardest match, sorted worst AP first."""
+    q = _as_embeddings(query_emb, "query_emb")
+    q_lab = _as_vector(query_labels, len(q), "query_labels")
+    if len(q) == 0:
+        raise FatvizError("There are no query samples; evaluate on a non-empty split.")
+    q_cam, g, g_lab, g_cam = _gallery_inputs(q, query_cams, gallery_emb, gallery_labels, gallery_cams)
+    if k < 1:
+        raise FatvizError(f"k (gallery entries shown per query) must be 1 or more, got {k}.")
+    if chunk_size is None:
+        chunk_size = max(1, _CHUNK_ENTRIES // len(g))
+    parts: list[tuple[np.ndarray, ...]] = []
+    width = min(k, len(g))
+    for start in range(0, len(q), chunk_size):
+        stop = min(start + chunk_size, len(q))
+        order, keep_sorted, good_sorted, rank = _ranked(
+            q[start:stop], q_lab[start:stop], None if q_cam is None else q_cam[start:stop],
+            g, g_lab, g_cam, None,
+        )
+        valid, first, ap, last, inp = _query_scores(good_sorted, rank)
+        # Kept entries first, in rank order (a stable sort of "removed"), then the first k of them.
+        kept_cols = np.argsort(~keep_sorted, axis=1, kind="stable")[:, :width]
+        top = np.take_along_axis(order, kept_cols, axis=1)
+        shown = np.take_along_axis(keep_sorted, kept_cols, axis=1)
+        match = np.take_along_axis(good_sorted, kept_cols, axis=1) & shown
+        top = np.where(shown, top, -1)
+        last_col = good_sorted.shape[1] - 1 - good_sorted[:, ::-1].argmax(axis=1)
+        hardest = order[np.arange(len(order)), last_col]
+        n_good = good_sorted.sum(axis=1)
+        idx = np.arange(start, stop)
+        parts.append(tuple(a[valid] for a in (idx, top, match, ap, inp, first, hardest, last, n_good)))
+    cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+    if width < k:
+        pad = k - width
+        cols[1] = np.pad(cols[1], ((0, 0), (0, pad)), constant_values=-1)
+        cols[2] = np.pad(cols[2], ((0, 0), (0, pad)), constant_values=False)
+    # Worst AP first; among equal AP the lower INP, then the lower query index.
+    worst = np.lexsort((cols[0], cols[4], cols[3]))
+    cols = [c[worst] for c in cols]
+    return RankLists(
+        query=cols[0].astype(np.int64), top=cols[1].astype(np.int64), top_match=cols[2].astype(bool),
+        ap=cols[3].astype(np.float64), inp=cols[4].astype(np.float64), first_rank=cols[5].astype(np.int64),
+        hardest=cols[6].astype(np.int64), hardest_rank=cols[7].astype(np.int64),
+        num_matches=cols[8].astype(np.int64),
+    )
 
 
 def clustering_metrics(

@@ -9,6 +9,7 @@ from fatviz.metrics import (
     classification_accuracy,
     clustering_metrics,
     evaluate_embeddings,
+    rank_lists,
     retrieval_metrics,
 )
 
@@ -23,16 +24,18 @@ def test_query_gallery_by_hand():
     # Query A: ranking A B A B -> relevant at ranks 1, 3 -> AP = (1 + 2/3) / 2 = 5/6.
     # Query B: ranking A B A B -> relevant at ranks 2, 4 -> AP = (1/2 + 2/4) / 2 = 1/2.
     # mAP = (5/6 + 1/2) / 2 = 2/3; precision@1 = 1/2; first hits at 1 and 2.
+    # Hardest matches at ranks 3 and 4: INP = 2/3 and 2/4, mINP = 7/12.
     out = retrieval_metrics(col(0, 0), ["A", "B"], col(1, 2, 3, 4), ["A", "B", "A", "B"],
                             ranks=(1, 2, 5))
     assert out["map"] == pytest.approx(2 / 3)
+    assert out["minp"] == pytest.approx(7 / 12)
     assert out["precision_at_1"] == pytest.approx(0.5)
     assert out["cmc_1"] == pytest.approx(0.5)
     assert out["cmc_2"] == pytest.approx(1.0)
     assert out["cmc_5"] == pytest.approx(1.0)
     assert out["num_valid_queries"] == 2.0
     assert set(out) == {
-        "precision_at_1", "map", "cmc_1", "cmc_2", "cmc_5", "num_valid_queries"
+        "precision_at_1", "map", "minp", "cmc_1", "cmc_2", "cmc_5", "num_valid_queries"
     }
 
 
@@ -83,7 +86,7 @@ def test_same_camera_match_removed_and_query_without_match_skipped():
 
 def test_no_valid_query_gives_zeros_not_nan():
     out = retrieval_metrics(col(0), ["A"], col(1, 2), ["B", "B"])
-    assert out == {"precision_at_1": 0.0, "map": 0.0, "cmc_1": 0.0, "cmc_5": 0.0,
+    assert out == {"precision_at_1": 0.0, "map": 0.0, "minp": 0.0, "cmc_1": 0.0, "cmc_5": 0.0,
                    "cmc_10": 0.0, "num_valid_queries": 0.0}
 
 
@@ -266,3 +269,98 @@ def test_quicksort_with_tie_repair_equals_stable_argsort():
     d = rng.integers(0, 5, size=(40, 60)).astype(np.float64)  # many ties
     d[::3] = rng.random((14, 60))  # and some rows without ties
     assert (_stable_argsort(d) == np.argsort(d, axis=1, kind="stable")).all()
+
+
+# -- mINP and rank lists (ReID protocol) ------------------------------------------------------
+
+
+def test_reid_protocol_by_hand_with_minp():
+    # Gallery at positions 1..6 on a line, all queries at 0, so the distance order is the index order:
+    #   g0 A cam0, g1 B cam1, g2 A cam1, g3 A cam0, g4 B cam0, g5 A cam1.
+    # Query A cam0: g0 and g3 are removed (same identity, same camera). Kept order g1 g2 g4 g5 ->
+    #   B A B A: matches at ranks 2 and 4. AP = (1/2 + 2/4) / 2 = 1/2; first 2; INP = 2/4 = 1/2.
+    # Query B cam0: g4 removed. Kept order g0 g1 g2 g3 g5 -> A B A A A: match at rank 2 only.
+    #   AP = 1/2; first 2; INP = 1/2.
+    # Query A cam1: g2 and g5 removed. Kept order g0 g1 g3 g4 -> A B A B: matches at ranks 1, 3.
+    #   AP = (1 + 2/3) / 2 = 5/6; first 1; INP = 2/3.
+    # Query C cam0: no match anywhere -> skipped.
+    g = col(1, 2, 3, 4, 5, 6)
+    g_lab, g_cam = ["A", "B", "A", "A", "B", "A"], [0, 1, 1, 0, 0, 1]
+    q = col(0, 0, 0, 0)
+    q_lab, q_cam = ["A", "B", "A", "C"], [0, 0, 1, 0]
+    out = retrieval_metrics(q, q_lab, g, g_lab, query_cams=q_cam, gallery_cams=g_cam)
+    assert out["num_valid_queries"] == 3.0
+    assert out["map"] == pytest.approx((1 / 2 + 1 / 2 + 5 / 6) / 3)
+    assert out["minp"] == pytest.approx((1 / 2 + 1 / 2 + 2 / 3) / 3)
+    assert out["cmc_1"] == pytest.approx(1 / 3)
+    assert out["cmc_5"] == pytest.approx(1.0)
+
+    lists = rank_lists(q, q_lab, g, g_lab, query_cams=q_cam, gallery_cams=g_cam, k=3)
+    # Worst AP first; queries 0 and 1 tie on AP and INP, so the lower index comes first.
+    assert lists.query.tolist() == [0, 1, 2]
+    assert lists.top.tolist() == [[1, 2, 4], [0, 1, 2], [0, 1, 3]]
+    assert lists.top_match.tolist() == [[False, True, False], [False, True, False], [True, False, True]]
+    assert lists.hardest.tolist() == [5, 1, 3]
+    assert lists.hardest_rank.tolist() == [4, 2, 3]
+    assert lists.first_rank.tolist() == [2, 2, 1]
+    assert lists.num_matches.tolist() == [2, 1, 2]
+    np.testing.assert_allclose(lists.ap, [1 / 2, 1 / 2, 5 / 6])
+    np.testing.assert_allclose(lists.inp, [1 / 2, 1 / 2, 2 / 3])
+
+
+def brute_force(q, q_lab, q_cam, g, g_lab, g_cam):
+    """Plain loops over queries and gallery entries: ranks, AP, INP and the top ten per query."""
+    rows = []
+    for i in range(len(q)):
+        dists = [float(np.sum((g[j] - q[i]) ** 2)) for j in range(len(g))]
+        order = sorted(range(len(g)), key=lambda j: (dists[j], j))
+        ranked = [j for j in order if not (g_lab[j] == q_lab[i] and g_cam[j] == q_cam[i])]
+        match_ranks = [r + 1 for r, j in enumerate(ranked) if g_lab[j] == q_lab[i]]
+        if not match_ranks:
+            continue
+        ap = sum((n + 1) / r for n, r in enumerate(match_ranks)) / len(match_ranks)
+        inp = len(match_ranks) / match_ranks[-1]
+        rows.append({"query": i, "first": match_ranks[0], "ap": ap, "inp": inp, "top": ranked[:10],
+                     "hardest": ranked[match_ranks[-1] - 1], "hardest_rank": match_ranks[-1]})
+    return rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reid_metrics_and_rank_lists_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    q, g = rng.normal(size=(25, 4)), rng.normal(size=(70, 4))
+    q_lab, g_lab = rng.integers(0, 6, 25), rng.integers(0, 6, 70)
+    q_cam, g_cam = rng.integers(0, 3, 25), rng.integers(0, 3, 70)
+    rows = brute_force(q, q_lab, q_cam, g, g_lab, g_cam)
+    out = retrieval_metrics(q, q_lab, g, g_lab, query_cams=q_cam, gallery_cams=g_cam)
+    assert out["num_valid_queries"] == len(rows)
+    assert out["map"] == pytest.approx(np.mean([r["ap"] for r in rows]), abs=1e-12)
+    assert out["minp"] == pytest.approx(np.mean([r["inp"] for r in rows]), abs=1e-12)
+    for k in (1, 5, 10):
+        assert out[f"cmc_{k}"] == pytest.approx(np.mean([r["first"] <= k for r in rows]))
+    lists = rank_lists(q, q_lab, g, g_lab, query_cams=q_cam, gallery_cams=g_cam, chunk_size=4)
+    by_query = {r["query"]: r for r in rows}
+    assert sorted(lists.query.tolist()) == sorted(by_query)
+    assert np.all(np.diff(lists.ap) >= 0)  # worst AP first
+    for i, query in enumerate(lists.query):
+        r = by_query[int(query)]
+        assert lists.top[i].tolist() == r["top"]
+        assert lists.top_match[i].tolist() == [bool(g_lab[j] == q_lab[query]) for j in r["top"]]
+        assert (lists.hardest[i], lists.hardest_rank[i], lists.first_rank[i]) == (
+            r["hardest"], r["hardest_rank"], r["first"])
+        assert lists.ap[i] == pytest.approx(r["ap"])
+        assert lists.inp[i] == pytest.approx(r["inp"])
+
+
+def test_minp_is_one_only_when_every_match_comes_first():
+    # Matches at ranks 1, 2: INP = 1. Matches at ranks 1, 3: AP = 5/6 but INP = 2/3, the hidden hard positive.
+    assert retrieval_metrics(col(0), [0], col(1, 2, 3), [0, 0, 1])["minp"] == 1.0
+    assert retrieval_metrics(col(0), [0], col(1, 2, 3), [0, 1, 0])["minp"] == pytest.approx(2 / 3)
+
+
+def test_rank_lists_pad_a_short_gallery_and_check_k():
+    lists = rank_lists(col(0), [0], col(1, 2), [0, 1], k=4)
+    assert lists.top.tolist() == [[0, 1, -1, -1]]
+    assert lists.top_match.tolist() == [[True, False, False, False]]
+    with pytest.raises(FatvizError, match="k"):
+        rank_lists(col(0), [0], col(1), [0], k=0)
