@@ -8,6 +8,8 @@ PAGES = (
     ("pages/noisy_labels.py", "Noisy labels", ":material/flag:"),
     ("pages/the_bound.py", "The bound", ":material/functions:"),
     ("pages/speed.py", "Speed", ":material/speed:"),
+    ("pages/losses.py", "FAT vs triplet", ":material/balance:"),
+    ("pages/rank_list.py", "Rank lists", ":material/format_list_numbered:"),
     ("pages/classroom.py", "Classroom", ":material/school:"),
 )
 

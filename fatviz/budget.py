@@ -13,7 +13,7 @@ from fatviz.settings import RunSettings
 # value): measured on this project's 2-core machine (cnn on 28x28: about 1.7 ms a sample).
 _SECONDS_PER_INPUT = {"mlp": 2e-8, "cnn": 2.2e-6, "resnet18": 1.2e-5}
 _DATASET_SIZES = {"digits": (1347, 450, 64), "mnist": (60000, 10000, 784), "fashion-mnist": (60000, 10000, 784),
-                  "cifar10": (50000, 10000, 3072), "folder": (20000, 5000, 3072), "market1501": (12936, 19732, 6144)}
+                  "cifar10": (50000, 10000, 3072), "folder": (20000, 5000, 3072), "market1501": (12936, 19732, 6144), "reid-synth": (960, 320, 6144)}
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def estimate(kind: str, settings: RunSettings) -> Estimate:
         shape: tuple[int, ...] = (dim,)
     else:
         n_train, n_test, dim = _DATASET_SIZES.get(s.dataset, (20000, 5000, 3072))
-        shape = (dim,) if s.dataset == "digits" else (3, 32, 32)
+        shape = (dim,) if s.dataset == "digits" else (3, 64, 32) if dim == 6144 else (3, 32, 32)
     if s.subsample:
         n_train, n_test = min(n_train, s.subsample), min(n_test, max(s.subsample // 3, 100))
     parts = len(JOB_KINDS.get(kind).options(s))
@@ -50,6 +50,8 @@ def estimate(kind: str, settings: RunSettings) -> Estimate:
     model = choose_model(s.model, shape)
     per_epoch = n_train * dim * _SECONDS_PER_INPUT.get(model, 1e-5) + n_test * 2e-5
     epochs = parts * s.epochs
+    if kind == "losses":  # five losses, three seeds each, no snapshots
+        epochs = 15 * s.epochs
     if kind == "distill":
         epochs = (s.teacher_epochs + s.teacher_rounds * s.round_epochs + 4 * s.teacher_epochs + 4 * s.epochs)
     return Estimate(memory=memory, seconds=epochs * per_epoch)

@@ -1,4 +1,4 @@
-"""The command line: `python -m fatviz train | compare-centroids | distill | bench-loss | export`.
+"""The command line: `python -m fatviz train | compare-centroids | distill | bench-loss | export | rank-list`.
 
 Every command reports a user's mistake the same way, argparse's own included: one
 `fatviz: ...` line on stderr and exit status 2, no traceback and no usage dump. The settings
@@ -25,7 +25,7 @@ from fatviz.errors import FatvizError
 from fatviz.progress import ProgressBar
 from fatviz.settings import RunSettings, SettingField, setting_fields
 
-SUMMARY_KEYS = ("precision_at_1", "map", "nmi", "silhouette", "accuracy", "cmc_1", "cmc_5", "cmc_10")
+SUMMARY_KEYS = ("precision_at_1", "map", "nmi", "silhouette", "accuracy", "cmc_1", "cmc_5", "cmc_10", "minp")
 SAVED_AS = {"train": "run", "compare": "compare group", "distill": "distillation"}  # runs.group_kind's words
 
 
@@ -103,16 +103,22 @@ def _metrics_line(metrics: dict[str, float]) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one run, save it, print a summary."""
+    from fatviz.distributed import is_distributed, run_distributed_train
     from fatviz.runs import save_run
     from fatviz.train import train
 
     settings = settings_from_args(args)
     out, overwrite = _destination(args, settings, "train")
     start = time.perf_counter()
-    with ProgressBar("train") as bar:
-        result = train(settings, on_progress=bar)
+    if is_distributed():  # under torchrun: every rank trains its shard, rank 0 saves and reports
+        result, path = run_distributed_train(settings, out, overwrite)
+        if path is None:
+            return 0
+    else:
+        with ProgressBar("train") as bar:
+            result = train(settings, on_progress=bar)
+        path = save_run(result, out, overwrite=overwrite)
     seconds = time.perf_counter() - start
-    path = save_run(result, out, overwrite=overwrite)
     m = result.final_metrics
     print(f"{settings.dataset} | loss {settings.loss} | centroid {settings.centroid} | noise {settings.noise} | "
           f"{settings.epochs} epochs on {result.device} in {seconds:.1f} s")
@@ -123,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"saved: {path}")
     if args.json:
         print(json.dumps({**m, "seconds": seconds, "device": result.device, "run": str(path),
-                          "settings": settings.to_dict()}))
+                          "world_size": int(result.extras.get("world_size", 1)), "settings": settings.to_dict()}))
     return 0
 
 
@@ -258,6 +264,58 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare_losses(args: argparse.Namespace) -> int:
+    """Train FAT's variants and the triplet losses on the same model, data and seeds; print mean and spread."""
+    from fatviz.compare_losses import QUICK_VARIANTS, VARIANTS, compare_losses, format_table, save_comparison
+
+    settings = settings_from_args(args)
+    variants = list(VARIANTS) if args.variants == "all" else (
+        list(QUICK_VARIANTS) if args.variants == "quick" else [v.strip() for v in args.variants.split(",") if v.strip()])
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise FatvizError(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. 0,1,2.") from None
+    out = Path(args.out) if args.out else Path("runs") / f"losses-{settings.dataset}-{settings.key('train')}.json"
+    if out.is_dir():
+        raise FatvizError(f"--out {out} is a folder; name a .json file to save the comparison into.")
+    if args.out and out.exists() and not args.overwrite:
+        raise FatvizError(f"--out {out} already exists; pass --overwrite to replace it.")
+    with ProgressBar("compare-losses") as bar:
+        result = compare_losses(settings, variants, seeds, on_progress=bar)
+    path = save_comparison(result, out)
+    print(format_table(result))
+    print(f"saved: {path}")
+    if args.json:
+        print(json.dumps({"summary": result.summary(), "seconds": result.seconds, "file": str(path)}))
+    return 0
+
+
+def cmd_rank_list(args: argparse.Namespace) -> int:
+    """Save a ReID run's rank lists (worst queries first) as a PNG grid; print its retrieval scores."""
+    from fatviz.figures.rank_list import rank_list_image
+    from fatviz.retrieval import run_rank_lists
+    from fatviz.runs import load_run
+
+    out = Path(args.png)
+    if out.is_dir():
+        raise FatvizError(f"--png {out} is a folder; name the file to write, such as {out / 'rank_list.png'}.")
+    if args.queries < 1:
+        raise FatvizError(f"--queries must be 1 or more, got {args.queries}.")
+    ranked = run_rank_lists(load_run(args.run), k=args.top)
+    ds, lists = ranked.dataset, ranked.lists
+    names = [str(int(v)) for v in ds.y_test[ranked.query_idx]]
+    cams = ds.cam_test
+    image = rank_list_image(lists, ranked.query_images, ranked.gallery_images, queries=args.queries,
+                            query_names=names, query_cams=None if cams is None else cams[ranked.query_idx],
+                            gallery_cams=None if cams is None else cams[ranked.gallery_idx])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    print(f"{len(lists)} queries with a true match; mAP {lists.ap.mean():.4f}, mINP {lists.inp.mean():.4f}; "
+          f"the {min(args.queries, len(lists))} worst by AP drawn")
+    print(f"wrote {out}")
+    return 0
+
+
 def _workers(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -276,6 +334,8 @@ def build_parser() -> Parser:
         "train": ("train one run and save it", cmd_train),
         "compare-centroids": ("train every centroid option side by side", cmd_compare),
         "distill": ("teacher-student label distillation and flagged-sample report", cmd_distill),
+        "compare-losses": ("FAT and the triplet losses side by side: accuracy, epoch time, loss cost per step",
+                           cmd_compare_losses),
     }
     for name, (help_text, func) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -284,6 +344,11 @@ def build_parser() -> Parser:
         if name == "compare-centroids":
             p.add_argument("--workers", type=_workers, default=min(2, os.cpu_count() or 1),
                            help="worker processes, at most one per option (0: train in this process)")
+        if name == "compare-losses":
+            p.add_argument("--variants", default="quick",
+                           help="quick (fat, hybrid, batch-hard, all triplets, cross-entropy), all, or names "
+                                "separated by commas (see fatviz.compare_losses.VARIANTS)")
+            p.add_argument("--seeds", default="0,1,2", help="seeds separated by commas")
     p = sub.add_parser("bench-loss", help="time FAT against triplet losses (forward+backward per step)",
                        description="Time FAT against triplet losses (forward+backward per step).")
     add_bench_arguments(p)
@@ -293,6 +358,14 @@ def build_parser() -> Parser:
                                "a distillation folder its student")
     p.add_argument("--html", required=True, help="output .html file")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("rank-list", help="save a ReID run's rank lists, worst queries first, as a PNG",
+                       description="Save a ReID run's rank lists (query, top gallery entries framed green or red, "
+                                   "hardest match), worst average precision first, as a PNG grid.")
+    p.add_argument("run", help="run folder (or its run.pt) trained on a dataset with queries (reid-synth, market1501)")
+    p.add_argument("--png", required=True, help="output .png file")
+    p.add_argument("--queries", type=int, default=8, help="rows: the worst queries by average precision")
+    p.add_argument("--top", type=int, default=10, help="gallery entries shown per query")
+    p.set_defaults(func=cmd_rank_list)
     return parser
 
 
@@ -314,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     _stop_on_sigterm()
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        if args.command != "train" and os.environ.get("WORLD_SIZE", "1") != "1":
+            raise FatvizError(f"{args.command} runs in one process; under torchrun only `train` is data-parallel "
+                              "(start it without torchrun).")
         return args.func(args)
     except FatvizError as exc:
         print(f"fatviz: {exc}", file=sys.stderr)

@@ -65,6 +65,26 @@ def _load_distillation(folder: Path, options: tuple[str, ...]) -> dict[str, Any]
     return {options[0]: load_distillation(folder)}
 
 
+def _compare_losses(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
+    from fatviz.compare_losses import compare_losses
+
+    result = compare_losses(settings, should_stop=should_stop,
+                            on_progress=lambda f, msg: emit(options[0], ("progress", f, msg)))
+    return {options[0]: result}
+
+
+def _save_comparison(results: dict[str, Any], folder: Path) -> None:
+    from fatviz.compare_losses import COMPARISON_FILE, save_comparison
+
+    save_comparison(next(iter(results.values())), folder / COMPARISON_FILE)
+
+
+def _load_comparison(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
+    from fatviz.compare_losses import COMPARISON_FILE, load_comparison
+
+    return {options[0]: load_comparison(folder / COMPARISON_FILE)}
+
+
 @dataclass(frozen=True)
 class JobKind:
     """One kind of job: which parts it trains, how (in a worker), and how its results are stored."""
@@ -87,6 +107,8 @@ for _kind in (
             _save_runs, _load_runs, snapshots=True, splits=True),
     JobKind("distill", "teacher-student label distillation", lambda s: ("distillation",), _distill,
             _save_distillation, _load_distillation, snapshots=False, splits=False),
+    JobKind("losses", "FAT and the triplet losses side by side, over seeds", lambda s: ("comparison",),
+            _compare_losses, _save_comparison, _load_comparison, snapshots=False, splits=False),
 ):
     JOB_KINDS.register(_kind.name, _kind)
 

@@ -1,0 +1,55 @@
+"""The losses side by side, drawn: accuracy against epoch time (spread over seeds) beside each loss's
+own cost per step on a log axis, so a class sees both halves of FAT's claim at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+from fatviz.figures.style import CLASS_COLOURS, apply_style
+
+
+# FAT's variants in warm colours, the triplet baselines cool, cross-entropy grey.
+def variant_colour(loss: str, index: int) -> str:
+    """One colour per variant, the FAT family (fat, hybrid) in oranges and reds."""
+    fat = ("#D55E00", "#E69F00", "#CC79A7", "#F0E442", "#8C564B", "#FF9DA7")
+    other = {"triplet-hard": "#0072B2", "triplet-all": "#56B4E9", "ce": "#7F7F7F"}
+    if loss in other:
+        return other[loss]
+    return fat[index % len(fat)] if loss in ("fat", "hybrid", "normalized-fat") else CLASS_COLOURS[index % 16]
+
+
+def losses_figure(summary: Sequence[dict[str, Any]], metric: str = "precision_at_1",
+                  presentation: bool = False) -> go.Figure:
+    """Left: `metric` (mean ± sd over seeds) against seconds per epoch. Right: the loss's own ms per step, log axis."""
+    label = {"precision_at_1": "precision@1", "map": "mAP", "cmc_1": "rank-1", "minp": "mINP"}.get(metric, metric)
+    data: list[dict] = []
+    for i, row in enumerate(summary):
+        if row.get(metric) is None:
+            continue
+        colour = variant_colour(row["loss"], i)
+        data.append({"type": "scatter", "mode": "markers", "name": row["variant"], "legendgroup": row["variant"],
+                     "x": [row["epoch_seconds"]], "y": [row[metric]],
+                     "error_y": {"type": "data", "array": [row.get(f"{metric}_sd") or 0.0], "visible": True},
+                     "error_x": {"type": "data", "array": [row.get("epoch_seconds_sd") or 0.0], "visible": True},
+                     "marker": {"size": 16, "color": colour, "line": {"width": 1, "color": "#222222"}},
+                     "hovertemplate": f"{row['variant']}<br>{label} %{{y:.3f}}<br>%{{x:.2f}} s per epoch"
+                                      f"<br>{row['seeds']} seed(s)<extra></extra>",
+                     "xaxis": "x", "yaxis": "y"})
+        data.append({"type": "bar", "orientation": "h", "name": row["variant"], "legendgroup": row["variant"],
+                     "showlegend": False, "y": [row["variant"]], "x": [1000 * row["step_seconds"]],
+                     "marker": {"color": colour},
+                     "hovertemplate": "%{y}: %{x:.3f} ms per step<extra></extra>", "xaxis": "x2", "yaxis": "y2"})
+    fig = go.Figure({
+        "data": data,
+        "layout": {
+            "xaxis": {"domain": [0.0, 0.5], "title": {"text": "seconds per epoch (whole run)"}},
+            "yaxis": {"title": {"text": f"{label} (mean ± sd over seeds)"}},
+            "xaxis2": {"domain": [0.68, 1.0], "type": "log", "title": {"text": "the loss alone: ms per step (log)"}},
+            "yaxis2": {"anchor": "x2", "automargin": True, "autorange": "reversed", "showticklabels": False},
+            "legend": {"orientation": "h", "y": -0.25, "x": 0.0},
+        },
+    })
+    return apply_style(fig, presentation=presentation, height=560 if presentation else 470)

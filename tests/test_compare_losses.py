@@ -1,0 +1,101 @@
+"""The loss comparison: same data per seed, metrics against the trainer, spread, storage, verdict, page."""
+
+import json
+import statistics
+
+import pytest
+
+from fatviz.compare_losses import (
+    compare_losses,
+    load_comparison,
+    loss_step_seconds,
+    save_comparison,
+    verdict,
+)
+from fatviz.errors import FatvizError
+from fatviz.settings import RunSettings
+from fatviz.train import Trainer, prepare_data
+
+TINY = RunSettings(dataset="blobs", blob_classes=3, blob_dim=4, epochs=2, batch_size=32, embedding_dim=4,
+                   vis_points=30)
+
+
+def test_each_row_is_a_training_with_that_variant_and_seed(tmp_path):
+    result = compare_losses(TINY, ["fat", "batch-hard triplet"], seeds=(0, 1))
+    assert [(r["variant"], r["seed"]) for r in result.rows] == [
+        ("fat", 0), ("batch-hard triplet", 0), ("fat", 1), ("batch-hard triplet", 1)]
+    # Row figures are those of a run trained by hand with the same settings.
+    s = TINY.replace(seed=1, loss="triplet-hard")
+    trainer = Trainer(s, prepare_data(s), snapshots=False)
+    trainer.fit()
+    assert result.rows[3]["precision_at_1"] == pytest.approx(trainer.evaluate()["precision_at_1"])
+    summary = {r["variant"]: r for r in result.summary()}
+    p = [r["precision_at_1"] for r in result.rows if r["variant"] == "fat"]
+    assert summary["fat"]["precision_at_1"] == pytest.approx(statistics.fmean(p))
+    assert summary["fat"]["precision_at_1_sd"] == pytest.approx(statistics.stdev(p))
+    assert all(r["step_seconds"] > 0 and r["epoch_seconds"] > 0 for r in result.rows)
+    loaded = load_comparison(save_comparison(result, tmp_path / "c.json"))
+    assert loaded.rows == json.loads(json.dumps(result.rows)) and loaded.settings == TINY
+
+
+def test_bad_variants_seeds_and_files_give_one_message(tmp_path):
+    with pytest.raises(FatvizError, match="Unknown loss variant"):
+        compare_losses(TINY, ["fat", "arcface"])
+    with pytest.raises(FatvizError, match="seed"):
+        compare_losses(TINY, ["fat"], seeds=())
+    bad = tmp_path / "x.json"
+    bad.write_text("{not json")
+    with pytest.raises(FatvizError, match="not a readable"):
+        load_comparison(bad)
+    bad.write_text(json.dumps({"schema": "something else"}))
+    with pytest.raises(FatvizError, match="not a fatviz"):
+        load_comparison(bad)
+
+
+def test_the_loss_cost_per_step_ranks_fat_below_all_triplets_at_a_large_batch():
+    big = RunSettings(batch_size=1024, embedding_dim=64)
+    fat = loss_step_seconds(big.replace(loss="fat"), num_classes=128)
+    exact = loss_step_seconds(big.replace(loss="triplet-all"), num_classes=128)
+    assert fat < exact
+
+
+def test_verdict_says_where_fat_keeps_up_and_where_it_loses():
+    def row(variant, loss, p, m, step):
+        return {"variant": variant, "loss": loss, "precision_at_1": p, "map": m, "step_seconds": step, "seeds": 3}
+
+    summary = [row("fat", "fat", 0.80, 0.70, 1.0), row("hybrid", "hybrid", 0.845, 0.76, 1.2),
+               row("batch-hard triplet", "triplet-hard", 0.85, 0.75, 2.0), row("cross-entropy", "ce", 0.9, 0.8, 0.5)]
+    said = verdict(summary)
+    assert len(said) == 2  # the FAT family only
+    assert said[0].startswith("fat trails") and "P@1 -0.050" in said[0] and "0.50x" in said[0]
+    assert said[1].startswith("hybrid keeps") and "P@1 -0.005" in said[1]
+    assert verdict([row("fat", "fat", 0.8, 0.7, 1.0)]) == []
+
+
+def test_the_page_shows_the_comparison_a_job_finds_on_disk():
+    from streamlit.testing.v1 import AppTest
+
+    from fatviz.compare_losses import COMPARISON_FILE
+    from fatviz.jobs import job_key
+    from fatviz.paths import allowed_roots
+
+    at = AppTest.from_file("../pages/losses.py", default_timeout=300)
+    at.run()
+    assert not at.exception and at.title[0].value == "FAT vs triplet"
+    # A saved comparison under the preset's job key: the job manager answers from disk (as after a
+    # restart), so the page draws it through the same path as a job it has just trained.
+    preset = "2-D blobs with 5% outliers, 15 epochs"
+    settings = RunSettings(dataset="blobs", blob_outliers=0.05, embedding_dim=8, epochs=15)
+    quick = compare_losses(TINY, ["fat", "batch-hard triplet"], seeds=(0, 1))
+    quick.settings = settings
+    save_comparison(quick, allowed_roots("runs")[0].path / job_key("losses", settings) / COMPARISON_FILE)
+    at.selectbox(key="ls_preset").set_value(preset).run()
+    at.button[0].click().run()
+    assert not at.exception
+    chart = [c for c in at.get("plotly_chart")]
+    assert chart, "no chart drawn"
+    figure = json.loads(chart[0].proto.spec)
+    names = {t["name"] for t in figure["data"]}
+    assert names == {"fat", "batch-hard triplet"}
+    words = [e.value for e in at.success] + [e.value for e in at.warning]
+    assert any(w.startswith("fat ") for w in words)

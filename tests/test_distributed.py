@@ -1,0 +1,201 @@
+"""fatviz.distributed on two CPU processes (gloo), launched the way a user launches them: torchrun.
+
+This module is also the workers' script: `torchrun ... tests/test_distributed.py SCENARIO OUT`
+runs `_train_worker` or `_fail_worker` on every rank, which write what they saw under OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fatviz.centroids import CENTROIDS, compute_centroids
+from fatviz.distributed import rank_seed, rank_shard
+from fatviz.settings import RunSettings
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = RunSettings(dataset="blobs", blob_classes=3, blob_dim=4, epochs=2, batch_size=32, embedding_dim=4,
+                       vis_points=30, device="cpu")
+FIELDS = ("centres", "counts", "radius", "mean_distance")
+# A launch pays torch's and fatviz's import twice over on two busy cores: a hang guard, not a timing test.
+LAUNCH_LIMIT_S = 240
+
+
+def launch(scenario: str, out: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """Run this file as a two-process torchrun job; return the finished process and its wall time."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           __file__, scenario, str(out)]
+    start = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LAUNCH_LIMIT_S)
+    return proc, time.time() - start
+
+
+def centre_case(n: int = 41, dim: int = 4, k: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features with varied norms, labels with an absent class (k - 1), weights with zeros."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, dim, generator=g) * torch.rand(n, 1, generator=g).mul(4).add(0.1)
+    y = torch.randint(0, k - 1, (n,), generator=g)
+    w = torch.rand(n, generator=g)
+    w[::5] = 0.0
+    return x, y, w
+
+
+# -- workers (run under torchrun) ------------------------------------------------------------------
+
+
+def _centre_errors(rank: int, world: int) -> dict[str, float]:
+    """Largest difference to one process's centroids, per case: option, weighted or not, one call or chunks."""
+    from fatviz.distributed import ShardedAccumulator, sharded_centroids
+
+    x, y, w = centre_case()
+    shard = torch.arange(len(y))[rank::world]
+    errors = {}
+    for option in CENTROIDS.names():
+        for weights in (None, w):
+            ref = compute_centroids(x, y, option, 5, weights=weights)
+            got = sharded_centroids(x[shard], y[shard], option, 5, None if weights is None else weights[shard])
+            errors[f"{option}/{'weighted' if weights is not None else 'plain'}"] = max(
+                float((getattr(got, f) - getattr(ref, f)).abs().max()) for f in FIELDS)
+            assert torch.equal(got.present, ref.present)
+        # Chunks of 3 on rank 0 and an empty shard on rank 1, which still joins both reductions.
+        mine = torch.arange(len(y)) if rank == 0 else torch.arange(0)
+        acc = ShardedAccumulator(option, 5, x.shape[1])
+        for step in (acc.add, acc.add_radius):
+            for start in range(0, len(mine), 3):
+                part = mine[start:start + 3]
+                step(x[part], y[part], w[part])
+        ref, got = compute_centroids(x, y, option, 5, weights=w), acc.result()
+        errors[f"{option}/chunks"] = max(float((getattr(got, f) - getattr(ref, f)).abs().max()) for f in FIELDS)
+    return errors
+
+
+def _train_worker(out: Path) -> None:
+    from fatviz.distributed import DistributedTrainer, init_from_env, run_distributed_train
+
+    ranks = init_from_env("cpu")
+    report = {"centre_errors": _centre_errors(ranks.rank, ranks.world_size)}
+    result, path = run_distributed_train(SETTINGS, out / "run")
+    report["path"] = None if path is None else str(path)
+    report["losses"] = [s.losses for s in result.snapshots]
+    # Batch centres all-reduced every step: the run must keep the ranks in step to finish at all.
+    batch = DistributedTrainer(SETTINGS.replace(centres="batch", epochs=1), snapshots=False)
+    batch.fit()
+    report["batch_mode_finished"] = True
+    (out / f"rank{ranks.rank}.json").write_text(json.dumps(report))
+    torch.distributed.destroy_process_group()
+
+
+def _fail_worker(out: Path) -> None:
+    from fatviz.distributed import DistributedTrainer, all_reduce_sums, init_from_env
+    from fatviz.train import TrainingDiverged
+
+    ranks = init_from_env("cpu")
+    trainer = DistributedTrainer(SETTINGS.replace(epochs=1), snapshots=False)
+    if ranks.rank == 1:  # an infinite loss on rank 1 only, with finite gradients: rank 0 alone would go on
+        inner = trainer.loss_fn
+
+        def infinite(*args, **kwargs):
+            terms = inner(*args, **kwargs)
+            return {**terms, "total": terms["total"] + math.inf}
+        trainer.loss_fn = infinite
+    try:
+        trainer.fit()
+    except TrainingDiverged as exc:
+        (out / f"diverged{ranks.rank}.txt").write_text(str(exc))
+    if ranks.rank == 1:
+        (out / "raised_at").write_text(repr(time.time()))
+        raise RuntimeError("rank 1 fails on purpose")
+    all_reduce_sums(torch.zeros(2, 2), torch.zeros(2))  # rank 0 waits here for a rank that is gone
+
+
+# -- tests -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, list[dict]]:
+    out = tmp_path_factory.mktemp("distributed")
+    proc, seconds = launch("train", out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    print(f"two-process launch: {seconds:.1f} s")
+    return out, [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_rank_shards_are_disjoint_equal_and_make_the_global_batches() -> None:
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(3))
+    parts = [rank_shard(order, r, 2, 8) for r in (0, 1)]
+    assert len(parts[0]) == len(parts[1]) == 11  # 2 x 8 + 7: the 23rd sample waits for another epoch
+    # Batch j of 4 on each rank is global batch j of 8, the last (partial) one too.
+    for j in range(0, 11, 4):
+        both = parts[0][j:j + 4].tolist() + parts[1][j:j + 4].tolist()
+        assert sorted(both) == sorted(order[2 * j:min(2 * j + 8, 22)].tolist())
+    # An identity-balanced global batch (P = 4 classes of K = 2 in a row) gives each rank whole classes.
+    pk = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3] * 2)
+    assert [pk[rank_shard(torch.arange(16), r, 2, 8)].tolist() for r in (0, 1)] == [[0, 0, 1, 1] * 2, [2, 2, 3, 3] * 2]
+    assert rank_seed(7, 0) == 7 and rank_seed(7, 1) != 7
+
+
+def test_sharded_centres_equal_single_process_centres(trained) -> None:
+    _, reports = trained
+    for report in reports:
+        assert len(report["centre_errors"]) == 3 * len(CENTROIDS.names())
+        worst = max(report["centre_errors"].items(), key=lambda kv: kv[1])
+        assert worst[1] < 1e-5, worst
+
+
+def test_two_process_run_saves_one_run_like_a_single_process(trained) -> None:
+    from fatviz.models import build_model
+    from fatviz.runs import load_run
+    from fatviz.train import _embed, prepare_data, train
+
+    out, reports = trained
+    assert reports[1]["path"] is None and reports[0]["path"] is not None  # rank 0 alone saved
+    assert reports[0]["losses"] == reports[1]["losses"]  # identical snapshots on every rank
+    assert all(r["batch_mode_finished"] for r in reports)
+    run = load_run(out / "run")
+    assert run.extras["world_size"] == 2
+    assert run.settings == SETTINGS and len(run.snapshots) == SETTINGS.epochs + 1
+
+    # The saved centres are the whole-set centres of the saved weights, as one process computes them.
+    data = prepare_data(SETTINGS)
+    model = build_model(run.model_kind, tuple(data.dataset.input_shape), SETTINGS.embedding_dim,
+                        data.dataset.num_classes)
+    model.load_state_dict(run.state_dict)
+    emb, _ = _embed(model, torch.as_tensor(data.dataset.x_train, dtype=torch.float32))
+    ref = compute_centroids(emb, torch.as_tensor(data.given_labels), SETTINGS.centroid, data.dataset.num_classes)
+    np.testing.assert_allclose(run.snapshots[-1].centres, ref.centres.numpy(), atol=1e-5)
+
+    # One process on the same global batches: equal but for batch norm (statistics of 16 samples
+    # per rank instead of 32, running statistics averaged) and the one sample an odd epoch drops.
+    single = train(SETTINGS)
+    np.testing.assert_allclose(run.snapshots[0].centres, single.snapshots[0].centres, atol=1e-5)
+    for key in ("precision_at_1", "map", "nmi"):
+        assert abs(run.final_metrics[key] - single.final_metrics[key]) <= 0.05, key
+    two, one = run.snapshots[-1].losses["total"], single.snapshots[-1].losses["total"]
+    assert abs(two - one) <= 0.1 * abs(one), (two, one)
+
+
+def test_a_failing_rank_stops_the_launch_with_one_message(tmp_path) -> None:
+    proc, _ = launch("fail", tmp_path)
+    ended = time.time()
+    assert proc.returncode != 0
+    messages = {(tmp_path / f"diverged{r}.txt").read_text() for r in (0, 1)}
+    assert len(messages) == 1 and next(iter(messages)).startswith("Rank 1 of 2: The loss became inf at epoch 1")
+    assert "rank 1 fails on purpose" in proc.stderr
+    # Rank 0 waits in a collective for 300 s unless the launch ends it: well before that, here.
+    # (the launch's LAUNCH_LIMIT_S is below that wait: reaching here means the launch ended it)
+    print(f"launch ended {ended - float((tmp_path / 'raised_at').read_text()):.1f} s after rank 1 raised")
+
+
+if __name__ == "__main__":
+    {"train": _train_worker, "fail": _fail_worker}[sys.argv[1]](Path(sys.argv[2]))
