@@ -25,9 +25,10 @@ from fatviz.centroids import CENTROIDS
 from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES, NEGATIVE_MODES, RADIUS_MODES, default_compactness_weight, default_margin
+from fatviz.models import MODELS
+from fatviz.sampling import BATCH_SAMPLERS
 
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
-MODELS: tuple[str, ...] = ("auto", "mlp", "cnn", "resnet18")
 CENTRE_SCOPES: tuple[str, ...] = ("epoch", "batch")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
@@ -35,11 +36,13 @@ CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
 # What each kind of job reads: its sections, less the fields it overrides itself. Bump
 # KEY_VERSION whenever the same settings would train to a different result (a saved run under
 # an old key is then trained again instead of being served as if it were this code's result).
-KEY_VERSION = 2
+KEY_VERSION = 3
 JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train": (("data", "model", "training", "view"), ()),
     "compare": (("data", "model", "training", "view"), ("centroid",)),
     "distill": (SECTIONS, ()),
+    # A loss comparison sets the loss fields per variant and trains its own seeds (0, 1, 2).
+    "losses": (("data", "model", "training"), ("loss", "negatives", "radius", "centres", "seed")),
 }
 
 
@@ -92,8 +95,8 @@ class RunSettings:
     blob_spread: float = _setting(1.0, "data", "blobs: spread of each blob", low=1e-6, app=(0.2, 3.0))
     blob_outliers: float = _setting(0.0, "data", "blobs: fraction of outliers", low=0.0, high=0.99, app=(0.0, 0.3))
     # -- model and loss --
-    model: str = _setting("auto", "model", "embedding network (auto: MLP for vectors, CNN for small images)",
-                          choices=lambda: MODELS)
+    model: str = _setting("auto", "model", "embedding network (auto: MLP for vectors, cnn for small images)",
+                          choices=lambda: ("auto", *MODELS.names()))
     embedding_dim: int = _setting(32, "model", "embedding dimension", low=2, app=(2, 128))
     loss: str = _setting("hybrid", "model", "training loss", choices=lambda: LOSSES.names())
     centroid: str = _setting("norm-mean-norm", "model", "centroid option", choices=lambda: CENTROIDS.names())
@@ -113,6 +116,10 @@ class RunSettings:
     # -- training --
     epochs: int = _setting(30, "training", "training epochs", low=1, app=(1, 100))
     batch_size: int = _setting(128, "training", "batch size", low=2, app=(8, 1024))
+    batch_sampler: str = _setting("random", "training", "batches: a seeded shuffle, or pk (P classes x K samples)",
+                                  choices=lambda: BATCH_SAMPLERS.names())
+    pk_k: int = _setting(4, "training", "pk: samples per class in a batch (P = batch_size // K; K grows if fewer classes)", low=1,
+                         app=(1, 64))
     lr: float = _setting(3e-3, "training", "Adam learning rate", low=1e-9, high=10.0, app=(1e-5, 0.1))
     device: str = _setting("auto", "training", "auto (cuda, then mps, then cpu), cpu, cuda or mps",
                            choices=lambda: DEVICES)
@@ -278,6 +285,29 @@ def setting_fields() -> list[SettingField]:
         rows.append(SettingField(f.name, kind, "None" in type_text, f.default, m["section"], m["help"],
                                  m["low"], m["high"], m["app"], m["choices"]))
     return rows
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def settings_markdown() -> str:
+    """The settings table as Markdown (docs/SETTINGS.md is this text; a test keeps them equal)."""
+    lines = ["# Settings", "",
+             "Generated from `fatviz.settings` (`python -c \"import sys; from fatviz.settings import "
+             "settings_markdown; sys.stdout.write(settings_markdown())\" > docs/SETTINGS.md`). "
+             "*App range*: what a link or the sidebar may ask for (a link's value outside it is clamped, "
+             "with a message); the CLI checks it too unless "
+             "`--no-limits`. *Valid*: what is possible at all.", "",
+             "| setting | section | default | app range | valid | choices | what it does |",
+             "|---|---|---|---|---|---|---|"]
+    for f in setting_fields():
+        valid = "" if f.kind is str else f"{_number(f.low)} .. {_number(f.high)}"
+        choices = ", ".join(f.choices()) if f.choices is not None else ""
+        default = "unset" if f.default is None else f"`{f.default}`" if f.default != "" else "empty"
+        lines.append(f"| `{f.name}` | {f.section} | {default} | {f.limits_text()} | {valid.strip()} | {choices} | "
+                     f"{f.help} |")
+    return "\n".join(lines) + "\n"
 
 
 def _validate(s: RunSettings) -> None:

@@ -16,7 +16,8 @@ from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES, triplet_bound
 from fatviz.metrics import evaluate_embeddings
 from fatviz.models import EmbeddingNet, build_model, choose_model, pick_device
-from fatviz.noise import NoisyLabels, add_label_noise, parse_noise
+from fatviz.noise import NoisyLabels, apply_noise
+from fatviz.sampling import BATCH_SAMPLERS
 from fatviz.settings import RunSettings
 
 # Batches between two finiteness checks of the running loss (each check waits for the device).
@@ -57,8 +58,7 @@ def prepare_data(settings: RunSettings) -> PreparedData:
                            subsample=settings.subsample or None, seed=settings.seed, blobs=blobs)
     if len(np.unique(dataset.y_train)) < 2:
         raise FatvizError("The training split holds a single class: a triplet needs at least two classes.")
-    kind, rate = parse_noise(settings.noise)
-    noisy = add_label_noise(dataset.y_train, kind, rate, dataset.num_classes, settings.seed)
+    dataset, noisy = apply_noise(dataset, settings.noise, settings.seed)  # outlier/multi change the data
     vis_idx = visualisation_indices(dataset.y_train, settings.vis_points, settings.seed)
     return PreparedData(dataset, noisy, vis_idx)
 
@@ -182,6 +182,8 @@ class Trainer:
         if not keep.any():
             raise FatvizError("No training sample is left to train on (every sample was discarded).")
         self._keep_idx = torch.as_tensor(np.flatnonzero(keep), device=self.device)
+        self.sampler = BATCH_SAMPLERS.get(settings.batch_sampler).build(np.asarray(labels)[keep],
+                                                                         settings.batch_size, settings.pk_k)
         self.x_train = torch.as_tensor(ds.x_train, dtype=torch.float32, device=self.device)
         self.y_train = torch.as_tensor(labels, dtype=torch.long, device=self.device)
         self.soft = None if t.soft is None else torch.as_tensor(t.soft, dtype=torch.float32, device=self.device)
@@ -302,8 +304,7 @@ class Trainer:
             snap = self._snapshot(0, {})
             self.snapshot_list.append(snap)
             yield snap
-        n = len(self._keep_idx)
-        bs = min(self.settings.batch_size, n)
+        bs = self.sampler.batch_length(self.settings.batch_size)  # a DistributedTrainer's settings hold its share
         for epoch in range(1, self.settings.epochs + 1):
             if self.loss_spec.uses_centres and self.settings.centres == "epoch" and (
                     self._centroids is None or not self.take_snapshots):
@@ -350,9 +351,8 @@ class Trainer:
                 return
 
     def epoch_order(self) -> torch.Tensor:
-        """This epoch's order of the training samples (a seeded shuffle of the kept ones)."""
-        n = len(self._keep_idx)
-        return self._keep_idx[torch.randperm(n, generator=self.generator).to(self.device)]
+        """This epoch's order of the kept training samples, by the settings' batch sampler."""
+        return self._keep_idx[self.sampler.order(self.generator).to(self.device)]
 
     @staticmethod
     def _check_finite(total: torch.Tensor, epoch: int, batch: int | None) -> None:

@@ -17,10 +17,14 @@ from fatviz.figures.labels import (
     flagging_comparison,
     gallery_rows,
     kept_per_round_figure,
+    kind_table,
+    noise_kinds,
     sample_indices,
     score_figure,
+    soft_label_bars,
 )
 from fatviz.jobs import job_key
+from fatviz.noise import SAMPLE_KINDS
 from fatviz.settings import RunSettings
 from pages.ui.live import job_manager, job_status, prepared_data, start_job, stop_job
 from pages.ui.look import presentation, show_error, start_page
@@ -88,27 +92,49 @@ def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
                      help="Score: the teacher's probability of the given label.")
     shown = OUTCOMES[:3]
     counts = table["outcome"].value_counts()
+    kinds = noise_kinds(result.table)
+    noisy_kinds = [k for k in SAMPLE_KINDS.names()[1:] if (kinds == k).any()]
+    soft = getattr(result, "soft_labels", None)
     tabs = st.tabs([f"{o.capitalize()} ({int(counts.get(o, 0))})" for o in shown])
     for tab, outcome in zip(tabs, shown, strict=False):
-        rows = gallery_rows(table, outcome, classes, order, GALLERY_MAX)
+        rows = gallery_rows(table, outcome, classes, order)
         with tab:
-            if rows.empty:
-                st.caption("No sample here.")
-                continue
-            if images is None:
-                st.dataframe(rows.assign(**{c: rows[c].map(names.__getitem__)
-                                            for c in ("given_label", "teacher_label", "true_label")}),
-                             hide_index=True)
-                continue
-            cols = st.columns(GALLERY_COLUMNS)
-            for i, (idx, row) in enumerate(zip(sample_indices(rows), rows.itertuples(), strict=False)):
-                cols[i % GALLERY_COLUMNS].image(
-                    enlarge(images[idx], IMAGE_SCALE),
-                    caption=f"given {names[row.given_label]} · teacher {names[row.teacher_label]} · "
-                            f"true {names[row.true_label]} · p {row.score:.2f}")
-            total = int(counts.get(outcome, 0))
-            if total > len(rows):
-                st.caption(f"Showing {len(rows)} of {total}.")
+            # Flagged and missed samples split by noise kind once the run mixes kinds (clean ones have one).
+            split = noisy_kinds if outcome != "wrongly flagged" and len(noisy_kinds) > 1 else [None]
+            places = [st.container()] if split == [None] else st.tabs(
+                [f"{SAMPLE_KINDS.get(k).label} ({int((kinds[rows.index] == k).sum())})" for k in split])
+            for place, kind in zip(places, split, strict=False):
+                with place:
+                    part = rows if kind is None else rows[kinds[rows.index] == kind]
+                    _gallery(part.head(GALLERY_MAX), len(part), images, names, soft, kinds)
+
+
+def _gallery(rows, total: int, images, names: list[str], soft, kinds) -> None:
+    """One gallery: images with their soft label as a bar row, or a table for vector data."""
+    if rows.empty:
+        st.caption("No sample here.")
+        return
+    if images is None:
+        frame = rows.assign(**{c: rows[c].map(names.__getitem__) for c in ("given_label", "teacher_label", "true_label")})
+        config = {}
+        if soft is not None:
+            frame = frame.assign(soft_label=[soft[i].tolist() for i in sample_indices(rows)])
+            config = {"soft_label": st.column_config.BarChartColumn("soft label", y_min=0.0, y_max=1.0)}
+        st.dataframe(frame, hide_index=True, column_config=config)
+        return
+    cols = st.columns(GALLERY_COLUMNS)
+    for i, (idx, row) in enumerate(zip(sample_indices(rows), rows.itertuples(), strict=False)):
+        col = cols[i % GALLERY_COLUMNS]
+        col.image(enlarge(images[idx], IMAGE_SCALE),
+                  caption=f"given {names[row.given_label]} · teacher {names[row.teacher_label]} · "
+                          f"true {names[row.true_label]} · p {row.score:.2f}")
+        if soft is not None:
+            second = getattr(row, "second_label", -1)
+            true = (row.true_label,) if second < 0 else (row.true_label, second)
+            col.markdown(soft_label_bars(soft[idx], names, row.given_label, kinds[row.Index], true),
+                         unsafe_allow_html=True)
+    if total > len(rows):
+        st.caption(f"Showing {len(rows)} of {total}.")
 
 
 def _number(value: float) -> str:
@@ -129,6 +155,19 @@ def show_result(result, settings: RunSettings) -> None:
     m[3].metric("Flagged / flipped", f"{int(rep['n_flagged'])} / {int(rep['n_flipped'])}")
     m[4].metric("Kept labels correct", _number(rep["kept_label_precision"]),
                 help="Among the samples the teacher kept, the share whose given label is the true one.")
+    per_kind = kind_table(rep)
+    if len(per_kind) > 1 or (len(per_kind) == 1 and per_kind.index[0] != SAMPLE_KINDS.get("wrong_identity").label):
+        st.markdown("**Per noise kind** (each scored as if it were the only noise: other noisy kinds left out)")
+        colours = {e.label: e.colour for _, e in SAMPLE_KINDS.items()}  # the noise kind's colour, as in the bars
+        st.dataframe(per_kind.style.format("{:.3f}", na_rep="–").format("{:.0f}", subset=["samples"]).apply_index(
+            lambda idx: [f"color: {colours[name]}; font-weight: bold" for name in idx]))
+        extra = [f"composites whose soft label's top two are both their classes: {_number(rep['multi_top2_both'])}"
+                 if rep.get("n_multi", 0) else "",
+                 f"soft-label entropy (1 = flat): outliers {_number(rep['outlier_soft_entropy'])}, clean "
+                 f"{_number(rep['clean_soft_entropy'])}" if rep.get("n_outlier", 0) else "",
+                 f"centre shift with all noisy samples {_number(rep['centre_shift_noisy'])}, kept only "
+                 f"{_number(rep['centre_shift_kept'])} (clean centres {_number(rep['centre_spacing'])} apart)"]
+        st.caption(" · ".join(e for e in extra if e))
     with st.expander("How these numbers were made"):
         st.markdown("\n".join(f"- {note}" for note in result.notes))
     c1, c2 = st.columns([2, 3], gap="large")

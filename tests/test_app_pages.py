@@ -392,3 +392,26 @@ def test_a_first_visit_straight_to_a_page_goes_through_the_app_navigation() -> N
     assert at.title[0].value == "Speed"
     assert PagesManager.uses_pages_directory is False
     assert [p["page_name"] for p in at._registered_pages.values()] == [title for _, title, _ in PAGES]
+
+
+def test_a_link_with_all_three_reid_noise_kinds_sets_every_noise_widget() -> None:
+    at = AppTest.from_file("../pages/centroid_explorer.py", default_timeout=TIMEOUT)
+    at.query_params["noise"] = "symmetric:0.2+outlier:0.1+multi:0.05"
+    at.run()
+    assert not at.exception
+    ss = at.session_state
+    assert (ss["w_noise_kind"], ss["w_noise_rate"], ss["w_noise_outlier"], ss["w_noise_multi"]) == (
+        "symmetric", 0.2, 0.1, 0.05)
+    assert at.query_params["noise"] == "symmetric:0.2+outlier:0.1+multi:0.05"  # the link survives the round trip
+    at.slider(key="w_noise_multi").set_value(0.0).run()
+    assert at.query_params["noise"] == "symmetric:0.2+outlier:0.1"
+
+
+def test_the_reid_presets_are_valid_settings_with_the_three_noise_kinds() -> None:
+    from fatviz.noise import parse_noise
+    from fatviz.presets import PRESETS
+
+    _, noisy = PRESETS["ReID: 20% wrong identity + 10% nobody + 5% two people"]
+    assert noisy.dataset == "reid-synth"
+    assert dict(parse_noise(noisy.noise)) == {"symmetric": 0.2, "outlier": 0.1, "multi": 0.05}
+    assert PRESETS["ReID: clean"][1].noise == "none"

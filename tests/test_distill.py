@@ -148,7 +148,10 @@ def test_zero_noise_run_works():
     assert r["n_flipped"] == 0 and r["flag_recall"] == 1.0
     assert not result.table["was_flipped"].any()
     assert r["kept_label_precision"] == 1.0
-    assert all(math.isfinite(v) for k, v in r.items() if not k.startswith(("cleanlab", "baseline")))
+    from fatviz.distill.report import KIND_REPORT_KEYS  # NaN for a noise kind the run does not have
+
+    assert all(math.isfinite(v) for k, v in r.items()
+               if not k.startswith(("cleanlab", "baseline")) and k not in KIND_REPORT_KEYS)
 
 
 def test_result_shape(small_run, blobs_data):
@@ -249,3 +252,69 @@ def test_cli_json_line(tmp_path, capsys):
         assert isinstance(data[key], float)
     assert "cleanlab" in "\n".join(lines) and "student" in "\n".join(lines)
     assert list(load_distillation(out).baselines.index) == ["student", *distill.BASELINES]
+
+
+def test_kind_flag_scores_hand_made():
+    from fatviz.distill.report import kind_flag_scores
+
+    kind = np.array(["clean"] * 4 + ["wrong_identity"] * 2 + ["outlier"] * 2 + ["multi"] * 2)
+    flagged = np.array([1, 0, 0, 0, 1, 1, 1, 0, 0, 0], bool)
+    s = kind_flag_scores(flagged, kind)
+    assert (s["n_wrong_identity"], s["n_outlier"], s["n_multi"]) == (2, 2, 2)
+    assert s["flag_recall_wrong_identity"] == 1.0 and s["flag_precision_wrong_identity"] == 2 / 3
+    assert s["flag_recall_outlier"] == 0.5 and s["flag_precision_outlier"] == 0.5
+    assert s["flag_recall_multi"] == 0.0 and s["flag_precision_multi"] == 0.0  # one false alarm, no hit
+    assert math.isnan(kind_flag_scores(flagged, np.where(kind == "multi", "clean", kind))["flag_recall_multi"])
+
+
+def test_soft_label_scores_and_centre_shifts_hand_made():
+    from fatviz.distill.report import centre_shifts, soft_label_scores
+
+    soft = np.array([[0.5, 0.4, 0.1], [0.8, 0.1, 0.1], [1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0]])
+    kind = np.array(["multi", "multi", "outlier", "clean"])
+    s = soft_label_scores(soft, np.array([1, 0, 2, 0]), np.array([0, 2, -1, -1]), kind, np.arange(3))
+    assert s["multi_top2_both"] == 0.5
+    assert s["outlier_soft_entropy"] == pytest.approx(1.0) and s["clean_soft_entropy"] == pytest.approx(0.0, abs=1e-9)
+
+    points = np.array([[0.0, 0.0], [10.0, 0.0], [2.0, 0.0]])  # class 0 clean, class 1 clean, a noisy 0
+
+    def centres_of(mask):
+        labels = np.array([0, 1, 0])
+        c = np.array([points[mask & (labels == k)].mean(0) if (mask & (labels == k)).any() else [0, 0]
+                      for k in range(2)])
+        return c, np.array([(mask & (labels == k)).any() for k in range(2)])
+
+    shifts = centre_shifts(centres_of, np.array(["clean", "clean", "outlier"]), np.array([True, True, False]))
+    assert shifts["centre_spacing"] == 10.0
+    assert shifts["centre_shift_noisy"] == 0.5 and shifts["centre_shift_outlier"] == 0.5  # (1 + 0) / 2
+    assert shifts["centre_shift_kept"] == 0.0 and math.isnan(shifts["centre_shift_multi"])
+
+
+def test_combined_noise_distillation_reports_per_kind(tmp_path):
+    from fatviz.distill.report import KIND_REPORT_KEYS
+
+    settings = BLOBS.replace(noise="symmetric:0.1+outlier:0.1+multi:0.1")
+    result = run_distillation(settings, baselines=False, cleanlab=False)
+    assert set(KIND_REPORT_KEYS) <= set(result.report)
+    t = result.table
+    assert set(t.noise_kind) == {"clean", "wrong_identity", "outlier", "multi"}
+    assert (t.was_flipped == (t.noise_kind != "clean")).all()
+    assert result.report["n_outlier"] == (t.noise_kind == "outlier").sum()
+    back = load_distillation(save_distillation(result, tmp_path / "run"))
+    pd.testing.assert_frame_equal(back.table, t, check_dtype=False)
+    assert back.report["n_multi"] == result.report["n_multi"]
+
+
+def test_version_1_folder_still_loads(small_run, tmp_path):
+    folder = save_distillation(small_run, tmp_path / "old")
+    meta = json.loads((folder / "distill.json").read_text())
+    meta["schema_version"] = 1
+    (folder / "distill.json").write_text(json.dumps(meta))
+    small_run.table.drop(columns=["noise_kind", "second_label"]).to_csv(folder / "table.csv", index=False)
+    back = load_distillation(folder)
+    assert tuple(back.table.columns) == TABLE_COLUMNS
+    assert ((back.table.noise_kind == "wrong_identity") == back.table.was_flipped).all()
+    meta["schema_version"] = 7
+    (folder / "distill.json").write_text(json.dumps(meta))
+    with pytest.raises(FatvizError, match="reads version 2"):
+        load_distillation(folder)

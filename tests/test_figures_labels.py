@@ -120,3 +120,21 @@ def test_baselines_figure_bars() -> None:
     assert list(p1.x) == [n.replace(" (", "<br>(") for n in b.index]
     np.testing.assert_allclose(p1.y, b.precision_at_1)
     np.testing.assert_allclose(m.y, b["map"])
+
+
+def test_noise_kinds_kind_table_and_soft_label_bars() -> None:
+    from fatviz.figures.labels import kind_table, noise_kinds, soft_label_bars
+    from fatviz.noise import SAMPLE_KINDS
+
+    t = fake_result().table
+    assert ((noise_kinds(t) == "wrong_identity") == t.was_flipped).all()  # older tables: flipped = wrong identity
+    t2 = t.assign(noise_kind=np.where(t.was_flipped, "multi", "clean"))
+    assert (noise_kinds(t2) == t2.noise_kind).all()
+    report = {"n_outlier": 4.0, "flag_precision_outlier": 0.5, "flag_recall_outlier": 0.25, "flag_f1_outlier": 1 / 3,
+              "centre_shift_outlier": 0.1, "n_multi": 0.0}
+    table = kind_table(report)
+    assert list(table.index) == ["outlier"] and table.loc["outlier", "recall"] == 0.25
+    svg = soft_label_bars(np.array([0.7, 0.2, 0.1]), ["a", "b", "c"], given=1, kind="multi", true=(0, 1))
+    assert svg.startswith("<svg") and svg.count("<title>") == 3
+    assert SAMPLE_KINDS.get("multi").colour in svg and "a: 0.70" in svg
+    assert svg.count('fill="#000000"') == 2  # both true classes underlined

@@ -5,24 +5,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fatviz.data import load_dataset
 from fatviz.errors import FatvizError
-from fatviz.noise import NOISE_KINDS, add_label_noise, parse_noise
+from fatviz.noise import NOISE_KINDS, add_label_noise, apply_noise, parse_noise, side_by_side
 
 K = 10
 LABELS = np.arange(50_000) % K
 
 
 def test_noise_kinds():
-    assert NOISE_KINDS == ("none", "symmetric", "pairflip")
+    assert NOISE_KINDS == ("none", "symmetric", "pairflip")  # label-only kinds (the sidebar's radio)
 
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("none", ("none", 0.0)),
-        ("symmetric:0.2", ("symmetric", 0.2)),
-        ("pairflip:0.4", ("pairflip", 0.4)),
-        (" Symmetric : 0 ", ("symmetric", 0.0)),
+        ("none", ()),
+        ("symmetric:0.2", (("symmetric", 0.2),)),
+        ("pairflip:0.4", (("pairflip", 0.4),)),
+        (" Symmetric : 0 ", (("symmetric", 0.0),)),
+        ("symmetric:0.2+outlier:0.1+multi:0.05", (("symmetric", 0.2), ("outlier", 0.1), ("multi", 0.05))),
     ],
 )
 def test_parse_noise(spec, expected):
@@ -38,6 +40,12 @@ def test_parse_noise(spec, expected):
         ("pairflip:1.0", "outside [0, 1)"),
         ("symmetric:-0.1", "outside [0, 1)"),
         ("none:0.3", "takes no rate"),
+        ("outlier:1.5", "outside [0, 1)"),
+        ("multi:x", "not a number"),
+        ("foo:0.1", "Unknown noise kind"),
+        ("symmetric:0.5+outlier:0.3+multi:0.2", "sum to 1"),
+        ("symmetric:0.2+pairflip:0.1", "give one of them"),
+        ("multi:0.1+multi:0.2", "twice"),
     ],
 )
 def test_parse_noise_errors(spec, fragment):
@@ -124,3 +132,58 @@ def test_input_is_not_modified():
 def test_add_label_noise_errors(args, fragment):
     with pytest.raises(FatvizError, match=re.escape(fragment)):
         add_label_noise(LABELS, *args, seed=0)
+
+
+def _digits():
+    return load_dataset("digits", seed=0)
+
+
+def test_combined_noise_records_what_it_did():
+    ds = _digits()
+    out, noisy = apply_noise(ds, "symmetric:0.2+outlier:0.1+multi:0.05", seed=0)
+    n = len(out.y_train)
+    kinds = noisy.sample_kind
+    np.testing.assert_array_equal(noisy.flipped, kinds != "clean")
+    np.testing.assert_array_equal(noisy.flipped, noisy.labels != out.y_train)
+    # Outliers: whole held-out classes, absent from the given labels and the test split.
+    held = np.asarray(noisy.held_out)
+    assert len(held) >= 1
+    assert not np.isin(noisy.labels, held).any() and not np.isin(out.y_test, held).any()
+    np.testing.assert_array_equal(np.isin(out.y_train, held), kinds == "outlier")
+    for kind, rate in (("outlier", 0.1), ("multi", 0.05), ("wrong_identity", 0.2)):
+        sd = np.sqrt(rate * (1 - rate) / n)
+        assert abs((kinds == kind).mean() - rate) < 4 * sd + 1 / n, kind
+    # Composites: two distinct classes, labelled as the second, the mean of the two inputs.
+    multi = kinds == "multi"
+    assert (noisy.second[multi] != out.y_train[multi]).all() and (noisy.second[~multi] == -1).all()
+    np.testing.assert_array_equal(noisy.labels[multi], noisy.second[multi])
+    i = np.flatnonzero(multi)[0]
+    same = np.flatnonzero((kinds == "clean") & (out.y_train == out.y_train[i]))
+    assert not np.isclose(out.x_train[same], out.x_train[i]).all(axis=1).any()  # it changed
+    # Wrong identity never lands on a held-out class, and the data is deterministic.
+    again, noisy2 = apply_noise(ds, "multi:0.05+outlier:0.1+symmetric:0.2", seed=0)
+    np.testing.assert_array_equal(noisy2.labels, noisy.labels)
+    np.testing.assert_array_equal(again.x_train, out.x_train)
+
+
+def test_single_kind_matches_add_label_noise():
+    ds = _digits()
+    for spec, kind in (("symmetric:0.3", "symmetric"), ("pairflip:0.2", "pairflip")):
+        out, noisy = apply_noise(ds, spec, seed=4)
+        ref = add_label_noise(ds.y_train, kind, float(spec.split(":")[1]), ds.num_classes, seed=4)
+        assert out is ds
+        np.testing.assert_array_equal(noisy.labels, ref.labels)
+        assert set(noisy.sample_kind[noisy.flipped]) == {"wrong_identity"}
+
+
+def test_side_by_side_keeps_both_images_whole():
+    a = np.zeros((1, 8, 8))
+    b = np.full((1, 8, 8), 255.0)
+    c = side_by_side(a, b)
+    assert c.shape == (1, 8, 8)
+    assert (c[..., :4] == 0).all() and (c[..., 4:] == 255).all()
+
+
+def test_outlier_rate_too_high_is_one_clear_error():
+    with pytest.raises(FatvizError, match="lower the outlier rate"):
+        apply_noise(_digits(), "outlier:0.95", seed=0)

@@ -133,3 +133,12 @@ def test_a_fake_centroid_option_is_accepted_once_registered():
         assert RunSettings(centroid="median-norm").effective_margin == 0.1  # normalised: the sphere's margin
     finally:
         CENTROIDS.unregister("median-norm")
+
+
+def test_the_docs_settings_table_is_the_generated_one():
+    from pathlib import Path
+
+    from fatviz.settings import settings_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "SETTINGS.md"
+    assert doc.read_text() == settings_markdown(), "regenerate docs/SETTINGS.md (command in its first lines)"

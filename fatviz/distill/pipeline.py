@@ -8,16 +8,22 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
+from fatviz.centroids import anchor_space, compute_centroids
 from fatviz.distill.confident_learning import confident_learning, cross_validated_probs, cv_work
 from fatviz.distill.report import (
     BASELINE_COLUMNS,
+    KIND_REPORT_KEYS,
     REPORT_KEYS,
     DistillResult,
+    centre_shifts,
     confusion_table,
     distill_notes,
     flag_scores,
+    kind_flag_scores,
     per_class_table,
+    soft_label_scores,
 )
 from fatviz.distill.stopping import DistillationStopped
 from fatviz.distill.student import (
@@ -30,9 +36,27 @@ from fatviz.distill.student import (
     train_student,
 )
 from fatviz.distill.teacher import teacher_work, train_teacher
+from fatviz.models import build_model
 from fatviz.progress import Phases, Progress
 from fatviz.settings import RunSettings
-from fatviz.train import PreparedData, prepare_data
+from fatviz.train import PreparedData, RunResult, _embed, prepare_data
+
+
+def student_centres(settings: RunSettings, data: PreparedData, student: RunResult):
+    """`centres_of(mask)` for report.centre_shifts: class centres (by given label) of the student's
+    embedding of the training split, in its anchor space, from the samples in mask."""
+    ds = data.dataset
+    model = build_model(student.model_kind, tuple(ds.input_shape), settings.embedding_dim, ds.num_classes)
+    model.load_state_dict(student.state_dict)
+    emb, _ = _embed(model, torch.as_tensor(ds.x_train, dtype=torch.float32))
+    emb = anchor_space(emb, settings.centroid)
+    labels = torch.as_tensor(data.given_labels)
+
+    def centres_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = compute_centroids(emb, labels, settings.centroid, ds.num_classes, weights=torch.as_tensor(mask, dtype=emb.dtype))
+        return c.centres.numpy(), c.present.numpy()
+
+    return centres_of
 
 
 def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
@@ -59,6 +83,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
 
     ds = data.dataset
     given, true, flipped = data.given_labels, ds.y_train, data.noisy.flipped
+    sample_kind, second = data.noisy.sample_kind, data.noisy.second
     teacher = train_teacher(settings, data, should_stop=should_stop, on_progress=phases.part("teacher"))
     phases.check()
     soft = teacher.soft_labels(settings.temperature)
@@ -92,15 +117,21 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         "cleanlab_f1": theirs["f1"], "cleanlab_n_flagged": theirs["n_flagged"],
         "student_precision_at_1": rows[STUDENT]["precision_at_1"], "student_map": rows[STUDENT]["map"],
         "baseline_precision_at_1": fat_noisy.get("precision_at_1", nan), "baseline_map": fat_noisy.get("map", nan),
+        **kind_flag_scores(flagged, sample_kind),
+        **soft_label_scores(soft, true, second, sample_kind,
+                            np.setdiff1d(np.arange(ds.num_classes), data.noisy.held_out)),
+        **centre_shifts(student_centres(settings, data, student), sample_kind, teacher.kept),
         "seconds": time.perf_counter() - start,
     }
     table = pd.DataFrame({
         "index": np.arange(n), "true_label": true, "given_label": given, "teacher_label": teacher_label,
         "score": probs[np.arange(n), given].astype(np.float64), "flagged": flagged,
         "round_discarded": teacher.round_discarded, "was_flipped": flipped, "cleanlab_flagged": cl_flagged,
+        "noise_kind": sample_kind, "second_label": second,
     })
+    keys = (*REPORT_KEYS, *KIND_REPORT_KEYS)
     return DistillResult(
-        settings=settings, table=table, rounds=teacher.rounds, report={k: float(report[k]) for k in REPORT_KEYS},
+        settings=settings, table=table, rounds=teacher.rounds, report={k: float(report[k]) for k in keys},
         per_class=per_class_table(given, flagged, flipped, ds.num_classes),
         confusion=confusion_table(given, teacher_label, true), baselines=baseline_frame, soft_labels=soft,
         student=student, notes=distill_notes(settings, data, teacher, cleanlab, baselines), history=teacher.history)

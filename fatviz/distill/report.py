@@ -11,17 +11,24 @@ import pandas as pd
 from fatviz.distill.confident_learning import CV_FOLDS
 from fatviz.distill.student import SCORES
 from fatviz.distill.teacher import Teacher
+from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
 from fatviz.settings import RunSettings
 from fatviz.train import PreparedData, RunResult
 
 TABLE_COLUMNS = ("index", "true_label", "given_label", "teacher_label", "score", "flagged", "round_discarded",
-                 "was_flipped", "cleanlab_flagged")
+                 "was_flipped", "cleanlab_flagged", "noise_kind", "second_label")
 PER_CLASS_COLUMNS = ("class", "n", "n_flipped", "n_flagged", "precision", "recall", "f1")
 CONFUSION_COLUMNS = ("given_label", "teacher_label", "true_label", "count")
 BASELINE_COLUMNS = (*SCORES, "seconds")
 REPORT_KEYS = ("flag_precision", "flag_recall", "flag_f1", "kept_label_precision", "n_flagged", "n_flipped",
                "cleanlab_precision", "cleanlab_recall", "cleanlab_f1", "cleanlab_n_flagged",
                "student_precision_at_1", "student_map", "baseline_precision_at_1", "baseline_map", "seconds")
+# Per noise kind (docs/METHOD.md section 6): counts and flag scores, what the soft labels say about
+# outliers (flat) and composites (both classes), and how far noisy samples move the class centres.
+KIND_REPORT_KEYS = (
+    *(f"{key}_{kind}" for kind in NOISY_SAMPLE_KINDS for key in ("n", "flag_precision", "flag_recall", "flag_f1")),
+    "multi_top2_both", "outlier_soft_entropy", "clean_soft_entropy",
+    "centre_spacing", "centre_shift_noisy", "centre_shift_kept", *(f"centre_shift_{k}" for k in NOISY_SAMPLE_KINDS))
 
 
 @dataclass(eq=False)
@@ -34,7 +41,7 @@ class DistillResult:
     # when confident learning was skipped.
     table: pd.DataFrame
     rounds: list[dict]  # per teacher round: round, trained_on, kept, kept_per_class, epochs
-    report: dict[str, float]  # REPORT_KEYS; NaN for a part that was skipped
+    report: dict[str, float]  # REPORT_KEYS and KIND_REPORT_KEYS; NaN for a part that was skipped or absent
     per_class: pd.DataFrame  # PER_CLASS_COLUMNS, one row per given label
     confusion: pd.DataFrame  # CONFUSION_COLUMNS, nonzero rows only
     baselines: pd.DataFrame  # index: "student" and BASELINES names; BASELINE_COLUMNS
@@ -60,6 +67,68 @@ def flag_scores(flagged: np.ndarray, flipped: np.ndarray) -> dict[str, float]:
     recall = tp / n_flipped if n_flipped else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "n_flagged": n_flagged, "n_flipped": n_flipped}
+
+
+def kind_flag_scores(flagged: np.ndarray, sample_kind: np.ndarray) -> dict[str, float]:
+    """Per noisy kind: its count and flag precision, recall and F1 as if it were the only noise.
+
+    Samples of the other noisy kinds are left out, so precision is |flagged of kind| over
+    |flagged of kind or clean|: a kind's score counts false alarms on clean samples only.
+    """
+    out: dict[str, float] = {}
+    clean = sample_kind == "clean"
+    for kind in NOISY_SAMPLE_KINDS:
+        mine = sample_kind == kind
+        s = flag_scores(flagged[mine | clean], mine[mine | clean])
+        out.update({f"n_{kind}": float(mine.sum()), f"flag_precision_{kind}": s["precision"],
+                    f"flag_recall_{kind}": s["recall"], f"flag_f1_{kind}": s["f1"]})
+        if not mine.any():  # no sample of this kind: nothing to score
+            out.update(dict.fromkeys((f"flag_precision_{kind}", f"flag_recall_{kind}", f"flag_f1_{kind}"), math.nan))
+    return out
+
+
+def soft_label_scores(soft: np.ndarray, true: np.ndarray, second: np.ndarray, sample_kind: np.ndarray,
+                      known: np.ndarray) -> dict[str, float]:
+    """Share of composites whose soft label's top two are both true classes; mean entropy (0 sure, 1 flat
+    over the known classes) of outliers' and clean samples' soft labels."""
+    multi = sample_kind == "multi"
+    top2 = np.sort(np.argsort(-soft, axis=1)[:, :2], axis=1)
+    pair = np.sort(np.stack([true, second], axis=1), axis=1)
+    both = float((top2[multi] == pair[multi]).all(axis=1).mean()) if multi.any() else math.nan
+    p = np.clip(soft[:, known].astype(np.float64), 1e-12, None)
+    p /= p.sum(axis=1, keepdims=True)
+    entropy = -(p * np.log(p)).sum(axis=1) / math.log(max(len(known), 2))
+
+    def mean(mask: np.ndarray) -> float:
+        return float(entropy[mask].mean()) if mask.any() else math.nan
+
+    return {"multi_top2_both": both, "outlier_soft_entropy": mean(sample_kind == "outlier"),
+            "clean_soft_entropy": mean(sample_kind == "clean")}
+
+
+def centre_shifts(centres_of, sample_kind: np.ndarray, kept: np.ndarray) -> dict[str, float]:
+    """How far noisy samples move the class centres, as mean distances to the clean-only centres.
+
+    `centres_of(mask)` gives (K, D) centres and (K,) presence from the samples in `mask` (by given
+    label); distances average over classes present in both. `centre_spacing` is the mean distance
+    between clean centres, the scale to read the shifts against.
+    """
+    clean = sample_kind == "clean"
+    ref, ref_present = centres_of(clean)
+
+    def shift(mask: np.ndarray) -> float:
+        c, present = centres_of(mask)
+        both = present & ref_present
+        return float(np.linalg.norm(c[both] - ref[both], axis=1).mean()) if both.any() else math.nan
+
+    pts = ref[ref_present]
+    gaps = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    out = {"centre_spacing": float(gaps[np.triu_indices(len(pts), 1)].mean()) if len(pts) > 1 else math.nan,
+           "centre_shift_noisy": shift(np.ones_like(clean)), "centre_shift_kept": shift(kept)}
+    for kind in NOISY_SAMPLE_KINDS:
+        mine = sample_kind == kind
+        out[f"centre_shift_{kind}"] = shift(clean | mine) if mine.any() else math.nan
+    return out
 
 
 def per_class_table(given: np.ndarray, flagged: np.ndarray, flipped: np.ndarray, num_classes: int) -> pd.DataFrame:
@@ -121,6 +190,14 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
                      "centre (left out of the negatives; their anchors add no positive term).")
     if teacher.stopped_early:
         notes.append("The teacher ran out of confident samples before its last round, so it stopped there.")
+    kinds = [SAMPLE_KINDS.get(k).label for k in NOISY_SAMPLE_KINDS if (data.noisy.sample_kind == k).any()]
+    if set(kinds) - {"wrong identity"}:
+        notes.append(f"Noise kinds here: {', '.join(kinds)}. Per-kind flag scores leave the other noisy kinds "
+                     "out (precision counts false alarms on clean samples only). A composite's soft label "
+                     "'holds both' when its top two classes are its two true classes. Centre shifts are "
+                     "mean distances, in the student's anchor space, between centres from clean samples and "
+                     "centres that also take in the noisy ones (by given label).")
+        notes.extend(n for n in data.dataset.notes if n.startswith(("outlier noise", "multi noise")))
     if not data.noisy.flipped.any():
         notes.append("No label was flipped: recall is 1 by convention and every flag is a false alarm.")
     return notes
@@ -145,6 +222,20 @@ def format_report(result: DistillResult) -> str:
                      f"{r[prefix + '_recall']:>8.3f}{r[prefix + '_f1']:>7.3f}")
     lines.append(f"  kept label precision (share of kept samples whose given label is true): "
                  f"{r['kept_label_precision']:.3f}")
+    present = [k for k in NOISY_SAMPLE_KINDS if r.get(f"n_{k}", 0) > 0]
+    if present:
+        lines += ["", "per noise kind (other noisy kinds left out)",
+                  f"  {'kind':<24}{'samples':>8}{'precision':>11}{'recall':>8}{'F1':>7}{'centre shift':>14}"]
+        for k in present:
+            lines.append(f"  {SAMPLE_KINDS.get(k).label:<24}{int(r[f'n_{k}']):>8}{r[f'flag_precision_{k}']:>11.3f}"
+                         f"{r[f'flag_recall_{k}']:>8.3f}{r[f'flag_f1_{k}']:>7.3f}{r[f'centre_shift_{k}']:>14.3f}")
+        lines.append(f"  centre shift, all noisy samples in: {r['centre_shift_noisy']:.3f}; kept samples only: "
+                     f"{r['centre_shift_kept']:.3f}; clean centres lie {r['centre_spacing']:.3f} apart on average")
+        if "multi" in present:
+            lines.append(f"  composites whose soft label's top two are both their classes: {r['multi_top2_both']:.3f}")
+        if "outlier" in present:
+            lines.append(f"  soft-label entropy (1 = flat over the known classes): outliers "
+                         f"{r['outlier_soft_entropy']:.3f}, clean {r['clean_soft_entropy']:.3f}")
     lines += ["", "test split, true labels", f"  {'model':<30}{'P@1':>7}{'mAP':>7}{'NMI':>7}{'s':>7}"]
     for name, row in result.baselines.iterrows():
         lines.append(f"  {name:<30}{row['precision_at_1']:>7.3f}{row['map']:>7.3f}{row['nmi']:>7.3f}"

@@ -25,12 +25,13 @@ from fatviz.runs import DISTILL_MARKER, check_schema, load_run, save_run
 from fatviz.settings import RunSettings
 
 SCHEMA = "fatviz.distill"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-sample noise kind and second true class, per-kind report figures
+READABLE_VERSIONS = (1, 2)  # version 1 loads as wrong-identity noise only, without the per-kind figures
 META_FILE = DISTILL_MARKER  # listings tell a distillation folder by this file
 STUDENT_FOLDER = "student"
 TABLE_TYPES = {"index": np.int64, "true_label": np.int64, "given_label": np.int64, "teacher_label": np.int64,
                "score": np.float64, "flagged": bool, "round_discarded": np.int64, "was_flipped": bool,
-               "cleanlab_flagged": bool}
+               "cleanlab_flagged": bool, "noise_kind": str, "second_label": np.int64}
 
 
 def json_ready(value: Any) -> Any:
@@ -109,9 +110,15 @@ def load_distillation(folder: str | os.PathLike) -> DistillResult:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise FatvizError(f"{meta_path} cannot be read ({exc}); the run may be damaged: run it again.") from None
-    check_schema(meta, SCHEMA, SCHEMA_VERSION, meta_path, "distillation")
+    version = meta.get("schema_version") if isinstance(meta, dict) else None
+    check_schema(meta, SCHEMA, version if version in READABLE_VERSIONS else SCHEMA_VERSION, meta_path, "distillation")
     try:
-        table = _read_table(base / "table.csv", TABLE_COLUMNS).astype(TABLE_TYPES)
+        if version == 1:  # before noise kinds: every flipped label was a wrong identity
+            table = _read_table(base / "table.csv", TABLE_COLUMNS[:-2])
+            table = table.assign(noise_kind=np.where(table["was_flipped"], "wrong_identity", "clean"), second_label=-1)
+        else:
+            table = _read_table(base / "table.csv", TABLE_COLUMNS)
+        table = table.astype(TABLE_TYPES)
         baselines = pd.read_csv(base / "baselines.csv", index_col="model")
         if tuple(baselines.columns) != BASELINE_COLUMNS:
             raise ValueError("baselines.csv has the wrong columns")

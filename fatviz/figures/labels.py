@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fatviz.figures.style import FLAG_COLOURS, apply_style, class_colour
+from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
 
 OUTCOMES: tuple[str, ...] = ("correctly flagged", "wrongly flagged", "missed", "kept")
 SORT_ORDERS: tuple[str, ...] = ("lowest score first", "highest score first")
@@ -32,6 +33,41 @@ def flag_outcomes(table: pd.DataFrame) -> pd.Series:
     out = np.select([flagged & flipped, flagged & ~flipped, ~flagged & flipped],
                     ["correctly flagged", "wrongly flagged", "missed"], default="kept")
     return pd.Series(out, index=table.index, name="outcome")
+
+
+def noise_kinds(table: pd.DataFrame) -> pd.Series:
+    """Per sample, the SAMPLE_KINDS name of what touched it (tables saved before noise kinds: flipped is
+    wrong identity)."""
+    if "noise_kind" in table.columns:
+        return table["noise_kind"].astype(str)
+    return pd.Series(np.where(table["was_flipped"].to_numpy(bool), "wrong_identity", "clean"), index=table.index)
+
+
+def kind_table(report: dict[str, float]) -> pd.DataFrame:
+    """Per noise kind present in the run: samples, flag precision, recall, F1 and centre shift."""
+    rows = {SAMPLE_KINDS.get(k).label: [report.get(f"{key}_{k}", np.nan) for key in
+                                        ("n", "flag_precision", "flag_recall", "flag_f1", "centre_shift")]
+            for k in NOISY_SAMPLE_KINDS if report.get(f"n_{k}", 0) > 0}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["samples", "precision", "recall", "F1", "centre shift"])
+
+
+def soft_label_bars(probs: np.ndarray, class_names: Sequence[str], given: int, kind: str,
+                    true: Sequence[int] = (), width: int = 96, height: int = 28) -> str:
+    """A soft label as a small inline SVG bar row: one bar per class, the given label's bar in the
+    noise kind's colour, the true classes' bars underlined (light: no plotly per image)."""
+    k = len(probs)
+    w = width / max(k, 1)
+    colour = SAMPLE_KINDS.get(kind).colour if kind in SAMPLE_KINDS else FLAG_COLOURS["kept"]
+    bars = []
+    for c, p in enumerate(np.clip(np.asarray(probs, float), 0, 1)):
+        h = max(p * (height - 4), 0.5)
+        fill = colour if c == given else "#888888"
+        bars.append(f'<rect x="{c * w + 0.5:.1f}" y="{height - 4 - h:.1f}" width="{w - 1:.1f}" height="{h:.1f}" '
+                    f'fill="{fill}"><title>{class_names[c]}: {p:.2f}</title></rect>')
+        if c in true:
+            bars.append(f'<rect x="{c * w + 0.5:.1f}" y="{height - 3}" width="{w - 1:.1f}" height="3" fill="#000000"/>')
+    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="soft label">{"".join(bars)}</svg>')
 
 
 def gallery_rows(table: pd.DataFrame, outcome: str, classes: Sequence[int] | None = None,

@@ -18,7 +18,7 @@ from fatviz.centroids import CENTROIDS
 from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
-from fatviz.noise import NOISE_KINDS
+from fatviz.noise import NOISE_KINDS, parse_noise
 from fatviz.paths import allowed_roots, resolve_under
 from fatviz.presets import PRESETS
 from fatviz.registry import Registry
@@ -27,8 +27,11 @@ from pages.ui.look import show_error
 
 # The embedding sizes the slider offers; a link asking for another gets the nearest.
 EMBEDDING_DIMS: tuple[int, ...] = (2, 3, 8, 16, 32, 64, 128)
-# The noise rates the slider offers (the settings allow up to, not including, 1).
+# The noise rates the sliders offer (the settings allow up to, not including, 1): wrong identity,
+# then the kinds that change the data (images of nobody in the set, images of two people).
 NOISE_RATES: tuple[float, float] = (0.0, 0.9)
+DATA_NOISE_RATES: tuple[float, float] = (0.0, 0.3)
+DATA_NOISE_LABELS: dict[str, str] = {"outlier": "Nobody in the set (outlier)", "multi": "Two people in one image (multi)"}
 SIDEBAR_SECTIONS: tuple[str, ...] = ("data", "noise", "loss", "training")
 
 
@@ -49,17 +52,41 @@ def limits(name: str) -> tuple[Any, Any]:
 
 
 def _fit_noise(text: str) -> tuple[str, str]:
-    """A link's noise with its rate moved into the slider's range: (noise, the note, or "")."""
-    kind, _, rate_text = text.strip().lower().partition(":")
-    try:
-        rate = float(rate_text)
-    except ValueError:
-        return text, ""  # RunSettings.read_query says what it cannot read
-    low, high = NOISE_RATES
-    if kind not in NOISE_KINDS or kind == "none" or not math.isfinite(rate) or low <= rate <= high:
+    """A link's noise with each rate moved into its slider's range: (noise, the note, or "")."""
+    fitted, changed = [], False
+    for term in text.strip().lower().split("+"):
+        kind, _, rate_text = term.strip().partition(":")
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            return text, ""  # RunSettings.read_query says what it cannot read
+        if kind == "none" or not math.isfinite(rate):
+            return text, ""
+        low, high = NOISE_RATES if kind in NOISE_KINDS else DATA_NOISE_RATES
+        changed |= not low <= rate <= high
+        fitted.append(f"{kind}:{min(max(rate, low), high):g}")
+    if not changed:
         return text, ""
-    fitted = f"{kind}:{min(max(rate, low), high):g}"
-    return fitted, f"noise = {text} has a rate outside what this app trains ({low:g} to {high:g}): using {fitted}."
+    spec = "+".join(fitted)
+    return spec, (f"noise = {text} has a rate outside what this app trains (wrong identity {NOISE_RATES[0]:g} to "
+                  f"{NOISE_RATES[1]:g}, outlier and multi {DATA_NOISE_RATES[0]:g} to {DATA_NOISE_RATES[1]:g}): "
+                  f"using {spec}.")
+
+
+def noise_widgets(spec: str) -> dict[str, Any]:
+    """Widget state for a noise spec: the wrong-identity kind and rate, and each data kind's rate."""
+    terms = dict(parse_noise(spec))
+    label_kind = next((k for k in terms if k in NOISE_KINDS), "none")
+    state = {"w_noise_kind": label_kind, "w_noise_rate": float(terms.get(label_kind, 0.2))}
+    state.update({f"w_noise_{k}": float(terms.get(k, 0.0)) for k in DATA_NOISE_LABELS})
+    return state
+
+
+def noise_spec(state: Any) -> str:
+    """The noise spec the widgets describe (kinds joined by +)."""
+    terms = [] if state["w_noise_kind"] == "none" else [f"{state['w_noise_kind']}:{state['w_noise_rate']:g}"]
+    terms += [f"{k}:{state[f'w_noise_{k}']:g}" for k in DATA_NOISE_LABELS if state.get(f"w_noise_{k}", 0.0) > 0]
+    return "+".join(terms) or "none"
 
 
 def link_settings() -> tuple[RunSettings, list[str]]:
@@ -90,10 +117,9 @@ def _init_state(settings: RunSettings, notes: list[str]) -> None:
 
 
 def _write_state(s: RunSettings) -> None:
-    kind, _, rate = s.noise.partition(":")
+    st.session_state.update(noise_widgets(s.noise))
     st.session_state.update({
-        "w_dataset": s.dataset, "w_data_root": s.data_root, "w_subsample": s.subsample,
-        "w_noise_kind": kind, "w_noise_rate": float(rate or 0.2), "w_loss": s.loss,
+        "w_dataset": s.dataset, "w_data_root": s.data_root, "w_subsample": s.subsample, "w_loss": s.loss,
         "w_centroid": s.centroid, "w_negatives": s.negatives, "w_hardest_k": s.hardest_k,
         "w_radius": s.radius, "w_margin": s.margin if s.margin is not None else 0.0,
         "w_margin_auto": s.margin is None,
@@ -148,9 +174,16 @@ def _draw(show: tuple[str, ...]) -> None:
             sb.slider("Outlier fraction", *limits("blob_outliers"), step=0.01, key="w_blob_outliers")
     if "noise" in show:
         sb.subheader("Label noise")
-        sb.radio("Noise", NOISE_KINDS, key="w_noise_kind", horizontal=True)
+        sb.radio("Wrong identity", NOISE_KINDS, key="w_noise_kind", horizontal=True,
+                 help="symmetric: a label moved to a random other class; pairflip: to the next class")
         if ss["w_noise_kind"] != "none":
-            sb.slider("Noise rate", *NOISE_RATES, step=0.05, key="w_noise_rate")
+            sb.slider("Wrong-identity rate", *NOISE_RATES, step=0.05, key="w_noise_rate")
+        for kind, label in DATA_NOISE_LABELS.items():
+            sb.slider(label, *DATA_NOISE_RATES, step=0.01, key=f"w_noise_{kind}",
+                      help="share of the training set: " + ("images of classes held out of the label set, "
+                                                            "each given a known label" if kind == "outlier" else
+                                                            "two images of different classes side by side, "
+                                                            "labelled as one of them"))
     if "loss" in show:
         sb.subheader("Loss")
         sb.selectbox("Loss", choices("loss"), key="w_loss", help=_described(LOSSES))
@@ -180,7 +213,7 @@ def _draw(show: tuple[str, ...]) -> None:
 def _from_widgets(base: RunSettings) -> RunSettings:
     """`base` with every sidebar widget's value; a FatvizError if the combination is impossible."""
     ss = st.session_state
-    noise = "none" if ss["w_noise_kind"] == "none" else f"{ss['w_noise_kind']}:{ss['w_noise_rate']:g}"
+    noise = noise_spec(ss)
     return base.replace(
         dataset=ss["w_dataset"], data_root=data_folder(ss["w_dataset"], ss["w_data_root"]),
         subsample=int(ss["w_subsample"]), noise=noise, loss=ss["w_loss"], centroid=ss["w_centroid"],
