@@ -56,6 +56,16 @@ def _init_worker(events: Any, stop_dir: str, warm_up: bool, niceness: int = 0) -
     # A forked worker inherits the parent's handlers (the CLI turns SIGTERM into Ctrl+C); a
     # worker the parent terminates should simply end.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A parent killed outright (kill -9, the OOM killer) cannot end its workers: each worker ends
+    # itself once its parent is gone, instead of training on for nobody (seen: orphans for an hour).
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, daemon=True, name="fatviz-parent-watch").start()
     if niceness and hasattr(os, "nice"):
         # Below the app and the browser: they draw the epochs, training takes every idle cycle.
         try:

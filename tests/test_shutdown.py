@@ -120,3 +120,25 @@ def test_sigterm_to_the_cli_ends_its_workers_and_saves_nothing(tmp_path):
         time.sleep(0.05)
     assert not any(_alive(p) for p in workers)
     assert not list(tmp_path.glob("**/run.pt"))
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker states from /proc")
+def test_workers_end_themselves_when_their_parent_is_killed_outright(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("TRAINING"), line + proc.stderr.read()
+        workers = [int(p) for p in line.split()[1:]]
+        proc.kill()  # SIGKILL: no handler, no atexit, nothing of the parent runs
+        proc.wait(timeout=10)
+        deadline = time.perf_counter() + 15
+        while any(_alive(p) for p in workers) and time.perf_counter() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers)
+    finally:
+        for pid in workers if "workers" in locals() else []:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
