@@ -23,10 +23,9 @@ from fatviz.figures.labels import (
     score_figure,
     soft_label_bars,
 )
-from fatviz.jobs import job_key
 from fatviz.noise import SAMPLE_KINDS
 from fatviz.settings import RunSettings
-from pages.ui.live import job_manager, job_status, prepared_data, start_job, stop_job
+from pages.ui.live import finished_job, prepared_data
 from pages.ui.look import presentation, show_error, start_page
 from pages.ui.sidebar import choices, limits, link_settings, sidebar_settings
 
@@ -68,16 +67,6 @@ def distill_controls(base: RunSettings) -> dict:
             c6.slider("Keep fraction", *limits("keep_fraction"), step=0.05, key="nl_keep",
                       help="Keep this share of each round's samples: those with the smallest loss.")
     return {name: st.session_state[key] for key, name in DISTILL_FIELDS.items()}
-
-
-@st.fragment(run_every=1.0)
-def follow(job) -> None:
-    """Progress while the job runs; the whole page reruns once it is done."""
-    if job.done:
-        st.rerun()
-    job_status(job)
-    if st.button("Stop", icon=":material/stop:"):
-        stop_job(job)
 
 
 def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
@@ -225,19 +214,7 @@ if settings.noise == "none":
             icon=":material/lightbulb:")
     st.button("Use 40% pairflip noise", on_click=_use_pairflip)
 
-job = job_manager().get(job_key("distill", settings))
-if job is None or job.status in ("error", "stopped"):
-    if job is not None and job.status == "error":
-        job_status(job)
-    elif job is not None:
-        st.caption("The last run was stopped.")
-    run = st.button("Run the teacher and the student", type="primary", icon=":material/play_arrow:")
-    if run and start_job("distill", settings, retrain=job is not None) is not None:
-        st.rerun()  # the next run finds the job: its progress, or its result loaded from disk
-    st.stop()
-if not job.done:
-    follow(job)
-    st.stop()
+job = finished_job("distill", settings, "Run the teacher and the student")
 try:
     show_result(job.result, settings)
 except FatvizError as exc:

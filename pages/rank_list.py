@@ -9,7 +9,7 @@ from fatviz.errors import FatvizError
 from fatviz.figures.rank_list import rank_list_embedding_figure, rank_list_image
 from fatviz.jobs import job_key
 from fatviz.settings import RunSettings
-from pages.ui.live import job_manager, job_status, prepared_data, start_job, stop_job
+from pages.ui.live import finished_job, prepared_data
 from pages.ui.look import presentation, show_error, start_page
 from pages.ui.sidebar import sidebar_settings
 
@@ -34,16 +34,6 @@ def ranked(key: str, _result, _settings: RunSettings):
         return None
     out = run_rank_lists(_result, data)
     return out, out.projected()
-
-
-@st.fragment(run_every=1.0)
-def follow(job) -> None:
-    """Progress while the job trains; the whole page reruns once it is done."""
-    if job.done:
-        st.rerun()
-    job_status(job)
-    if st.button("Stop", icon=":material/stop:"):
-        stop_job(job)
 
 
 def show_rank_lists(result, settings: RunSettings) -> None:
@@ -109,19 +99,7 @@ if settings.dataset not in available:
                   type="primary")
     st.stop()
 
-job = job_manager().get(job_key("train", settings))
-if job is None or job.status in ("error", "stopped"):
-    if job is not None and job.status == "error":
-        job_status(job)
-    elif job is not None:
-        st.caption("The last training was stopped.")
-    if st.button("Train", type="primary", icon=":material/play_arrow:") and start_job(
-            "train", settings, retrain=job is not None) is not None:
-        st.rerun()  # the next run finds the job: its progress, or the run loaded from disk
-    st.stop()
-if not job.done:
-    follow(job)
-    st.stop()
+job = finished_job("train", settings, "Train")
 try:
     show_rank_lists(job.result, settings)
 except FatvizError as exc:

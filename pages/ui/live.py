@@ -65,6 +65,37 @@ def stop_job(job: Job) -> None:
         st.toast("Others are watching this training too: it goes on for them.", icon=":material/group:")
 
 
+@st.fragment(run_every=1.0)
+def follow(job: Job) -> None:
+    """Progress (and Stop) while a job runs; the whole page reruns once it is done."""
+    if job.done:
+        st.rerun()
+    job_status(job)
+    if st.button("Stop", icon=":material/stop:"):
+        stop_job(job)
+
+
+def finished_job(kind: str, settings: RunSettings, label: str) -> Job:
+    """The finished job for these settings. Until there is one, this draws a start button (or the
+    progress of the job in flight, or why the last one ended) and stops the page run here."""
+    from fatviz.jobs import job_key
+
+    job = job_manager().get(job_key(kind, settings))
+    if job is None or job.status in ("error", "stopped"):
+        if job is not None and job.status == "error":
+            job_status(job)
+        elif job is not None:
+            st.caption("The last run was stopped.")
+        if st.button(label, type="primary", icon=":material/play_arrow:") and start_job(
+                kind, settings, retrain=job is not None) is not None:
+            st.rerun()  # the next run finds the job: its progress, or its result loaded from disk
+        st.stop()
+    if not job.done:
+        follow(job)
+        st.stop()
+    return job
+
+
 def job_status(job: Job) -> None:
     """A progress bar while running; the error, if the job failed."""
     if job.status == "error":
