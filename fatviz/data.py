@@ -16,6 +16,11 @@ local folder and what that folder holds. Files are treated as untrusted: headers
 checked before data is read, reads stop at what the header promises (a small gzip bomb
 stays small), pickles may only build numpy arrays, and oversized images are skipped; a bad
 file gives one FatvizError or a note, never a traceback (the readers are in fatviz.readers).
+
+Why one module of about 700 lines: it is one concept, "a dataset as a split ready for a model",
+with one small loader per layout (digits, blobs, IDX, CIFAR-10, ImageFolder, Market-1501) that
+all share the sampling, splitting and normalising above them; the file reading itself lives in
+fatviz.readers and the generated ReID set in fatviz.reid_synth.
 """
 
 from __future__ import annotations

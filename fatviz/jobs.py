@@ -12,6 +12,9 @@ A classroom server must survive its visitors, so the manager also
 - never saves a stopped job, and stops a shared job only when its last viewer stops it;
 - ends its workers at once when the process exits (SIGTERM, Ctrl+C), without saving the
   interrupted jobs.
+
+Job kinds live in fatviz.job_kinds and the budget in fatviz.budget; what stays here (about 480
+lines) is the worker pool and its life cycle, which only make sense together.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """The FAT loss family, its triplet-loss bound, and the triplet baselines it replaces.
 
 Everything here is an ordinary PyTorch loss: `loss = FATLoss()(embeddings, labels)`.
+Kept together (about 470 lines) because the bound is checked against the exact triplet loss
+and the baselines share its masks and distances; the registry of training losses at the end
+is what runs train with.
 """
 
 from __future__ import annotations
