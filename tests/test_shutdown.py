@@ -31,6 +31,15 @@ print("FINISHED", flush=True)
 """
 
 
+def _training_server(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    """Start SERVER in its own process group; return it and its worker pids once it trains."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    line = proc.stdout.readline()
+    assert line.startswith("TRAINING"), line + proc.stderr.read()
+    return proc, [int(p) for p in line.split()[1:]]
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -42,12 +51,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker states from /proc")
 @pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
 def test_a_signal_during_training_ends_workers_within_seconds(tmp_path, sig, group):
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc, workers = _training_server(tmp_path)
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("TRAINING"), line + proc.stderr.read()
-        workers = [int(p) for p in line.split()[1:]]
         assert workers and all(_alive(p) for p in workers)
         started = time.perf_counter()
         if group:  # Ctrl+C in a terminal reaches the whole process group, workers included
@@ -124,12 +129,8 @@ def test_sigterm_to_the_cli_ends_its_workers_and_saves_nothing(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker states from /proc")
 def test_workers_end_themselves_when_their_parent_is_killed_outright(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc, workers = _training_server(tmp_path)
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("TRAINING"), line + proc.stderr.read()
-        workers = [int(p) for p in line.split()[1:]]
         proc.kill()  # SIGKILL: no handler, no atexit, nothing of the parent runs
         proc.wait(timeout=10)
         deadline = time.perf_counter() + 15
@@ -137,7 +138,7 @@ def test_workers_end_themselves_when_their_parent_is_killed_outright(tmp_path):
             time.sleep(0.1)
         assert not any(_alive(p) for p in workers)
     finally:
-        for pid in workers if "workers" in locals() else []:
+        for pid in workers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
