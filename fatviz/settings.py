@@ -161,10 +161,6 @@ class RunSettings:
         return (default_compactness_weight(self.centroid) if self.compactness_weight is None
                 else float(self.compactness_weight))
 
-    def validate(self) -> RunSettings:
-        """Settings are validated at construction; kept so callers can chain it. Returns self."""
-        return self
-
     def replace(self, **changes: Any) -> RunSettings:
         """A copy with some fields changed (validated like any new settings)."""
         return dataclasses.replace(self, **changes)
