@@ -16,7 +16,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,6 +27,7 @@ from fatviz.progress import ProgressBar
 from fatviz.settings import RunSettings, SettingField, setting_fields
 
 SUMMARY_KEYS = ("precision_at_1", "map", "nmi", "silhouette", "accuracy", "cmc_1", "cmc_5", "cmc_10", "minp")
+DATA_PARALLEL = ("train", "compare-centroids")  # the commands torchrun runs on several processes
 SAVED_AS = {"train": "run", "compare": "compare group", "distill": "distillation"}  # runs.group_kind's words
 
 
@@ -67,13 +69,24 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="", help="folder to save into (default: runs/<kind>-<dataset>-<settings key>)")
     parser.add_argument("--overwrite", action="store_true", help="replace what --out already holds")
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON line of results")
+    parser.add_argument("--download", action="store_true", help="fetch mnist/fashion-mnist/cifar10 into --data-root if missing")
 
 
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
-    """RunSettings from parsed options (validated), within the app's ranges unless --no-limits."""
+    """RunSettings from parsed options (validated), within the app's ranges unless --no-limits.
+
+    With --download the dataset is then fetched into --data-root if it is missing there; that is
+    not a setting: it changes where the files come from, not the run.
+    """
     settings = RunSettings(**{f.name: getattr(args, f.name) for f in setting_fields()})
     if not args.no_limits:
         settings.check_app_limits("Pass --no-limits to go beyond.")
+    if args.download:
+        from fatviz.download import download, missing
+
+        if missing(settings.dataset, settings.data_root):
+            with ProgressBar("download") as bar:
+                download(settings.dataset, settings.data_root, on_progress=bar)
     return settings
 
 
@@ -111,7 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out, overwrite = _destination(args, settings, "train")
     start = time.perf_counter()
     if is_distributed():  # under torchrun: every rank trains its shard, rank 0 saves and reports
-        result, path = run_distributed_train(settings, out, overwrite)
+        with _bar("train", _is_rank0()) as bar:
+            result, path = run_distributed_train(settings, out, overwrite, bar, sync_batchnorm=args.sync_batchnorm)
         if path is None:
             return 0
     else:
@@ -136,14 +150,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Train every centroid option on the same data and seed; print a table."""
     from fatviz.centroids import CENTROIDS
+    from fatviz.distributed import is_distributed, joined_job
     from fatviz.runs import save_group
     from fatviz.train import compare_centroids
 
     settings = settings_from_args(args)
     base, overwrite = _destination(args, settings, "compare")
     start = time.perf_counter()
-    workers = min(args.workers, len(CENTROIDS))  # one option per worker at most: more would sit idle
-    results = _compare_in_workers(settings, workers) if workers > 0 else compare_centroids(settings)
+    if is_distributed():  # under torchrun: each option in turn, data-parallel; rank 0 saves and reports
+        with joined_job(settings) as ranks, _bar("compare", ranks.rank == 0) as bar:
+            results = compare_centroids(settings, on_progress=bar, make_trainer=_distributed_trainer(args))
+        if ranks.rank != 0:
+            return 0
+    else:
+        workers = min(args.workers, len(CENTROIDS))  # one option per worker at most: more would sit idle
+        results = _compare_in_workers(settings, workers) if workers > 0 else compare_centroids(settings)
     seconds = time.perf_counter() - start
     save_group(results, base, overwrite=overwrite)
     cols = ("precision_at_1", "map", "nmi", "silhouette", "accuracy")
@@ -156,8 +177,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
               + f"{b.get('exact', float('nan')):>10.4f}{b.get('bound', float('nan')):>10.4f}{result.seconds:>7.1f}")
     print(f"{len(results)} runs in {seconds:.1f} s, saved under {base}/")
     if args.json:
-        print(json.dumps({"options": rows, "seconds": seconds, "runs": str(base)}))
+        world = int(next(iter(results.values())).extras.get("world_size", 1))
+        print(json.dumps({"options": rows, "seconds": seconds, "runs": str(base), "world_size": world}))
     return 0
+
+
+def _is_rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextmanager
+def _bar(desc: str, shown: bool) -> Iterator[ProgressBar | None]:
+    """A progress bar, or None on the ranks that stay quiet (one bar per torchrun job, rank 0's)."""
+    if not shown:
+        yield None
+        return
+    with ProgressBar(desc) as bar:
+        yield bar
+
+
+def _distributed_trainer(args: argparse.Namespace) -> Callable[..., Any]:
+    """Builds each run's trainer on this rank of the torchrun job (the options' --sync-batchnorm)."""
+    from fatviz.distributed import DistributedTrainer
+
+    def make(settings: RunSettings, data: Any = None, targets: Any = None, *, snapshots: bool = True) -> Any:
+        return DistributedTrainer(settings, data, targets, snapshots=snapshots, sync_batchnorm=args.sync_batchnorm)
+    return make
 
 
 def _compare_in_workers(settings: RunSettings, workers: int) -> dict:
@@ -341,6 +386,9 @@ def build_parser() -> Parser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_settings_arguments(p)
         p.set_defaults(func=func)
+        if name in DATA_PARALLEL:
+            p.add_argument("--sync-batchnorm", action="store_true",
+                           help="under torchrun on GPUs: batch norm over the global batch (SyncBatchNorm)")
         if name == "compare-centroids":
             p.add_argument("--workers", type=_workers, default=min(2, os.cpu_count() or 1),
                            help="worker processes, at most one per option (0: train in this process)")
@@ -387,9 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     _stop_on_sigterm()
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-        if args.command != "train" and os.environ.get("WORLD_SIZE", "1") != "1":
-            raise FatvizError(f"{args.command} runs in one process; under torchrun only `train` is data-parallel "
-                              "(start it without torchrun).")
+        if args.command not in DATA_PARALLEL and os.environ.get("WORLD_SIZE", "1") != "1":
+            raise FatvizError(f"{args.command} runs in one process; under torchrun only {', '.join(DATA_PARALLEL)} "
+                              "are data-parallel (start it without torchrun).")
         return args.func(args)
     except FatvizError as exc:
         print(f"fatviz: {exc}", file=sys.stderr)

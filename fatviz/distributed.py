@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -340,13 +341,24 @@ def run_distributed_train(settings: RunSettings, out: str | os.PathLike, overwri
     """
     from fatviz.runs import save_run
 
-    owns_group = not dist.is_initialized()
-    ranks = init_from_env(pick_device(settings.device))
-    try:
+    with joined_job(settings) as ranks:
         trainer = DistributedTrainer(settings, sync_batchnorm=sync_batchnorm)
         result = trainer.fit(on_progress=on_progress if ranks.rank == 0 else None)
         path = save_run(result, out, overwrite=overwrite) if ranks.rank == 0 else None
-    finally:
-        if owns_group:
-            dist.destroy_process_group()
     return result, path
+
+
+@contextmanager
+def joined_job(settings: RunSettings) -> Iterator[Ranks]:
+    """This process's place in the torchrun job for one command, on the settings' device.
+
+    Joins the job from the environment when no group is up, and leaves it again at the end
+    (a group someone else set up is left as it was).
+    """
+    owns_group = not dist.is_initialized()
+    ranks = init_from_env(pick_device(settings.device))
+    try:
+        yield ranks
+    finally:
+        if owns_group and dist.is_initialized():
+            dist.destroy_process_group()

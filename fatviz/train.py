@@ -402,12 +402,21 @@ def option_settings(settings: RunSettings, option: str) -> RunSettings:
 
 def compare_centroids(settings: RunSettings, data: PreparedData | None = None,
                       on_snapshot: Callable[[str, Snapshot], None] | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> dict[str, RunResult]:
-    """Train the same run once per centroid option (same seed, same data)."""
+                      should_stop: Callable[[], bool] | None = None,
+                      on_progress: Callable[[float, str], None] | None = None, *,
+                      make_trainer: Callable[..., Trainer] = Trainer) -> dict[str, RunResult]:
+    """Train the same run once per centroid option (same seed, same data), one after another.
+
+    `make_trainer` builds each option's trainer from (settings, data): fatviz.distributed's
+    DistributedTrainer makes every option data-parallel over a torchrun job.
+    """
     data = data if data is not None else prepare_data(settings)
+    options = CENTROIDS.names()
     results = {}
-    for option in CENTROIDS.names():
+    for i, option in enumerate(options):
         s = option_settings(settings, option)
         cb = None if on_snapshot is None else (lambda snap, o=option: on_snapshot(o, snap))
-        results[option] = train(s, data, on_snapshot=cb, should_stop=should_stop)
+        report = None if on_progress is None else (
+            lambda f, msg, i=i, o=option: on_progress((i + f) / len(options), f"{o} ({i + 1}/{len(options)}), {msg}"))
+        results[option] = make_trainer(s, data).fit(should_stop, cb, report)
     return results

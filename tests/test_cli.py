@@ -160,3 +160,12 @@ def test_compare_never_starts_more_workers_than_options(tmp_path, capsys, monkey
     monkeypatch.setattr(cli, "_compare_in_workers", record)
     assert main(["compare-centroids", *TINY, "--workers", "64", "--out", str(tmp_path / "cmp")]) == 2
     assert f"asked for {len(CENTROIDS)} workers" in one_error_line(capsys)
+
+
+def test_commands_that_run_in_one_process_refuse_torchrun(monkeypatch, capsys) -> None:
+    from fatviz.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["compare-losses", "--dataset", "blobs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fatviz: compare-losses runs in one process") and "compare-centroids" in err

@@ -96,6 +96,24 @@ def _train_worker(out: Path) -> None:
     torch.distributed.destroy_process_group()
 
 
+def _commands_worker(out: Path) -> None:
+    """The CLI's data-parallel commands on every rank, as `torchrun -m fatviz ...` runs them; stdout kept per rank."""
+    import contextlib
+    import io
+
+    from fatviz.cli import main
+
+    rank = os.environ["RANK"]
+    common = ["--dataset", "blobs", "--blob-classes", "3", "--blob-dim", "4", "--embedding-dim", "4",
+              "--batch-size", "32", "--vis-points", "30", "--device", "cpu", "--json"]
+    for name, argv in {"compare": ["compare-centroids", *common, "--epochs", "2", "--out", str(out / "compare")],
+                       }.items():
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = main(argv)
+        (out / f"{name}{rank}.json").write_text(json.dumps({"code": code, "stdout": printed.getvalue()}))
+
+
 def _fail_worker(out: Path) -> None:
     from fatviz.distributed import DistributedTrainer, all_reduce_sums, init_from_env
     from fatviz.train import TrainingDiverged
@@ -185,6 +203,25 @@ def test_two_process_run_saves_one_run_like_a_single_process(trained) -> None:
     assert abs(two - one) <= 0.1 * abs(one), (two, one)
 
 
+def test_compare_centroids_under_torchrun_saves_one_group_from_rank_0(tmp_path) -> None:
+    from fatviz.runs import load_group
+
+    proc, seconds = launch("commands", tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    print(f"two-process compare-centroids: {seconds:.1f} s")
+    ranks = [json.loads((tmp_path / f"compare{r}.json").read_text()) for r in (0, 1)]
+    assert [r["code"] for r in ranks] == [0, 0]
+    assert ranks[1]["stdout"] == ""  # one table and one JSON line per job: rank 0's
+    line = json.loads(ranks[0]["stdout"].strip().splitlines()[-1])
+    assert line["world_size"] == 2 and set(line["options"]) == set(CENTROIDS.names())
+    group = load_group(tmp_path / "compare")
+    assert set(group) == set(CENTROIDS.names())
+    for option, run in group.items():
+        assert run.extras["world_size"] == 2 and run.settings.centroid == option
+        assert len(run.snapshots) == 3
+        assert line["options"][option]["precision_at_1"] == pytest.approx(run.final_metrics["precision_at_1"])
+
+
 def test_a_failing_rank_stops_the_launch_with_one_message(tmp_path) -> None:
     proc, _ = launch("fail", tmp_path)
     ended = time.time()
@@ -198,4 +235,4 @@ def test_a_failing_rank_stops_the_launch_with_one_message(tmp_path) -> None:
 
 
 if __name__ == "__main__":
-    {"train": _train_worker, "fail": _fail_worker}[sys.argv[1]](Path(sys.argv[2]))
+    {"train": _train_worker, "fail": _fail_worker, "commands": _commands_worker}[sys.argv[1]](Path(sys.argv[2]))
