@@ -1,4 +1,5 @@
-"""Datasets fatviz trains on, read from local files only (fatviz never downloads).
+"""Datasets fatviz trains on, read from local files (mnist, fashion-mnist and cifar10 are fetched into
+the data folder only on request: `--download` or the sidebar's checkbox, see fatviz.download).
 
 Every loader returns a `Dataset` with float32 model inputs (vectors standardised, images
 scaled to [0, 1] then normalised per channel, all with train statistics), int64 labels
@@ -50,6 +51,9 @@ from fatviz.registry import Registry
 
 _TEST_FLOOR = 100  # smallest test set a subsample keeps (see module docstring)
 
+# The sets fatviz.download fetches on request, and what a missing one's message suggests.
+DOWNLOADABLE = ("mnist", "fashion-mnist", "cifar10")
+FETCH_HINT = "Pass --download (in the app: tick Download if missing) to fetch it"
 _DIGIT_NAMES = [str(k) for k in range(10)]
 _FASHION_NAMES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -384,8 +388,8 @@ def _load_idx_dataset(
         raise FatvizError(
             f"{folder_name} not found under {root}: expected "
             f"{root / folder_name / 'raw' / _IDX_FILES[0]} (or .gz), with "
-            f"{', '.join(_IDX_FILES[1:])} beside it. fatviz never downloads data; copy "
-            f"torchvision's {folder_name} folder there."
+            f"{', '.join(_IDX_FILES[1:])} beside it. {FETCH_HINT} (or copy "
+            f"torchvision's {folder_name} folder there)."
         )
     paths = []
     for stem in _IDX_FILES:
@@ -420,7 +424,7 @@ def _load_cifar10(*, data_root: Path, seed: int, subsample: int | None, **_: obj
     if missing:
         raise FatvizError(
             f"CIFAR-10 not found under {root}: expected {folder}/ with {', '.join(missing)}. "
-            "fatviz never downloads data; unpack cifar-10-python.tar.gz there."
+            f"{FETCH_HINT} (or unpack cifar-10-python.tar.gz there)."
         )
     meta_path = folder / "batches.meta"
     raw_names = read_pickle(meta_path).get("label_names")
@@ -566,7 +570,7 @@ def _load_market(
     if missing:
         raise FatvizError(
             f"Market-1501 not found under {root}: expected {_MARKET_LAYOUT} there (missing "
-            f"{', '.join(missing)}). fatviz never downloads data; unpack Market-1501 there."
+            f"{', '.join(missing)}). fatviz has no download for Market-1501: unpack it there."
         )
     tr_paths, tr_ids, _ = _market_files(root / "bounding_box_train")
     # Distractors (0) are nobody in particular: a class of them would teach nothing.
@@ -664,8 +668,8 @@ for _spec in (
 def _require_root(spec: DatasetSpec, data_root: str | None) -> Path:
     if data_root is None:
         raise FatvizError(
-            f"{spec.name} needs data_root: the folder holding {spec.layout}. "
-            "fatviz never downloads data."
+            f"{spec.name} needs data_root: the folder holding {spec.layout}."
+            + (f" {FETCH_HINT}." if spec.name in DOWNLOADABLE else "")
         )
     root = Path(data_root).expanduser()
     if not root.is_dir():

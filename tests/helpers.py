@@ -262,3 +262,26 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 # --------------------------------------------------------------------------- built-in data
+
+
+# -- a download mirror (tests/test_download.py)
+
+
+def make_download_mirror(mirror: Path) -> dict[str, dict[str, str]]:
+    """Fake mnist, fashion-mnist and cifar10 archives as a mirror serves them (MIRROR/DATASET/ARCHIVE),
+    built with the dataset file builders above; each archive's MD5, by dataset and archive name."""
+    import hashlib
+    import shutil
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as staging:
+        for dataset, folder, seed in (("mnist", "MNIST", 0), ("fashion-mnist", "FashionMNIST", 1)):
+            make_idx_root(Path(staging), folder, gz=True, seed=seed)
+            shutil.copytree(Path(staging) / folder / "raw", mirror / dataset)
+        make_cifar_root(Path(staging))
+        (Path(staging) / "cifar-10-batches-py" / "readme.html").write_text("<p>not read</p>")
+        (mirror / "cifar10").mkdir(parents=True)
+        with tarfile.open(mirror / "cifar10" / "cifar-10-python.tar.gz", "w:gz") as tar:
+            tar.add(Path(staging) / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return {d.name: {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in d.iterdir()} for d in mirror.iterdir()}

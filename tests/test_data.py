@@ -19,7 +19,7 @@ from helpers import (
 )
 
 from fatviz import readers
-from fatviz.data import DATASETS, BlobSpec, Dataset, DatasetSpec, load_dataset, visualisation_indices
+from fatviz.data import DATASETS, DOWNLOADABLE, BlobSpec, Dataset, DatasetSpec, load_dataset, visualisation_indices
 from fatviz.errors import FatvizError
 
 
@@ -69,7 +69,8 @@ def test_a_folder_dataset_without_data_root_names_its_layout(name):
     spec = DATASETS.get(name)
     with pytest.raises(FatvizError, match="needs data_root") as err:
         load_dataset(name)
-    assert spec.layout in str(err.value) and "never downloads" in str(err.value)
+    assert spec.layout in str(err.value)
+    assert ("--download" in str(err.value)) == (name in DOWNLOADABLE)
     assert {"mnist": "MNIST/raw/", "cifar10": "data_batch_1..5", "folder": "sub-folder per class",
             "market1501": "0002_c1s1_000451_03.jpg"}.get(name, "FashionMNIST/raw/") in spec.layout
 
@@ -186,7 +187,7 @@ def test_mnist_missing_folder_names_the_layout(tmp_path):
         load_dataset("mnist", data_root=str(tmp_path))
     message = str(err.value)
     assert str(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte") in message
-    assert "never downloads" in message
+    assert "Pass --download" in message
 
 
 def test_mnist_missing_one_file(tmp_path):

@@ -16,6 +16,7 @@ import streamlit as st
 
 from fatviz.centroids import CENTROIDS
 from fatviz.data import DATASETS
+from fatviz.download import DOWNLOADS, download, missing
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
 from fatviz.noise import NOISE_KINDS, parse_noise
@@ -165,9 +166,16 @@ def _draw(show: tuple[str, ...]) -> None:
         spec = DATASETS.get(ss["w_dataset"])
         if spec.needs_folder:
             roots = allowed_roots("data")
+            fetchable = ss["w_dataset"] in DOWNLOADS
             sb.text_input("Data folder", key="w_data_root",
                           help=f"A folder under {', '.join(r.name for r in roots)} (a relative name is taken "
-                               f"under {roots[0].name}) holding {spec.layout}. fatviz never downloads data.")
+                               f"under {roots[0].name}) holding {spec.layout}. "
+                               + ("Tick Download if missing to fetch it there." if fetchable else
+                                  "fatviz cannot download this one: copy it there."))
+            if fetchable:
+                sb.checkbox("Download if missing", key="w_download",
+                            help="Fetch the dataset from torchvision's mirrors into the data folder, in "
+                                 "torchvision's layout, if it is not there yet (needs internet access).")
         sb.number_input("Subsample (0 = all)", *limits("subsample"), step=100, key="w_subsample")
         if ss["w_dataset"] == "blobs":
             sb.slider("Blob spread", *limits("blob_spread"), step=0.1, key="w_blob_spread")
@@ -251,6 +259,7 @@ def sidebar_settings(show: tuple[str, ...] = SIDEBAR_SECTIONS, base: RunSettings
     _draw(show)
     try:
         settings = _from_widgets(base or url)
+        _download_if_asked(settings)
     except FatvizError as exc:
         _show_link_notes(None)
         show_error(exc)
@@ -258,6 +267,14 @@ def sidebar_settings(show: tuple[str, ...] = SIDEBAR_SECTIONS, base: RunSettings
     _show_link_notes(settings)
     _sync_url(settings)
     return settings
+
+
+def _download_if_asked(settings: RunSettings) -> None:
+    """Fetch the dataset into its data folder if the Download box is ticked and files are missing."""
+    ticked = st.session_state.get("w_download") and settings.dataset in DOWNLOADS
+    if ticked and missing(settings.dataset, settings.data_root):
+        with st.spinner(f"Downloading {settings.dataset} into the data folder…"):
+            download(settings.dataset, settings.data_root)
 
 
 def _sync_url(settings: RunSettings) -> None:
