@@ -53,8 +53,11 @@ def estimate(kind: str, settings: RunSettings) -> Estimate:
     epochs = parts * s.epochs
     if kind == "losses":  # five losses, three seeds each, no snapshots
         epochs = 15 * s.epochs
-    if kind == "distill":
-        epochs = (s.teacher_epochs + s.teacher_rounds * s.round_epochs + 4 * s.teacher_epochs + 4 * s.epochs)
+    if kind == "distill":  # teacher rounds, 5 folds on 4/5 of the set each, student, its baselines
+        from fatviz.distill.student import BASELINE_ROWS
+
+        epochs = (s.teacher_epochs + s.teacher_rounds * s.round_epochs + 4 * s.cv_epochs
+                  + (1 + len(BASELINE_ROWS[s.baselines])) * s.epochs)
     return Estimate(memory=memory, seconds=epochs * per_epoch)
 
 

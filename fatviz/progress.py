@@ -7,8 +7,9 @@ sample-epochs: one training sample through one forward and backward pass is one 
 phase whose size is only known later (a teacher round trains on the samples the round before
 it kept) starts with an upper bound and is resized once known, so the fraction only grows.
 
-Because the fraction counts real work, it grows at a steady pace, and `ProgressBar` can say
-how long is left from the pace so far.
+Because the fraction counts real work, it grows at a steady pace, and `Pace` can say how
+long is left from the pace so far: the command line's `ProgressBar` and the app's progress
+text both show it.
 """
 
 from __future__ import annotations
@@ -130,11 +131,49 @@ def seconds_left(first: tuple[float, float], now: tuple[float, float]) -> float:
     return (t - t0) * (1.0 - f) / (f - f0)
 
 
+class Pace:
+    """Seconds left, from `(fraction)` reports over time, at the pace seen since the first one that moved.
+
+    Polling callers (a page following a job) report 0 while a worker starts; the pace is
+    measured from the first report above 0 (see `seconds_left`).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.first: tuple[float, float] | None = None
+
+    def __call__(self, fraction: float) -> float:
+        """Seconds left after this report (inf while unknown)."""
+        now = (self.clock(), min(max(float(fraction), 0.0), 1.0))
+        if self.first is None and now[1] > 0:
+            self.first = now
+        return math.inf if self.first is None else seconds_left(self.first, now)
+
+
+def left_text(seconds: float) -> str:
+    """'~1:05 left' (minutes:seconds, hours:minutes:seconds past an hour); '' while unknown."""
+    if not math.isfinite(seconds):
+        return ""
+    m, s = divmod(round(max(seconds, 0.0)), 60)
+    h, m = divmod(m, 60)
+    return f"~{h}:{m:02d}:{s:02d} left" if h else f"~{m}:{s:02d} left"
+
+
+def seconds_text(report: dict[str, float], words: dict[str, str]) -> str:
+    """What each phase took, from a report's "<phase>_seconds" entries, in the order of `words` (phase ->
+    its name in words): 'teacher 2.1 s, student 4.9 s, confident learning skipped' (NaN: skipped).
+
+    A phase the report lacks is left out, so a run saved before its phases were timed gives ''.
+    """
+    times = [(name, report[f"{phase}_seconds"]) for phase, name in words.items() if f"{phase}_seconds" in report]
+    return ", ".join(f"{name} skipped" if math.isnan(t) else f"{name} {t:.1f} s" for name, t in times)
+
+
 class ProgressBar:
     """A tqdm bar on stderr, called with `(fraction, message)`: the time spent, the time left, the message.
 
-    The time left assumes the rest goes at the pace seen so far (see `seconds_left`), which
-    holds when the fraction counts work, as `Phases` does.
+    The time left assumes the rest goes at the pace seen so far (see `Pace`), which holds
+    when the fraction counts work, as `Phases` does.
     """
 
     STEPS = 1000
@@ -144,16 +183,12 @@ class ProgressBar:
 
         self.bar = tqdm(total=self.STEPS, desc=desc, file=sys.stderr, leave=False,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
-        self.first: tuple[float, float] | None = None
+        self.pace = Pace()
 
     def __call__(self, fraction: float, message: str) -> None:
         fraction = min(max(fraction, 0.0), 1.0)
-        now = (time.perf_counter(), fraction)
-        if self.first is None and fraction > 0:  # polling callers report 0 while a worker starts
-            self.first = now
-        left = math.inf if self.first is None else seconds_left(self.first, now)
-        eta = "" if math.isinf(left) else f"~{self.bar.format_interval(left)} left, "
-        self.bar.set_postfix_str(eta + message, refresh=False)
+        left = left_text(self.pace(fraction))
+        self.bar.set_postfix_str(f"{left}, {message}" if left else message, refresh=False)
         self.bar.update(round(self.STEPS * fraction) - self.bar.n)
 
     def close(self) -> None:

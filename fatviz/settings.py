@@ -32,6 +32,8 @@ SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 CENTRE_SCOPES: tuple[str, ...] = ("epoch", "batch")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
+# Which models a distillation trains on the noisy labels to compare the student with (fatviz.distill.student).
+BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 
 # What each kind of job reads: its sections, less the fields it overrides itself. Bump
 # KEY_VERSION whenever the same settings would train to a different result (a saved run under
@@ -136,6 +138,12 @@ class RunSettings:
     keep_fraction: float = _setting(0.7, "distill", "small-loss: share of each class kept", low=1e-6, high=1.0,
                                     app=(0.05, 1.0))
     temperature: float = _setting(1.0, "distill", "soft-label temperature", low=1e-3, app=(0.1, 10.0))
+    # -- the comparisons, trained after the student --
+    cv_epochs: int = _setting(3, "distill", "confident learning (the comparison): epochs per cross-validation fold",
+                              low=1, app=(1, 20))
+    baselines: str = _setting("fat", "distill", "models trained on the noisy labels to compare the student with: "
+                              "fat (the student's own loss), all (fat, batch-hard, cross-entropy) or none",
+                              choices=lambda: BASELINE_SETS)
     # -- view --
     # Points drawn per panel (a fixed stratified subset of the training split; also where the exact
     # triplet loss is compared with the bound). 300 shows every class's cluster on a projector;

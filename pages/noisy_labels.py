@@ -24,6 +24,7 @@ from fatviz.figures.labels import (
     soft_label_bars,
 )
 from fatviz.noise import SAMPLE_KINDS
+from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
 from pages.ui.live import finished_job, prepared_data
 from pages.ui.look import presentation, show_error, start_page
@@ -32,7 +33,11 @@ from pages.ui.sidebar import choices, limits, link_settings, sidebar_settings
 # Distillation controls on this page: widget key -> RunSettings field.
 DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_rounds",
                   "nl_round_epochs": "round_epochs", "nl_rule": "confidence_rule",
-                  "nl_threshold": "confidence_threshold", "nl_keep": "keep_fraction", "nl_temperature": "temperature"}
+                  "nl_threshold": "confidence_threshold", "nl_keep": "keep_fraction", "nl_temperature": "temperature",
+                  "nl_cv_epochs": "cv_epochs", "nl_baseline_set": "baselines"}
+# The distillation's phases in the order they run (report keys "<phase>_seconds"), in this page's words.
+PHASE_WORDS = {"teacher": "teacher", "student": "student", "cleanlab": "confident learning", "baselines": "baselines"}
+BASELINE_WORDS = {"fat": "FAT only", "all": "FAT, batch-hard, cross-entropy", "none": "none"}
 GALLERY_COLUMNS = 8
 GALLERY_MAX = 48
 IMAGE_SCALE = 12  # 8x8 digits become 96x96, pixel for pixel
@@ -66,6 +71,15 @@ def distill_controls(base: RunSettings) -> dict:
         else:
             c6.slider("Keep fraction", *limits("keep_fraction"), step=0.05, key="nl_keep",
                       help="Keep this share of each round's samples: those with the smallest loss.")
+    with st.expander("Comparisons (trained after the student)"):
+        d1, d2 = st.columns(2)
+        d1.slider("Epochs per cross-validation fold", *limits("cv_epochs"), key="nl_cv_epochs",
+                  help="Confident learning (cleanlab) needs out-of-sample probabilities: five networks of the "
+                       "teacher's kind, each trained with cross-entropy this many epochs on four fifths of the labels.")
+        d2.radio("Baselines on the noisy labels", choices("baselines"), key="nl_baseline_set", horizontal=True,
+                 format_func=BASELINE_WORDS.get,
+                 help="Models trained on the given labels without a teacher, to compare the student with. "
+                      "FAT only (the student's own loss) is what the headline comparison needs.")
     return {name: st.session_state[key] for key, name in DISTILL_FIELDS.items()}
 
 
@@ -166,8 +180,9 @@ def show_result(result, settings: RunSettings) -> None:
     with c2:
         st.download_button("Download every sample as CSV", result.to_csv(), file_name=f"distill-{settings.key()}.csv",
                            mime="text/csv", icon=":material/download:")
+        times = seconds_text(rep, PHASE_WORDS)
         st.caption(f"One row per training sample: given, teacher's and true label, score, flagged, round "
-                   f"discarded. Took {rep['seconds']:.1f} s.")
+                   f"discarded. Took {rep['seconds']:.1f} s" + (f": {times}." if times else "."))
     gallery, rounds, confusion, student, per_class = st.tabs(
         ["Flagged samples", "Rounds", "Where labels moved", "Student vs baselines", "Per class"])
     with gallery:

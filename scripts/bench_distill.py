@@ -1,39 +1,45 @@
 """Benchmark label distillation on digits: teacher vs confident learning, student vs noisy-label baselines.
 
-    python scripts/bench_distill.py [--seeds 0 1 2] [--noises symmetric:0.2 ...]
+    python scripts/bench_distill.py [--seeds 0 1 2] [--noises symmetric:0.2 ...] [--cv-epochs 3 5]
+                                    [--baselines all]
 
-Each setting runs `fatviz.distill.run_distillation` with default settings (only noise
-and seed change) and prints one table row; the last stdout line is one JSON object
-with every row and whether the targets hold: the teacher's flag F1 at least
-confident learning's in every row, and the student's precision@1 above FAT trained on
-the noisy labels at 40 % noise.
+Each setting runs `fatviz.distill.run_distillation` with default settings (only noise,
+seed, and the comparisons' cv_epochs and baselines change) and prints one table row, with
+the seconds of each phase; the last stdout line is one JSON object with every row and
+whether the targets hold: the teacher's flag F1 at least confident learning's in every
+row, and the student's precision@1 above FAT trained on the noisy labels at 40 % noise.
+Several --cv-epochs values compare confident learning's F1 across them on the same
+noise and seeds (the teacher and the student do not read cv_epochs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
-from fatviz.distill import run_distillation
-from fatviz.settings import RunSettings
+from fatviz.distill import BASELINES, json_ready, run_distillation
+from fatviz.settings import BASELINE_SETS, RunSettings
 
 NOISES = ("symmetric:0.2", "symmetric:0.4", "pairflip:0.2", "pairflip:0.4")
 COLUMNS = (  # (header, report or baselines key, width)
-    ("noise", "noise", 14), ("seed", "seed", 5),
+    ("noise", "noise", 14), ("seed", "seed", 5), ("cv-ep", "cv_epochs", 5),
     ("T-P", "flag_precision", 6), ("T-R", "flag_recall", 6), ("T-F1", "flag_f1", 6),
     ("CL-P", "cleanlab_precision", 6), ("CL-R", "cleanlab_recall", 6), ("CL-F1", "cleanlab_f1", 6),
     ("student", "student", 8), ("fat-noisy", "fat (noisy labels)", 10),
     ("bh-noisy", "batch-hard (noisy labels)", 9), ("ce-noisy", "cross-entropy (noisy labels)", 9),
-    ("s", "seconds", 6),
+    ("t-s", "teacher_seconds", 6), ("st-s", "student_seconds", 6), ("cl-s", "cleanlab_seconds", 6),
+    ("bl-s", "baselines_seconds", 6), ("s", "seconds", 6),
 )
 
 
 def bench_row(settings: RunSettings) -> dict[str, float | str]:
     """One distillation: its report plus every model's test precision@1."""
     result = run_distillation(settings)
-    row: dict[str, float | str] = {"noise": settings.noise, "seed": settings.seed, **result.report}
+    row: dict[str, float | str] = {"noise": settings.noise, "seed": settings.seed, "cv_epochs": settings.cv_epochs,
+                                   **dict.fromkeys(BASELINES, math.nan), **result.report}
     row.update({name: float(p) for name, p in result.baselines["precision_at_1"].items()})
     return row
 
@@ -44,7 +50,7 @@ def format_row(row: dict) -> str:
     for _, key, width in COLUMNS:
         value = row[key]
         cells.append(f"{value:>{width}}" if isinstance(value, (str, int)) else
-                     f"{value:>{width}.1f}" if key == "seconds" else f"{value:>{width}.3f}")
+                     f"{value:>{width}.1f}" if key.endswith("seconds") else f"{value:>{width}.3f}")
     return " ".join(cells)
 
 
@@ -54,29 +60,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--noises", nargs="+", default=list(NOISES))
+    parser.add_argument("--cv-epochs", type=int, nargs="+", default=[RunSettings().cv_epochs],
+                        help="epochs per cross-validation fold for confident learning (several: compared)")
+    parser.add_argument("--baselines", default="all", choices=BASELINE_SETS,
+                        help="models trained on the noisy labels (all: the table's three columns)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     print(" ".join(f"{h:>{w}}" for h, _, w in COLUMNS), flush=True)
     rows = []
     for noise in args.noises:
-        for seed in args.seeds:
-            rows.append(bench_row(RunSettings(dataset=args.dataset, noise=noise, seed=seed)))
-            print(format_row(rows[-1]), flush=True)
+        for cv_epochs in args.cv_epochs:
+            for seed in args.seeds:
+                rows.append(bench_row(RunSettings(dataset=args.dataset, noise=noise, seed=seed, cv_epochs=cv_epochs,
+                                                  baselines=args.baselines)))
+                print(format_row(rows[-1]), flush=True)
     if len(args.seeds) > 1:
         print("mean over seeds")
         for noise in args.noises:
-            same = [r for r in rows if r["noise"] == noise]
-            print(format_row({**{k: sum(r[k] for r in same) / len(same) for _, k, _ in COLUMNS[2:]},
-                              "noise": noise, "seed": "all"}))
+            for cv_epochs in args.cv_epochs:
+                same = [r for r in rows if r["noise"] == noise and r["cv_epochs"] == cv_epochs]
+                print(format_row({**{k: sum(r[k] for r in same) / len(same) for _, k, _ in COLUMNS[3:]},
+                                  "noise": noise, "seed": "all", "cv_epochs": cv_epochs}))
     flag_wins = [r["flag_f1"] >= r["cleanlab_f1"] for r in rows]
     high = [r for r in rows if str(r["noise"]).endswith(":0.4")]
     student_wins = [r["student"] > r["fat (noisy labels)"] for r in high]
     print(f"teacher F1 >= cleanlab F1 in {sum(flag_wins)}/{len(rows)} runs; "
           f"student P@1 > FAT-noisy P@1 in {sum(student_wins)}/{len(high)} runs at 40 % noise; "
           f"{time.perf_counter() - start:.0f} s in all", file=sys.stderr)
-    print(json.dumps({"rows": rows, "teacher_beats_cleanlab": all(flag_wins),
-                      "student_beats_fat_noisy_at_40": all(student_wins),
-                      "seconds": time.perf_counter() - start}))
+    print(json.dumps(json_ready({"rows": rows, "teacher_beats_cleanlab": all(flag_wins),
+                                 "student_beats_fat_noisy_at_40": all(student_wins),
+                                 "seconds": time.perf_counter() - start})))
     return 0
 
 

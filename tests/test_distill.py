@@ -9,32 +9,38 @@ import pandas as pd
 import pytest
 import torch
 
-from fatviz import distill
 from fatviz.centroids import compute_centroids
 from fatviz.distill import (
+    BASELINES,
     TABLE_COLUMNS,
     DistillationStopped,
     Teacher,
     confident,
+    cross_validated_probs,
     flag_scores,
+    format_report,
     load_distillation,
     run_distillation,
     save_distillation,
     soft_labels,
     student_trainer,
+    train_baselines,
     train_teacher,
 )
 from fatviz.distill import teacher as teacher_module
+from fatviz.distill.confident_learning import cv_work
+from fatviz.distill.student import BASELINE_ROWS, baselines_work
 from fatviz.distill.teacher import round_work
 from fatviz.errors import FatvizError
-from fatviz.progress import epoch_work
-from fatviz.settings import RunSettings
+from fatviz.progress import Pace, epoch_work, left_text, seconds_text
+from fatviz.settings import BASELINE_SETS, RunSettings
 from fatviz.train import _embed, prepare_data
 
 # Easy synthetic data: six tight blobs in 8-D, where random centres lie far apart (in 2-D two
 # of them can overlap, and then a clean sample is honestly ambiguous); 450 training samples.
+# No baselines unless a test asks; cross-validation folds train fewer epochs than the teacher's round 0.
 BLOBS = RunSettings(dataset="blobs", blob_dim=8, blob_spread=0.5, noise="symmetric:0.2", teacher_rounds=2,
-                    round_epochs=3, epochs=3, vis_points=60)
+                    round_epochs=3, epochs=3, vis_points=60, cv_epochs=2, baselines="none")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +50,7 @@ def blobs_data():
 
 @pytest.fixture(scope="module")
 def small_run(blobs_data):
-    return run_distillation(BLOBS, blobs_data, baselines=False, cleanlab=False)
+    return run_distillation(BLOBS, blobs_data, cleanlab=False)
 
 
 @pytest.mark.parametrize("noise", ["symmetric:0.2", "pairflip:0.3"])
@@ -133,7 +139,7 @@ def test_student_stays_finite(blobs_data, loss, case):
 def test_all_flagged_run_works(blobs_data, monkeypatch):
     # The per-class threshold makes this rare with real data, so a teacher that trusts nothing stands in.
     monkeypatch.setattr(teacher_module, "confident", lambda probs, given, settings: np.zeros(len(given), dtype=bool))
-    result = run_distillation(BLOBS, blobs_data, baselines=False, cleanlab=False)
+    result = run_distillation(BLOBS, blobs_data, cleanlab=False)
     assert result.table["flagged"].all()
     assert result.rounds[-1]["kept"] == 0
     assert (result.table["round_discarded"] == 0).all()
@@ -143,7 +149,7 @@ def test_all_flagged_run_works(blobs_data, monkeypatch):
 
 
 def test_zero_noise_run_works():
-    result = run_distillation(BLOBS.replace(noise="none"), baselines=False, cleanlab=False)
+    result = run_distillation(BLOBS.replace(noise="none"), cleanlab=False)
     r = result.report
     assert r["n_flipped"] == 0 and r["flag_recall"] == 1.0
     assert not result.table["was_flipped"].any()
@@ -208,33 +214,110 @@ def test_load_errors(small_run, tmp_path):
 
 def test_stop_and_bad_loss(blobs_data):
     with pytest.raises(DistillationStopped):
-        run_distillation(BLOBS, blobs_data, should_stop=lambda: True, baselines=False, cleanlab=False)
+        run_distillation(BLOBS, blobs_data, should_stop=lambda: True, cleanlab=False)
     with pytest.raises(FatvizError, match="student trains with"):
         run_distillation(BLOBS.replace(loss="ce"), blobs_data)
 
 
 def test_progress_moves_forward(blobs_data):
     seen = []
-    run_distillation(BLOBS.replace(epochs=1), blobs_data, on_progress=lambda f, m: seen.append(f), cleanlab=False,
-                     baselines=False)
+    run_distillation(BLOBS.replace(epochs=1), blobs_data, on_progress=lambda f, m: seen.append(f), cleanlab=False)
     assert len(seen) > 5 and seen == sorted(seen) and 0 < seen[0] and seen[-1] == pytest.approx(1.0)
 
 
-def test_progress_follows_the_work(blobs_data):
-    # Each phase counts for its samples x epochs: teacher rounds on what the last round kept,
-    # folds on (folds - 1) / folds of the data, student epochs with a snapshot each.
+@pytest.fixture(scope="module")
+def full_run(blobs_data):
+    """Every phase (the fat baseline), with the progress it reported."""
     seen = []
-    result = run_distillation(BLOBS, blobs_data, on_progress=lambda f, m: seen.append((f, m)), baselines=False)
+    result = run_distillation(BLOBS.replace(baselines="fat"), blobs_data, on_progress=lambda f, m: seen.append((f, m)))
+    return result, seen
+
+
+PHASE_MESSAGES = ("teacher", "student", "cross-validation", "baseline")  # how each phase's progress begins
+
+
+def test_phases_run_teacher_student_then_the_comparisons(full_run):
+    result, seen = full_run
+    phase_of = [next(p for p in PHASE_MESSAGES if m.startswith(p)) for _, m in seen]
+    # Each phase reports in one stretch, in this order: the teacher-student result first.
+    assert list(dict.fromkeys(phase_of)) == list(PHASE_MESSAGES)
+    assert phase_of == sorted(phase_of, key=PHASE_MESSAGES.index)
+    r = result.report
+    seconds = [r[f"{phase}_seconds"] for phase in ("teacher", "student", "cleanlab", "baselines")]
+    assert all(t > 0 for t in seconds) and sum(seconds) <= r["seconds"]
+    assert list(result.baselines.index) == ["student", "fat (noisy labels)"]
+    assert math.isfinite(r["baseline_precision_at_1"]) and math.isfinite(r["cleanlab_f1"])
+    times = format_report(result).splitlines()[1]
+    assert times.startswith("time: teacher ") and times.index("student") < times.index(
+        "confident learning") < times.index("baselines")
+    assert "cleanlab (5-fold CV, 2 epochs)" in format_report(result)
+
+
+def test_a_skipped_phase_has_no_seconds(small_run):
+    r = small_run.report
+    assert r["teacher_seconds"] > 0 and r["student_seconds"] > 0
+    assert math.isnan(r["cleanlab_seconds"]) and math.isnan(r["baselines_seconds"])
+    assert "confident learning skipped, baselines skipped" in format_report(small_run)
+
+
+def test_progress_follows_the_work(full_run, blobs_data):
+    # Each phase counts for its samples x epochs: teacher rounds on what the last round kept,
+    # student epochs with a snapshot each, folds on (folds - 1) / folds of the data for cv_epochs
+    # (not teacher_epochs), the fat baseline's epochs with a forward pass for its centres.
+    result, seen = full_run
     n = len(blobs_data.given_labels)
     teacher = sum(round_work(BLOBS, r["round"], r["trained_on"], n) for r in result.rounds)
-    folds = epoch_work(4 * n, BLOBS.teacher_epochs)
     student = epoch_work(n, BLOBS.epochs, snapshot_of=n)
-    last_of = {phase: max(f for f, m in seen if m.startswith(phase))
-               for phase in ("teacher", "cross-validation", "student")}
-    assert last_of["teacher"] == pytest.approx(teacher / (teacher + folds + student))
-    assert last_of["cross-validation"] == pytest.approx((teacher + folds) / (teacher + folds + student))
-    assert last_of["student"] == pytest.approx(1.0)
+    folds = epoch_work(4 * n, BLOBS.cv_epochs)
+    baseline = epoch_work(n, BLOBS.epochs, forward=n)
+    assert baselines_work(BLOBS.replace(baselines="fat"), n) == baseline
+    total = teacher + student + folds + baseline
+    last_of = {phase: max(f for f, m in seen if m.startswith(phase)) for phase in PHASE_MESSAGES}
+    assert last_of["teacher"] == pytest.approx(teacher / total)
+    assert last_of["student"] == pytest.approx((teacher + student) / total)
+    assert last_of["cross-validation"] == pytest.approx((teacher + student + folds) / total)
+    assert last_of["baseline"] == pytest.approx(1.0)
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+
+
+def test_the_time_left_follows_the_pace_of_the_work():
+    clock = iter([10.0, 11.0, 14.0, 20.0])
+    pace = Pace(clock=lambda: next(clock))
+    assert pace(0.0) == math.inf  # a worker starting: no pace yet
+    assert pace(0.1) == math.inf  # the first report that moved is where the pace is measured from
+    assert pace(0.4) == pytest.approx(6.0)  # 0.3 in 3 s: 0.6 more in 6 s
+    assert pace(0.7) == pytest.approx(9.0 * 0.3 / 0.6)
+    assert (left_text(65.4), left_text(3725.0), left_text(math.inf)) == ("~1:05 left", "~1:02:05 left", "")
+    assert seconds_text({"teacher_seconds": 2.04, "cleanlab_seconds": math.nan},
+                        {"teacher": "teacher", "student": "student", "cleanlab": "confident learning"}) == (
+        "teacher 2.0 s, confident learning skipped")
+
+
+def test_cross_validation_trains_cv_epochs_per_fold(blobs_data):
+    # The teacher's round 0 trains teacher_epochs (5 here); each fold model trains cv_epochs (2).
+    assert (BLOBS.teacher_epochs, BLOBS.cv_epochs) == (5, 2)
+    seen = []
+    probs = cross_validated_probs(BLOBS, blobs_data, on_progress=lambda f, m: seen.append(m))
+    last_of_fold = {m.split(",")[0]: m for m in seen}
+    assert list(last_of_fold) == [f"cross-validation fold {i}/5" for i in range(1, 6)]
+    assert all(m.endswith("epoch 2/2") for m in last_of_fold.values())
+    assert sum(m.endswith("epoch 1/2") for m in seen) == 5
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert cv_work(BLOBS, blobs_data) == epoch_work(4 * len(blobs_data.given_labels), 2)
+
+
+@pytest.mark.parametrize("choice, rows", [("none", []), ("fat", ["fat (noisy labels)"]), ("all", list(BASELINES))])
+def test_the_baselines_setting_says_which_models_train(blobs_data, choice, rows):
+    settings = BLOBS.replace(baselines=choice, epochs=1)
+    n = len(blobs_data.given_labels)
+    trained = train_baselines(settings, blobs_data)
+    assert list(trained) == rows
+    assert all(math.isfinite(row["precision_at_1"]) for row in trained.values())
+    # The work follows: nothing for none, the student's loss for fat, two more models for all.
+    work = baselines_work(settings, n)
+    assert (work == 0) == (choice == "none")
+    if choice == "all":
+        assert work > baselines_work(settings.replace(baselines="fat"), n) > 0
 
 
 def test_cli_json_line(tmp_path, capsys):
@@ -251,7 +334,10 @@ def test_cli_json_line(tmp_path, capsys):
                 "baseline_precision_at_1", "seconds"):
         assert isinstance(data[key], float)
     assert "cleanlab" in "\n".join(lines) and "student" in "\n".join(lines)
-    assert list(load_distillation(out).baselines.index) == ["student", *distill.BASELINES]
+    # By default only the baseline the headline comparison needs trains: FAT on the noisy labels.
+    assert list(load_distillation(out).baselines.index) == ["student", "fat (noisy labels)"]
+    assert "time: teacher " in "\n".join(lines)
+    assert all(data[f"{phase}_seconds"] > 0 for phase in ("teacher", "student", "cleanlab", "baselines"))
 
 
 def test_kind_flag_scores_hand_made():
@@ -294,7 +380,7 @@ def test_combined_noise_distillation_reports_per_kind(tmp_path):
     from fatviz.distill.report import KIND_REPORT_KEYS
 
     settings = BLOBS.replace(noise="symmetric:0.1+outlier:0.1+multi:0.1")
-    result = run_distillation(settings, baselines=False, cleanlab=False)
+    result = run_distillation(settings, cleanlab=False)
     assert set(KIND_REPORT_KEYS) <= set(result.report)
     t = result.table
     assert set(t.noise_kind) == {"clean", "wrong_identity", "outlier", "multi"}
@@ -318,3 +404,8 @@ def test_version_1_folder_still_loads(small_run, tmp_path):
     (folder / "distill.json").write_text(json.dumps(meta))
     with pytest.raises(FatvizError, match="reads version 2"):
         load_distillation(folder)
+
+
+def test_baseline_rows_cover_the_settings_choices():
+    assert tuple(BASELINE_ROWS) == BASELINE_SETS
+    assert BASELINE_ROWS["all"] == tuple(BASELINES) and BASELINE_ROWS[RunSettings().baselines] == ("fat (noisy labels)",)

@@ -196,3 +196,14 @@ def test_seconds_left_is_estimated_from_the_progress_so_far():
     assert job.seconds_left() == pytest.approx(9.0, abs=0.2)  # a quarter in 3 s: nine more
     job.progress = (1.0, "done")
     assert job.seconds_left() == pytest.approx(0.0)
+
+
+def test_a_distillation_estimate_counts_the_epochs_its_settings_train():
+    from fatviz.budget import estimate
+
+    base = TINY.replace(teacher_epochs=5, teacher_rounds=3, round_epochs=3, cv_epochs=3, baselines="fat", epochs=10)
+    per_epoch = estimate("train", base).seconds / base.epochs
+    # 5 + 3*3 teacher, 4 fold-sets of 3 (5 folds on 4/5 each), student and one baseline of 10.
+    assert estimate("distill", base).seconds == pytest.approx(per_epoch * (14 + 12 + 20))
+    assert estimate("distill", base.replace(baselines="all")).seconds == pytest.approx(per_epoch * (14 + 12 + 40))
+    assert estimate("distill", base.replace(cv_epochs=5, baselines="none")).seconds == pytest.approx(per_epoch * (14 + 20 + 10))

@@ -84,6 +84,25 @@ def test_each_job_kind_keys_on_what_it_reads():
         base.key("paint")
 
 
+def test_the_comparison_settings_are_distillation_settings():
+    base = RunSettings()
+    assert (base.cv_epochs, base.baselines) == (3, "fat")  # cheaper folds than the teacher's 5 epochs; one baseline
+    assert {"cv_epochs", "baselines"} <= set(base.section("distill"))
+    # Only a distillation reads them: changing them never retrains a training or a comparison.
+    for kind in ("train", "compare", "losses"):
+        assert base.key(kind) == base.replace(cv_epochs=7, baselines="all").key(kind)
+    assert len({base.key("distill"), base.replace(cv_epochs=5).key("distill"),
+                base.replace(baselines="all").key("distill"), base.replace(baselines="none").key("distill")}) == 4
+    with pytest.raises(FatvizError, match="baselines"):
+        RunSettings(baselines="some")
+    with pytest.raises(FatvizError, match="cv_epochs"):
+        RunSettings(cv_epochs=0)
+    s, problems = RunSettings.read_query({"cv_epochs": ["50"], "baselines": ["all"]})
+    assert (s.cv_epochs, s.baselines) == (20, "all") and "1 to 20" in problems[0]
+    assert RunSettings.from_query(base.replace(cv_epochs=5, baselines="none").to_query()) == base.replace(
+        cv_epochs=5, baselines="none")
+
+
 def test_sections_cover_every_field_once():
     from dataclasses import fields
 

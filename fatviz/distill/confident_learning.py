@@ -1,4 +1,7 @@
-"""Confident learning (cleanlab) on cross-validated probabilities: what the teacher is compared with."""
+"""Confident learning (cleanlab) on cross-validated probabilities: what the teacher is compared with.
+
+It runs after the student (the teacher-student result comes first); the folds train `cv_epochs`.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ def fold_count(given: np.ndarray, num_classes: int, folds: int = CV_FOLDS) -> in
 def cv_work(settings: RunSettings, data: PreparedData, folds: int = CV_FOLDS) -> float:
     """The cross-validation's work: each sample is trained on in all folds but its own."""
     k = fold_count(data.given_labels, data.dataset.num_classes, folds)
-    return epoch_work((k - 1) * len(data.given_labels), settings.teacher_epochs)
+    return epoch_work((k - 1) * len(data.given_labels), settings.cv_epochs)
 
 
 def cross_validated_probs(settings: RunSettings, data: PreparedData, folds: int = CV_FOLDS, *,
@@ -34,8 +37,16 @@ def cross_validated_probs(settings: RunSettings, data: PreparedData, folds: int 
                           on_progress: Progress | None = None) -> np.ndarray:
     """Out-of-sample softmax (N, K): each fold predicted by the teacher's model family trained on the others.
 
-    Every fold model trains with cross-entropy on the given labels for `teacher_epochs`,
-    like the teacher's round 0; only the held-out fold's probabilities are kept.
+    Every fold model trains with cross-entropy on the given labels, like the teacher's round
+    0, for `cv_epochs`; only the held-out fold's probabilities are kept.
+
+    Why 3 epochs (the teacher's round 0 has 5), with the five folds costing 4 x 3 epochs
+    on the whole training split instead of 4 x 5: on digits (symmetric and pairflip noise at
+    20 % and 40 %, seeds 0-4) cleanlab's flag F1 averaged 0.908, 0.924, 0.889, 0.697 with 3
+    epochs per fold against 0.907, 0.922, 0.880, 0.652 with 5; 3 was not below 5 in 16 of
+    the 20 runs and at most 0.014 below in the other four. Fewer epochs leave the fold
+    models less time to memorise flipped labels, which their held-out probabilities would
+    otherwise echo, so the cheaper comparison is no weaker.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -45,9 +56,9 @@ def cross_validated_probs(settings: RunSettings, data: PreparedData, folds: int 
         # A class with a single member cannot be in two folds; sklearn warns and goes on, and so do we.
         warnings.simplefilter("ignore", UserWarning)
         split = list(StratifiedKFold(folds, shuffle=True, random_state=settings.seed).split(given, given))
-    phases = Phases({f"fold {i}": epoch_work(len(train_idx), settings.teacher_epochs)
+    phases = Phases({f"fold {i}": epoch_work(len(train_idx), settings.cv_epochs)
                      for i, (train_idx, _) in enumerate(split)}, on_progress)
-    fold_settings = settings.replace(loss="ce", epochs=settings.teacher_epochs)
+    fold_settings = settings.replace(loss="ce", epochs=settings.cv_epochs)
     probs = np.zeros((len(given), data.dataset.num_classes), dtype=np.float32)
     for i, (train_idx, held_idx) in enumerate(split):
         keep = np.zeros(len(given), dtype=bool)

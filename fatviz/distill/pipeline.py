@@ -1,4 +1,4 @@
-"""The whole distillation: teacher, confident learning, student and baselines, then the report."""
+"""The whole distillation: teacher and student, then confident learning and the baselines, then the report."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fatviz.distill.confident_learning import confident_learning, cross_validate
 from fatviz.distill.report import (
     BASELINE_COLUMNS,
     KIND_REPORT_KEYS,
+    PHASES,
     REPORT_KEYS,
     DistillResult,
     centre_shifts,
@@ -61,48 +62,59 @@ def student_centres(settings: RunSettings, data: PreparedData, student: RunResul
 
 def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
                      should_stop: Callable[[], bool] | None = None, on_progress: Progress | None = None,
-                     baselines: bool = True, cleanlab: bool = True) -> DistillResult:
-    """Teacher rounds, soft labels, student, confident learning and baselines, with the report.
+                     cleanlab: bool = True) -> DistillResult:
+    """Teacher rounds, soft labels and student, then the comparisons (confident learning unless
+    `cleanlab` is False, and the baselines the `baselines` setting names), with the report.
 
-    A stop request (`should_stop()` returning True, polled between batches) raises
-    DistillationStopped, a FatvizError: a half-made teacher or student would be reported
-    as if it were finished, so nothing partial is returned or saved. Progress counts the
-    work of every phase in sample-epochs (see fatviz.progress), so it grows at a steady pace.
+    The teacher-student result comes first and the comparisons after it, training only what was
+    asked for; each phase's seconds are in the report (report.PHASE_SECONDS, NaN for a phase
+    skipped). A stop
+    request (`should_stop()` returning True, polled between batches) raises
+    DistillationStopped, a FatvizError: a half-made teacher or student would be reported as if
+    it were finished, so nothing partial is returned or saved. Progress counts the work of
+    every phase in sample-epochs (see fatviz.progress), so it grows at a steady pace.
     """
     check_student_loss(settings)  # fail before the teacher trains, not after
     start = time.perf_counter()
     data = data if data is not None else prepare_data(settings)
     n = len(data.given_labels)
-    weights = {"teacher": teacher_work(settings, n)}
-    if cleanlab:
-        weights["cleanlab"] = cv_work(settings, data)
-    weights["student"] = student_work(settings, n)
-    if baselines:
-        weights["baselines"] = baselines_work(settings, n)
+    weights = {"teacher": teacher_work(settings, n), "student": student_work(settings, n),
+               "cleanlab": cv_work(settings, data) if cleanlab else 0.0, "baselines": baselines_work(settings, n)}
     phases = Phases(weights, on_progress, should_stop, stopped=DistillationStopped)
+    seconds = dict.fromkeys(PHASES, math.nan)
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        seconds[phase] = time.perf_counter() - clock
+        clock = time.perf_counter()
 
     ds = data.dataset
     given, true, flipped = data.given_labels, ds.y_train, data.noisy.flipped
     sample_kind, second = data.noisy.sample_kind, data.noisy.second
     teacher = train_teacher(settings, data, should_stop=should_stop, on_progress=phases.part("teacher"))
-    phases.check()
     soft = teacher.soft_labels(settings.temperature)
     probs = teacher.probs
     flagged = ~teacher.kept
     teacher_label = probs.argmax(axis=1)
-
-    cl_flagged = np.zeros(n, dtype=bool)
-    if cleanlab:
-        pred_probs = cross_validated_probs(settings, data, should_stop=should_stop, on_progress=phases.part("cleanlab"))
-        cl_flagged = confident_learning(given, pred_probs)
-        phases.check()
+    lap("teacher")
+    phases.check()
 
     student = train_student(settings, data, soft, teacher.kept, should_stop=should_stop,
                             on_progress=phases.part("student"))
     rows = {STUDENT: {**{k: student.final_metrics[k] for k in SCORES}, "seconds": student.seconds}}
-    if baselines:
+    lap("student")
+
+    cl_flagged = np.zeros(n, dtype=bool)
+    if cleanlab:
+        phases.check()
+        pred_probs = cross_validated_probs(settings, data, should_stop=should_stop, on_progress=phases.part("cleanlab"))
+        cl_flagged = confident_learning(given, pred_probs)
+        lap("cleanlab")
+    if settings.baselines != "none":
         phases.check()
         rows.update(train_baselines(settings, data, should_stop=should_stop, on_progress=phases.part("baselines")))
+        lap("baselines")
     baseline_frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(BASELINE_COLUMNS))
 
     ours = flag_scores(flagged, flipped)
@@ -121,6 +133,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         **soft_label_scores(soft, true, second, sample_kind,
                             np.setdiff1d(np.arange(ds.num_classes), data.noisy.held_out)),
         **centre_shifts(student_centres(settings, data, student), sample_kind, teacher.kept),
+        **{f"{phase}_seconds": t for phase, t in seconds.items()},
         "seconds": time.perf_counter() - start,
     }
     table = pd.DataFrame({
@@ -134,4 +147,4 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         settings=settings, table=table, rounds=teacher.rounds, report={k: float(report[k]) for k in keys},
         per_class=per_class_table(given, flagged, flipped, ds.num_classes),
         confusion=confusion_table(given, teacher_label, true), baselines=baseline_frame, soft_labels=soft,
-        student=student, notes=distill_notes(settings, data, teacher, cleanlab, baselines), history=teacher.history)
+        student=student, notes=distill_notes(settings, data, teacher, cleanlab), history=teacher.history)

@@ -12,6 +12,7 @@ from fatviz.distill.confident_learning import CV_FOLDS
 from fatviz.distill.student import SCORES
 from fatviz.distill.teacher import Teacher
 from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
+from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
 from fatviz.train import PreparedData, RunResult
 
@@ -20,9 +21,14 @@ TABLE_COLUMNS = ("index", "true_label", "given_label", "teacher_label", "score",
 PER_CLASS_COLUMNS = ("class", "n", "n_flipped", "n_flagged", "precision", "recall", "f1")
 CONFUSION_COLUMNS = ("given_label", "teacher_label", "true_label", "count")
 BASELINE_COLUMNS = (*SCORES, "seconds")
+# The phases of a distillation in the order they run, with their names in words: the teacher-student
+# result first, then the comparisons (confident learning, the baselines), which a user may skip.
+PHASES = {"teacher": "teacher", "student": "student", "cleanlab": "confident learning", "baselines": "baselines"}
+PHASE_SECONDS = tuple(f"{phase}_seconds" for phase in PHASES)  # NaN for a phase skipped
 REPORT_KEYS = ("flag_precision", "flag_recall", "flag_f1", "kept_label_precision", "n_flagged", "n_flipped",
                "cleanlab_precision", "cleanlab_recall", "cleanlab_f1", "cleanlab_n_flagged",
-               "student_precision_at_1", "student_map", "baseline_precision_at_1", "baseline_map", "seconds")
+               "student_precision_at_1", "student_map", "baseline_precision_at_1", "baseline_map",
+               *PHASE_SECONDS, "seconds")
 # Per noise kind (docs/METHOD.md section 6): counts and flag scores, what the soft labels say about
 # outliers (flat) and composites (both classes), and how far noisy samples move the class centres.
 KIND_REPORT_KEYS = (
@@ -149,8 +155,7 @@ def confusion_table(given: np.ndarray, teacher: np.ndarray, true: np.ndarray) ->
     return counts.sort_values(list(CONFUSION_COLUMNS[:3]), ignore_index=True)[list(CONFUSION_COLUMNS)]
 
 
-def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, cleanlab: bool,
-                  baselines: bool) -> list[str]:
+def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, cleanlab: bool) -> list[str]:
     """Plain-language notes on what each number rests on, and on anything unusual in this run."""
     s = settings
     names = data.dataset.class_names
@@ -168,16 +173,18 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
     ]
     if cleanlab:
         notes.append(f"Confident learning (cleanlab find_label_issues) used out-of-sample probabilities: "
-                     f"{CV_FOLDS}-fold stratified cross-validation of the same model trained {s.teacher_epochs} "
+                     f"{CV_FOLDS}-fold stratified cross-validation of the same model trained {s.cv_epochs} "
                      "epochs with cross-entropy on the other folds, as cleanlab requires "
                      "(in-sample probabilities are overconfident).")
     notes.append(f"Student: {s.loss} for {s.epochs} epochs on the given labels; class centres from kept samples "
                  "only" + (
                      f"; cross-entropy targets are the teacher's soft labels (temperature {s.temperature:g})."
                      if s.loss == "hybrid" else "."))
-    if baselines:
-        notes.append(f"Baselines train on the given (noisy) labels with no teacher: `fat (noisy labels)` is the "
-                     f"student's own loss ({s.loss}); all are scored on the test split with true labels.")
+    if s.baselines != "none":
+        notes.append("Baselines train on the given (noisy) labels with no teacher" + (
+            f": `fat (noisy labels)` is the student's own loss ({s.loss})" if s.baselines == "all" else
+            f", here only `fat (noisy labels)`, the student's own loss ({s.loss}); baselines = all adds "
+            "batch-hard and cross-entropy") + "; each is scored on the test split with true labels.")
     notes.append("Per-class figures group samples by their given label.")
     empty = [names[k] for k, n in enumerate(np.bincount(data.given_labels[teacher.kept],
                                                         minlength=len(names))) if n == 0]
@@ -208,17 +215,20 @@ def format_report(result: DistillResult) -> str:
     s, r = result.settings, result.report
     title = (f"distillation | {s.dataset} | noise {s.noise} | seed {s.seed} | student {s.loss} | "
              f"{r['seconds']:.1f} s")
-    lines = [title, "", "teacher rounds", "  round  trained_on  epochs   kept  kept per class"]
+    times = seconds_text(r, PHASES)
+    lines = [title, *([f"time: {times}"] if times else []), "", "teacher rounds",
+             "  round  trained_on  epochs   kept  kept per class"]
     for row in result.rounds:
         lines.append(f"  {row['round']:>5}  {row['trained_on']:>10}  {row['epochs']:>6}  {row['kept']:>5}  "
                      f"{' '.join(map(str, row['kept_per_class']))}")
     lines += ["", f"flagged samples against the {int(r['n_flipped'])} truly flipped labels",
-              f"  {'method':<24}{'flagged':>8}{'precision':>11}{'recall':>8}{'F1':>7}"]
+              f"  {'method':<32}{'flagged':>8}{'precision':>11}{'recall':>8}{'F1':>7}"]
     methods = [("teacher (in-sample)", "flag", "n_flagged")]
     if math.isfinite(r["cleanlab_f1"]):
-        methods.append((f"cleanlab ({CV_FOLDS}-fold CV)", "cleanlab", "cleanlab_n_flagged"))
+        epochs = f"{s.cv_epochs} epoch{'s' if s.cv_epochs != 1 else ''}"
+        methods.append((f"cleanlab ({CV_FOLDS}-fold CV, {epochs})", "cleanlab", "cleanlab_n_flagged"))
     for name, prefix, count in methods:
-        lines.append(f"  {name:<24}{int(r[count]):>8}{r[prefix + '_precision']:>11.3f}"
+        lines.append(f"  {name:<32}{int(r[count]):>8}{r[prefix + '_precision']:>11.3f}"
                      f"{r[prefix + '_recall']:>8.3f}{r[prefix + '_f1']:>7.3f}")
     lines.append(f"  kept label precision (share of kept samples whose given label is true): "
                  f"{r['kept_label_precision']:.3f}")

@@ -17,6 +17,7 @@ from fatviz.errors import FatvizError
 from fatviz.figures.embedding import PointLabels, embedding_figure
 from fatviz.jobs import Budget, Job, JobManager
 from fatviz.paths import allowed_roots
+from fatviz.progress import Pace, left_text
 from fatviz.projection import NONLINEAR_EPOCHS, PanelFrames, panel_frames, spread_indices
 from fatviz.settings import RunSettings
 from pages.ui.look import plot_embedding, presentation, show_error
@@ -102,7 +103,9 @@ def job_status(job: Job) -> None:
         st.error(job.error, icon="⚠️")
     elif not job.done:
         frac, msg = job.progress
-        st.progress(min(1.0, max(0.0, frac)), text=f"Training… {msg}")
+        # This session's view of the pace since it first saw the job move (the first epoch pays one-off costs).
+        left = left_text(st.session_state.setdefault("_paces", {}).setdefault((job.key, job.started), Pace())(frac))
+        st.progress(min(1.0, max(0.0, frac)), text=f"Training… {left + ', ' if left else ''}{msg}")
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
