@@ -27,7 +27,7 @@ from fatviz.progress import ProgressBar
 from fatviz.settings import RunSettings, SettingField, setting_fields
 
 SUMMARY_KEYS = ("precision_at_1", "map", "nmi", "silhouette", "accuracy", "cmc_1", "cmc_5", "cmc_10", "minp")
-DATA_PARALLEL = ("train", "compare-centroids")  # the commands torchrun runs on several processes
+DATA_PARALLEL = ("train", "compare-centroids", "distill")  # the commands torchrun runs on several processes
 SAVED_AS = {"train": "run", "compare": "compare group", "distill": "distillation"}  # runs.group_kind's words
 
 
@@ -229,16 +229,24 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Teacher-student label distillation: progress on stderr, the report on stdout, optionally a JSON line."""
     from fatviz.distill import format_report, json_ready, run_distillation, save_distillation
     from fatviz.distill.storage import check_distillation_target
+    from fatviz.distributed import is_distributed, joined_job
 
     settings = settings_from_args(args)
     out = check_distillation_target(_destination(args, settings, "distill")[0])  # it is replaced whole
-    with ProgressBar("distill") as bar:
-        result = run_distillation(settings, on_progress=bar)
+    if is_distributed():  # under torchrun: every model data-parallel, rank 0 saves and reports
+        with joined_job(settings) as ranks, _bar("distill", ranks.rank == 0) as bar:
+            result = run_distillation(settings, on_progress=bar, make_trainer=_distributed_trainer(args))
+        if ranks.rank != 0:
+            return 0
+    else:
+        with ProgressBar("distill") as bar:
+            result = run_distillation(settings, on_progress=bar)
     path = save_distillation(result, out)
     print(format_report(result))
     print(f"saved: {path} (per-sample table: {path / 'table.csv'})")
     if args.json:
-        print(json.dumps(json_ready({**result.report, "run": str(path)})))
+        world = int(result.student.extras.get("world_size", 1))
+        print(json.dumps(json_ready({**result.report, "run": str(path), "world_size": world})))
     return 0
 
 

@@ -206,6 +206,33 @@ def rank_seed(seed: int, rank: int) -> int:
 # -- training -----------------------------------------------------------------------------------
 
 
+class RankBatches:
+    """A batch sampler's global batches as one rank sees them: the same order, batches of its share.
+
+    A global batch is the sampler's (`batch_size`, or P x K for identity-balanced batches); each
+    rank takes 1/world_size of it, which for P x K batches must be whole identities.
+    """
+
+    def __init__(self, sampler, settings: RunSettings, world_size: int) -> None:
+        self.inner = sampler
+        self.global_length = sampler.batch_length(settings.batch_size)
+        self.share = self.global_length // world_size
+        k = getattr(sampler, "k", 1)
+        if self.global_length % world_size or (self.global_length // world_size) % k:
+            shape = f"P x K = {self.global_length // k} x {k}" if k > 1 else str(self.global_length)
+            raise FatvizError(f"A global batch of {shape} does not split into {world_size} equal parts"
+                              + (" of whole identities" if k > 1 else "") + ": pick a batch size (and pk_k) so that "
+                              + ("P" if k > 1 else "it") + f" is a multiple of {world_size}.")
+
+    def batch_length(self, batch_size: int) -> int:
+        """This rank's share of a global batch."""
+        return self.share
+
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        """The sampler's global order (every rank draws the same one)."""
+        return self.inner.order(generator)
+
+
 class DistributedTrainer(Trainer):
     """A Trainer on one rank of a process group: DDP gradients, each rank on its shard of every epoch.
 
@@ -232,6 +259,7 @@ class DistributedTrainer(Trainer):
         super().__init__(settings, data, targets, snapshots=snapshots)
         self.run_settings = settings
         self.settings = settings.replace(batch_size=settings.batch_size // self.world_size)  # this rank's view
+        self.sampler = RankBatches(self.sampler, settings, self.world_size)
         module = self.model
         if sync_batchnorm:
             if self.device.type != "cuda":
@@ -271,7 +299,7 @@ class DistributedTrainer(Trainer):
     # -- Trainer hooks ------------------------------------------------------------------------
     def epoch_order(self) -> torch.Tensor:
         """This rank's shard of the epoch's global order (the same seeded permutation on every rank)."""
-        return rank_shard(super().epoch_order(), self.rank, self.world_size, self.run_settings.batch_size)
+        return rank_shard(super().epoch_order(), self.rank, self.world_size, self.sampler.global_length)
 
     def whole_set_centroids(self, train_emb: torch.Tensor | None = None) -> Centroids:
         """Whole-training-set centres from this rank's shard of it, by all-reduce (every rank calls it)."""
@@ -282,6 +310,12 @@ class DistributedTrainer(Trainer):
             emb = train_emb[self._centre_idx]
         return sharded_centroids(emb, self.y_train[self._centre_idx], self.settings.centroid, self.num_classes,
                                  weights=self._centre_w, group=self.group)
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As Trainer.embed, with every rank's batch-norm statistics, so every rank gets the same
+        answer mid-training (a collective: every rank calls it)."""
+        self._average_buffers()
+        return _embed(self.module, x)
 
     def _batch_loss(self, emb: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Batch centres are the global batch's: this rank's batch sums, all-reduced each step."""

@@ -230,6 +230,10 @@ class Trainer:
         targets = y if self.soft is None else self.soft[idx]
         return self.loss_fn(emb, y, logits, targets, centroids)
 
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings, logits) of inputs `x` in eval mode, in chunks."""
+        return _embed(self.model, x)
+
     @property
     def evaluated_on(self) -> tuple[int, int]:
         """(test samples the per-epoch metrics use, test split size)."""

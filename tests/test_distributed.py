@@ -82,6 +82,7 @@ def _centre_errors(rank: int, world: int) -> dict[str, float]:
 
 def _train_worker(out: Path) -> None:
     from fatviz.distributed import DistributedTrainer, init_from_env, run_distributed_train
+    from fatviz.errors import FatvizError
 
     ranks = init_from_env("cpu")
     report = {"centre_errors": _centre_errors(ranks.rank, ranks.world_size)}
@@ -92,6 +93,16 @@ def _train_worker(out: Path) -> None:
     batch = DistributedTrainer(SETTINGS.replace(centres="batch", epochs=1), snapshots=False)
     batch.fit()
     report["batch_mode_finished"] = True
+    # Identity-balanced batches: 4 classes x 8 per global batch of 32, so 2 whole classes per rank.
+    pk = DistributedTrainer(SETTINGS.replace(blob_classes=4, batch_sampler="pk", pk_k=4, epochs=1), snapshots=False)
+    order = pk.epoch_order()
+    labels = pk.y_train[order].view(-1, pk.sampler.share)
+    report["pk_counts"] = sorted({int(c) for row in labels for c in torch.bincount(row) if c})
+    pk.fit()
+    try:  # 3 classes x 10: 15 per rank cannot be whole identities
+        DistributedTrainer(SETTINGS.replace(batch_sampler="pk", pk_k=4), snapshots=False)
+    except FatvizError as exc:
+        report["pk_refused"] = str(exc)
     (out / f"rank{ranks.rank}.json").write_text(json.dumps(report))
     torch.distributed.destroy_process_group()
 
@@ -102,16 +113,23 @@ def _commands_worker(out: Path) -> None:
     import io
 
     from fatviz.cli import main
+    from fatviz.distributed import init_from_env
 
+    # One group for both commands (joining a torchrun job a second time after leaving it can
+    # hang in gloo's rendezvous; a user runs one command per launch, which joins once).
+    init_from_env("cpu")
     rank = os.environ["RANK"]
     common = ["--dataset", "blobs", "--blob-classes", "3", "--blob-dim", "4", "--embedding-dim", "4",
               "--batch-size", "32", "--vis-points", "30", "--device", "cpu", "--json"]
+    distill = ["--noise", "symmetric:0.2+outlier:0.1", "--epochs", "2", "--teacher-epochs", "2", "--teacher-rounds", "1",
+               "--round-epochs", "1", "--cv-epochs", "1", "--baselines", "all"]
     for name, argv in {"compare": ["compare-centroids", *common, "--epochs", "2", "--out", str(out / "compare")],
-                       }.items():
+                       "distill": ["distill", *common, *distill, "--out", str(out / "distill")]}.items():
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             code = main(argv)
         (out / f"{name}{rank}.json").write_text(json.dumps({"code": code, "stdout": printed.getvalue()}))
+    torch.distributed.destroy_process_group()
 
 
 def _fail_worker(out: Path) -> None:
@@ -180,6 +198,9 @@ def test_two_process_run_saves_one_run_like_a_single_process(trained) -> None:
     assert reports[1]["path"] is None and reports[0]["path"] is not None  # rank 0 alone saved
     assert reports[0]["losses"] == reports[1]["losses"]  # identical snapshots on every rank
     assert all(r["batch_mode_finished"] for r in reports)
+    assert all(r["pk_counts"] == [8] for r in reports)  # each rank's part of a batch: whole identities
+    assert all(r["pk_refused"].startswith("A global batch of P x K = 3 x 10 does not split into 2 equal parts of "
+                                          "whole identities") for r in reports)
     run = load_run(out / "run")
     assert run.extras["world_size"] == 2
     assert run.settings == SETTINGS and len(run.snapshots) == SETTINGS.epochs + 1
@@ -203,12 +224,20 @@ def test_two_process_run_saves_one_run_like_a_single_process(trained) -> None:
     assert abs(two - one) <= 0.1 * abs(one), (two, one)
 
 
-def test_compare_centroids_under_torchrun_saves_one_group_from_rank_0(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory) -> Path:
+    """One two-process launch running compare-centroids then distill through the CLI."""
+    out = tmp_path_factory.mktemp("commands")
+    proc, seconds = launch("commands", out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    print(f"two-process compare-centroids and distill: {seconds:.1f} s")
+    return out
+
+
+def test_compare_centroids_under_torchrun_saves_one_group_from_rank_0(commands) -> None:
     from fatviz.runs import load_group
 
-    proc, seconds = launch("commands", tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    print(f"two-process compare-centroids: {seconds:.1f} s")
+    tmp_path = commands
     ranks = [json.loads((tmp_path / f"compare{r}.json").read_text()) for r in (0, 1)]
     assert [r["code"] for r in ranks] == [0, 0]
     assert ranks[1]["stdout"] == ""  # one table and one JSON line per job: rank 0's
@@ -220,6 +249,23 @@ def test_compare_centroids_under_torchrun_saves_one_group_from_rank_0(tmp_path) 
         assert run.extras["world_size"] == 2 and run.settings.centroid == option
         assert len(run.snapshots) == 3
         assert line["options"][option]["precision_at_1"] == pytest.approx(run.final_metrics["precision_at_1"])
+
+
+def test_distill_under_torchrun_saves_one_distillation_from_rank_0(commands) -> None:
+    from fatviz.distill import load_distillation
+
+    out = commands
+    ranks = [json.loads((out / f"distill{r}.json").read_text()) for r in (0, 1)]
+    assert [r["code"] for r in ranks] == [0, 0] and ranks[1]["stdout"] == ""
+    line = json.loads(ranks[0]["stdout"].strip().splitlines()[-1])
+    assert line["world_size"] == 2
+    saved = load_distillation(out / "distill")
+    assert saved.student.extras["world_size"] == 2
+    # Every rank's teacher saw the same averaged model, so rank 0's flags are the job's flags.
+    assert line["n_flagged"] == int(saved.table["flagged"].sum())
+    assert set(saved.baselines.index) >= {"fat (noisy labels)", "batch-hard (noisy labels)"}
+    for phase in ("teacher", "student", "cleanlab", "baselines"):
+        assert line[f"{phase}_seconds"] > 0, phase
 
 
 def test_a_failing_rank_stops_the_launch_with_one_message(tmp_path) -> None:

@@ -34,7 +34,7 @@ def cv_work(settings: RunSettings, data: PreparedData, folds: int = CV_FOLDS) ->
 
 def cross_validated_probs(settings: RunSettings, data: PreparedData, folds: int = CV_FOLDS, *,
                           should_stop: Callable[[], bool] | None = None,
-                          on_progress: Progress | None = None) -> np.ndarray:
+                          on_progress: Progress | None = None, make_trainer: Callable[..., Trainer] = Trainer) -> np.ndarray:
     """Out-of-sample softmax (N, K): each fold predicted by the teacher's model family trained on the others.
 
     Every fold model trains with cross-entropy on the given labels, like the teacher's round
@@ -63,7 +63,7 @@ def cross_validated_probs(settings: RunSettings, data: PreparedData, folds: int 
     for i, (train_idx, held_idx) in enumerate(split):
         keep = np.zeros(len(given), dtype=bool)
         keep[train_idx] = True
-        trainer = Trainer(fold_settings, data, Targets(keep=keep), snapshots=False)
+        trainer = make_trainer(fold_settings, data, Targets(keep=keep), snapshots=False)
         part = phases.part(f"fold {i}")
         report = None if part is None else (
             lambda f, msg, i=i, part=part: part(f, f"cross-validation fold {i + 1}/{folds}, {msg}"))

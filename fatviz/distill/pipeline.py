@@ -40,7 +40,7 @@ from fatviz.distill.teacher import teacher_work, train_teacher
 from fatviz.models import build_model
 from fatviz.progress import Phases, Progress
 from fatviz.settings import RunSettings
-from fatviz.train import PreparedData, RunResult, _embed, prepare_data
+from fatviz.train import PreparedData, RunResult, Trainer, _embed, prepare_data
 
 
 def student_centres(settings: RunSettings, data: PreparedData, student: RunResult):
@@ -62,10 +62,12 @@ def student_centres(settings: RunSettings, data: PreparedData, student: RunResul
 
 def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
                      should_stop: Callable[[], bool] | None = None, on_progress: Progress | None = None,
-                     cleanlab: bool = True) -> DistillResult:
+                     cleanlab: bool = True, make_trainer: Callable[..., Trainer] = Trainer) -> DistillResult:
     """Teacher rounds, soft labels and student, then the comparisons (confident learning unless
     `cleanlab` is False, and the baselines the `baselines` setting names), with the report.
 
+    `make_trainer` builds every model's trainer from (settings, data, targets, snapshots=):
+    fatviz.distributed's DistributedTrainer makes the whole distillation data-parallel.
     The teacher-student result comes first and the comparisons after it, training only what was
     asked for; each phase's seconds are in the report (report.PHASE_SECONDS, NaN for a phase
     skipped). A stop
@@ -92,7 +94,8 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
     ds = data.dataset
     given, true, flipped = data.given_labels, ds.y_train, data.noisy.flipped
     sample_kind, second = data.noisy.sample_kind, data.noisy.second
-    teacher = train_teacher(settings, data, should_stop=should_stop, on_progress=phases.part("teacher"))
+    teacher = train_teacher(settings, data, should_stop=should_stop, on_progress=phases.part("teacher"),
+                            make_trainer=make_trainer)
     soft = teacher.soft_labels(settings.temperature)
     probs = teacher.probs
     flagged = ~teacher.kept
@@ -101,19 +104,21 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
     phases.check()
 
     student = train_student(settings, data, soft, teacher.kept, should_stop=should_stop,
-                            on_progress=phases.part("student"))
+                            on_progress=phases.part("student"), make_trainer=make_trainer)
     rows = {STUDENT: {**{k: student.final_metrics[k] for k in SCORES}, "seconds": student.seconds}}
     lap("student")
 
     cl_flagged = np.zeros(n, dtype=bool)
     if cleanlab:
         phases.check()
-        pred_probs = cross_validated_probs(settings, data, should_stop=should_stop, on_progress=phases.part("cleanlab"))
+        pred_probs = cross_validated_probs(settings, data, should_stop=should_stop, on_progress=phases.part("cleanlab"),
+                                           make_trainer=make_trainer)
         cl_flagged = confident_learning(given, pred_probs)
         lap("cleanlab")
     if settings.baselines != "none":
         phases.check()
-        rows.update(train_baselines(settings, data, should_stop=should_stop, on_progress=phases.part("baselines")))
+        rows.update(train_baselines(settings, data, should_stop=should_stop, on_progress=phases.part("baselines"),
+                                    make_trainer=make_trainer))
         lap("baselines")
     baseline_frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(BASELINE_COLUMNS))
 

@@ -34,7 +34,8 @@ def check_student_loss(settings: RunSettings) -> None:
                           "not one of them. Set loss to hybrid (the default) to distil.")
 
 
-def student_trainer(settings: RunSettings, data: PreparedData, soft: np.ndarray, kept: np.ndarray) -> Trainer:
+def student_trainer(settings: RunSettings, data: PreparedData, soft: np.ndarray, kept: np.ndarray, *,
+                    make_trainer: Callable[..., Trainer] = Trainer) -> Trainer:
     """The student's Trainer: settings.loss on the given labels, centres from kept samples only.
 
     With hybrid, cross-entropy takes the soft labels as targets. Every anchor keeps its
@@ -46,7 +47,7 @@ def student_trainer(settings: RunSettings, data: PreparedData, soft: np.ndarray,
     divides by zero.
     """
     check_student_loss(settings)
-    return Trainer(settings, data, Targets(soft=soft, centre_weights=kept.astype(np.float32)))
+    return make_trainer(settings, data, Targets(soft=soft, centre_weights=kept.astype(np.float32)))
 
 
 def student_work(settings: RunSettings, n: int) -> float:
@@ -55,9 +56,10 @@ def student_work(settings: RunSettings, n: int) -> float:
 
 
 def train_student(settings: RunSettings, data: PreparedData, soft: np.ndarray, kept: np.ndarray, *,
-                  should_stop: Callable[[], bool] | None = None, on_progress: Progress | None = None) -> RunResult:
+                  should_stop: Callable[[], bool] | None = None, on_progress: Progress | None = None,
+                  make_trainer: Callable[..., Trainer] = Trainer) -> RunResult:
     """Train the student (see student_trainer) with a snapshot per epoch, for the embedding animation."""
-    trainer = student_trainer(settings, data, soft, kept)
+    trainer = student_trainer(settings, data, soft, kept, make_trainer=make_trainer)
     report = None if on_progress is None else (lambda f, msg: on_progress(f, f"student, {msg}"))
     result = fit_or_stop(trainer, "while the student trained", should_stop, report)
     # Pages mark the flagged points in the student's embedding animation.
@@ -81,7 +83,8 @@ def baselines_work(settings: RunSettings, n: int) -> float:
 
 
 def train_baselines(settings: RunSettings, data: PreparedData, *, should_stop: Callable[[], bool] | None = None,
-                    on_progress: Progress | None = None) -> dict[str, dict[str, float]]:
+                    on_progress: Progress | None = None,
+                    make_trainer: Callable[..., Trainer] = Trainer) -> dict[str, dict[str, float]]:
     """The baselines the `baselines` setting names (of the student's loss, batch-hard triplet and
     cross-entropy), each on the given (noisy) labels."""
     runs = _baseline_settings(settings)
@@ -90,7 +93,7 @@ def train_baselines(settings: RunSettings, data: PreparedData, *, should_stop: C
     out = {}
     for name, run_settings in runs.items():
         start = time.perf_counter()
-        trainer = Trainer(run_settings, data, snapshots=False)
+        trainer = make_trainer(run_settings, data, snapshots=False)
         part = phases.part(name)
         report = None if part is None else (lambda f, msg, name=name, part=part: part(f, f"baseline {name}, {msg}"))
         fit_or_stop(trainer, "while a baseline trained", should_stop, report)

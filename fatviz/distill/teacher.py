@@ -11,7 +11,7 @@ import torch
 from fatviz.distill.stopping import fit_or_stop
 from fatviz.progress import Phases, Progress, epoch_work
 from fatviz.settings import RunSettings
-from fatviz.train import PreparedData, Targets, Trainer, _embed
+from fatviz.train import PreparedData, Targets, Trainer
 
 
 @dataclass(eq=False)
@@ -83,7 +83,7 @@ def confident(probs: np.ndarray, given: np.ndarray, settings: RunSettings) -> np
 def train_probs(trainer: Trainer, idx: np.ndarray | None = None) -> np.ndarray:
     """The trainer's softmax on (some of) its training samples, in eval mode."""
     x = trainer.x_train if idx is None else trainer.x_train[torch.as_tensor(idx, device=trainer.device)]
-    return torch.softmax(_embed(trainer.model, x)[1].float(), dim=1).cpu().numpy()
+    return torch.softmax(trainer.embed(x)[1].float(), dim=1).cpu().numpy()
 
 
 def round_work(settings: RunSettings, r: int, trained_on: int, n: int) -> float:
@@ -97,7 +97,7 @@ def teacher_work(settings: RunSettings, n: int) -> float:
 
 
 def train_teacher(settings: RunSettings, data: PreparedData, *, should_stop: Callable[[], bool] | None = None,
-                  on_progress: Progress | None = None) -> Teacher:
+                  on_progress: Progress | None = None, make_trainer: Callable[..., Trainer] = Trainer) -> Teacher:
     """Round 0 on every given label, then `teacher_rounds` rounds on the confident samples only.
 
     Two choices make the teacher work with a few epochs per round (measured on digits
@@ -127,7 +127,7 @@ def train_teacher(settings: RunSettings, data: PreparedData, *, should_stop: Cal
     stopped_early = False
     for r in range(n_rounds):
         epochs = settings.teacher_epochs if r == 0 else settings.round_epochs
-        trainer = Trainer(settings.replace(loss="ce", epochs=epochs), data, Targets(keep=keep), snapshots=False)
+        trainer = make_trainer(settings.replace(loss="ce", epochs=epochs), data, Targets(keep=keep), snapshots=False)
         if state is not None:
             trainer.model.load_state_dict(state)
         epoch_probs: list[np.ndarray] = []
