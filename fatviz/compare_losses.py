@@ -7,6 +7,11 @@ epoch's wall time, and the loss's own cost per step, timed apart from the networ
 embeddings of the run's batch size and dimension (the part of a step that the loss decides).
 `summary()` gives mean and spread over seeds; `LossComparison.to_json` / `load_comparison`
 store a benchmark so a page can show runs made elsewhere (larger sizes, a GPU).
+
+A study (scripts/bench_losses.py) names its own variants, each with the settings it changes,
+and may bring its own data. A run is trained once: a variant whose settings equal, as far as
+its loss reads them (`run_reads`), those of a run already trained for the seed (in this
+comparison or in the `reuse` rows of an earlier one) copies that run's row.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +32,9 @@ from fatviz.centroids import compute_centroids
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
 from fatviz.settings import RunSettings
+
+if TYPE_CHECKING:
+    from fatviz.train import PreparedData
 
 COMPARISON_FILE = "losses.json"  # inside a job's run folder
 SCHEMA = "fatviz.compare-losses"
@@ -47,6 +55,42 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 QUICK_VARIANTS: tuple[str, ...] = ("fat", "hybrid (fat + cross-entropy)", "batch-hard triplet", "all triplets",
                                    "cross-entropy")
+# Loss fields only the FAT family reads (the centres, its negatives, its compactness term).
+FAT_ONLY: tuple[str, ...] = ("negatives", "hardest_k", "radius", "compactness_weight", "centres")
+
+
+def run_reads(settings: RunSettings) -> RunSettings:
+    """The settings with every field the run's loss does not read put back to its default.
+
+    Two settings with equal `run_reads` train to the same result (training is deterministic on
+    CPU), so a comparison trains them once: a batch-hard run does not read the compactness
+    weight, only hybrid reads the cross-entropy weight, and cross-entropy reads no margin.
+    """
+    spec = LOSSES.get(settings.loss)
+    unread = [] if spec.uses_centres else list(FAT_ONLY)
+    if spec.uses_centres and settings.negatives != "hardest":
+        unread.append("hardest_k")
+    if settings.loss != "hybrid":
+        unread.append("ce_weight")
+    if settings.loss == "ce":
+        unread.append("margin")
+    if settings.batch_sampler != "pk":
+        unread.append("pk_k")
+    defaults = {f.name: f.default for f in fields(RunSettings)}
+    # An unset margin or weight is the option's default: name the value, so both spellings match.
+    read = {"margin": settings.effective_margin, "compactness_weight": settings.effective_compactness_weight}
+    return settings.replace(**{name: defaults[name] if name in unread else value for name, value in read.items()},
+                            **{name: defaults[name] for name in unread if name not in read})
+
+
+def _variant_changes(variants: Sequence[str] | Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Variant name -> the settings it changes: names from VARIANTS, or a study's own mapping."""
+    if isinstance(variants, Mapping):
+        return {str(name): dict(changes) for name, changes in variants.items()}
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise FatvizError(f"Unknown loss variant(s) {', '.join(map(repr, unknown))}: choose from {', '.join(VARIANTS)}.")
+    return {name: VARIANTS[name] for name in variants}
 
 
 @dataclass
@@ -155,41 +199,61 @@ def loss_step_seconds(settings: RunSettings, num_classes: int, repeats: int = 20
     return statistics.median(times[3:])  # the first calls pay one-off allocations
 
 
-def compare_losses(settings: RunSettings, variants: Sequence[str] = QUICK_VARIANTS, seeds: Sequence[int] = (0, 1, 2),
-                   *, on_progress: Callable[[float, str], None] | None = None,
+def compare_losses(settings: RunSettings, variants: Sequence[str] | Mapping[str, Mapping[str, Any]] = QUICK_VARIANTS,
+                   seeds: Sequence[int] = (0, 1, 2), *, data: Callable[[RunSettings], PreparedData] | None = None,
+                   reuse: Iterable[dict[str, Any]] = (),
+                   on_progress: Callable[[float, str], None] | None = None,
                    should_stop: Callable[[], bool] | None = None) -> LossComparison:
-    """Train every variant once per seed on the same data, model and epochs; see the module docstring."""
+    """Train every variant once per seed on the same data, model and epochs; see the module docstring.
+
+    `variants`: names from VARIANTS, or a mapping of a study's own names to the settings each
+    changes. `data(settings)` gives a seed's data (default: `prepare_data`); it is called once
+    per seed, so every variant of a seed sees the same data. `reuse`: rows of an earlier
+    comparison whose runs need not be trained again (matched by `run_key`).
+    """
     from fatviz.train import Trainer, prepare_data
 
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise FatvizError(f"Unknown loss variant(s) {', '.join(map(repr, unknown))}: choose from {', '.join(VARIANTS)}.")
+    changes = _variant_changes(variants)
     if not seeds:
         raise FatvizError("Give at least one seed.")
+    try:
+        runs = {(name, seed): settings.replace(seed=seed, **changes[name]) for seed in seeds for name in changes}
+    except TypeError as exc:  # a change that names no setting
+        raise FatvizError(f"A variant changes an unknown setting: {exc}.") from None
+    load = prepare_data if data is None else data
+    trained = {r["run_key"]: r for r in reuse if r.get("run_key")}
     start = time.perf_counter()
     result = LossComparison(settings)
-    total = len(variants) * len(seeds)
+    total = len(runs)
     done = 0
     for seed in seeds:
-        data = prepare_data(settings.replace(seed=seed))  # the same data for every variant of a seed
-        for name in variants:
-            s = settings.replace(seed=seed, **VARIANTS[name])
+        prepared = None  # loaded when the seed's first run needs training
+        for name in changes:
+            s = runs[name, seed]
+            key = run_reads(s).key("train")
             if on_progress is not None:
                 on_progress(done / total, f"{name}, seed {seed}")
-            trainer = Trainer(s, data, snapshots=False)
+            done += 1
+            if key in trained:
+                result.rows.append({**trained[key], "variant": name, "changes": changes[name]})
+                continue
+            if prepared is None:
+                prepared = load(settings.replace(seed=seed))  # the same data for every variant of a seed
+            trainer = Trainer(s, prepared, snapshots=False)
             t = time.perf_counter()
             trainer.fit(should_stop=should_stop)
             seconds = time.perf_counter() - t
             if trainer.stopped:
                 raise FatvizError("The comparison was stopped before it finished; nothing was saved.")
             metrics = trainer.evaluate()
-            result.rows.append({
-                "variant": name, "loss": s.loss, "seed": seed,
+            row = {
+                "variant": name, "loss": s.loss, "seed": seed, "changes": changes[name], "run_key": key,
                 **{k: metrics.get(k) for k in METRICS},
                 "epoch_seconds": seconds / s.epochs,
-                "step_seconds": loss_step_seconds(s, data.dataset.num_classes, seed=seed),
-            })
-            done += 1
+                "step_seconds": loss_step_seconds(s, prepared.dataset.num_classes, seed=seed),
+            }
+            trained[key] = row
+            result.rows.append(row)
     if on_progress is not None:
         on_progress(1.0, "done")
     result.seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ from fatviz.compare_losses import (
     compare_losses,
     load_comparison,
     loss_step_seconds,
+    run_reads,
     save_comparison,
     verdict,
 )
@@ -50,6 +51,57 @@ def test_bad_variants_seeds_and_files_give_one_message(tmp_path):
     bad.write_text(json.dumps({"schema": "something else"}))
     with pytest.raises(FatvizError, match="not a fatviz"):
         load_comparison(bad)
+
+
+def test_a_study_names_its_own_variants_and_brings_its_own_data():
+    calls = []
+
+    def data(s):
+        calls.append(s.seed)
+        return prepare_data(s)
+
+    study = {"fat m0.3": {"loss": "fat", "margin": 0.3}, "bh m0.3": {"loss": "triplet-hard", "margin": 0.3}}
+    result = compare_losses(TINY, study, seeds=(0, 1), data=data)
+    assert calls == [0, 1]  # one data set per seed, shared by its variants
+    assert [r["variant"] for r in result.rows] == ["fat m0.3", "bh m0.3"] * 2
+    assert result.rows[1]["changes"] == {"loss": "triplet-hard", "margin": 0.3}
+    s = TINY.replace(seed=0, loss="fat", margin=0.3)
+    trainer = Trainer(s, prepare_data(s), snapshots=False)
+    trainer.fit()
+    assert result.rows[0]["map"] == pytest.approx(trainer.evaluate()["map"])
+    # Every change is checked before anything trains.
+    with pytest.raises(FatvizError, match="unknown setting"):
+        compare_losses(TINY, {"x": {"loss": "fat", "warmup": 2}}, data=lambda s: pytest.fail("trained"))
+    with pytest.raises(FatvizError, match="margin"):
+        compare_losses(TINY, {"x": {"loss": "fat", "margin": -1.0}}, data=lambda s: pytest.fail("trained"))
+
+
+def test_settings_a_loss_does_not_read_train_to_the_same_result_and_are_trained_once():
+    fat_only = {"compactness_weight": 0.3, "negatives": "hardest", "hardest_k": 2, "centres": "batch",
+                "ce_weight": 0.5, "pk_k": 8}
+    bh = TINY.replace(loss="triplet-hard")
+    assert run_reads(bh.replace(**fat_only)) == run_reads(bh)
+    assert run_reads(TINY.replace(loss="fat", margin=0.1)) == run_reads(TINY.replace(loss="fat"))  # the default
+    for loss, change in (("fat", {"compactness_weight": 0.3}), ("hybrid", {"ce_weight": 0.5}),
+                         ("triplet-hard", {"margin": 0.3}), ("triplet-hard", {"batch_sampler": "pk"}),
+                         ("fat", {"negatives": "hardest"}), ("fat", {"pk_k": 8, "batch_sampler": "pk"})):
+        assert run_reads(TINY.replace(loss=loss, **change)) != run_reads(TINY.replace(loss=loss)), (loss, change)
+    # What run_reads drops, the trainer really does not read: the same figures, trained apart.
+    figures = []
+    for s in (bh, bh.replace(**fat_only)):
+        trainer = Trainer(s, prepare_data(s), snapshots=False)
+        trainer.fit()
+        figures.append(trainer.evaluate())
+    assert figures[0] == figures[1]
+    # So a study trains such a variant once, and an earlier comparison's rows are not trained again.
+    study = {"bh": {"loss": "triplet-hard"}, "bh, weight 0.3": {"loss": "triplet-hard", **fat_only}}
+    result = compare_losses(TINY, study, seeds=(0,))
+    first, copy = result.rows
+    assert copy["variant"] == "bh, weight 0.3" and copy["run_key"] == first["run_key"]
+    assert copy["precision_at_1"] == first["precision_at_1"] == pytest.approx(figures[0]["precision_at_1"])
+    again = compare_losses(TINY, {"bh again": {"loss": "triplet-hard"}}, seeds=(0,), reuse=result.rows,
+                           data=lambda s: pytest.fail("trained again"))
+    assert again.rows[0]["map"] == first["map"] and again.rows[0]["variant"] == "bh again"
 
 
 def test_the_loss_cost_per_step_ranks_fat_below_all_triplets_at_a_large_batch():
@@ -99,3 +151,28 @@ def test_the_page_shows_the_comparison_a_job_finds_on_disk():
     assert names == {"fat", "batch-hard triplet"}
     words = [e.value for e in at.success] + [e.value for e in at.warning]
     assert any(w.startswith("fat ") for w in words)
+
+
+def test_the_study_script_shares_unread_runs_reports_the_goal_and_resumes(tmp_path, capsys, monkeypatch):
+    from scripts.bench_losses import main
+
+    args = ["--study", "--datasets", "digits", "--digits-epochs", "1", "--seeds", "0", "--configs", "default",
+            "compactness 0.3", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])
+    rows = report["datasets"]["digits"]
+    def accuracy(config, loss):
+        return {k: v for k, v in rows[config][loss].items() if k in ("precision_at_1", "map", "minp")}
+
+    assert accuracy("compactness 0.3", "batch-hard") == accuracy("default", "batch-hard")  # trained once
+    assert accuracy("compactness 0.3", "fat") != accuracy("default", "fat")
+    assert set(report["meets_goal"]) == {"default", "compactness 0.3"}
+    assert "| default |" in out and "fat − bh (worst)" in out
+    # --resume answers from the saved rows: nothing trains again.
+    monkeypatch.setattr(Trainer, "fit", lambda self, **kw: pytest.fail("trained again"))
+    assert main([*args, "--resume"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["datasets"]["digits"]["default"]["fat"]["map"] == rows["default"]["fat"]["map"]
+    assert main(["--set", "margin=-1", "--out", str(tmp_path)]) == 2
+    assert "margin" in capsys.readouterr().err
