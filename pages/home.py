@@ -1,21 +1,29 @@
-"""Home: what FAT is, in one screen, and a button that trains the default demo and animates it."""
+"""Home: what FAT is, in one screen, and a button that trains the default demo and animates it.
 
-import threading
+The text and the button are drawn before anything heavy is imported: the first visitor after
+the server starts sees them at once, while torch, the training workers and the demo's data
+load behind them (`_demo`).
+"""
 
 import streamlit as st
 
-from fatviz.centroids import CENTROIDS
-from fatviz.figures.embedding import placeholder_figure
-from fatviz.settings import RunSettings
-from pages.ui.live import job_manager, prepared_data, show_job_animation, start_job
-from pages.ui.look import presentation, start_page
+from pages.ui.look import start_page
+
+# The demo the button trains: RunSettings()'s defaults, written out so that drawing the button
+# needs no import of the training stack (tests/test_app_pages.py keeps them equal).
+DEMO = {"dataset": "digits", "epochs": 30, "seed": 0}
+READY, STARTING = "Training workers ready.", "Starting the training workers (a few seconds)…"
 
 
 @st.cache_resource(show_spinner=False)
-def warm_up(_settings: RunSettings) -> threading.Thread:
+def warm_up(_settings):
     """Start the training workers and load the demo's data (with the engine's imports) in this
     process while the visitor reads, so the first epoch is drawn the moment it is trained."""
+    import threading
+
     from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    from pages.ui.live import job_manager, prepared_data
 
     job_manager()
     thread = threading.Thread(target=prepared_data, args=(_settings,), daemon=True, name="fatviz-warm-up")
@@ -24,10 +32,57 @@ def warm_up(_settings: RunSettings) -> threading.Thread:
     return thread
 
 
-start_page()
-settings = RunSettings()
-warm_up(settings)
+def _workers_line() -> None:
+    """"Starting…" until the workers are up, then "ready", by itself (a fragment polling once a second)."""
+    from pages.ui.live import job_manager
 
+    if job_manager().ready(0):
+        st.caption(READY)
+        return
+
+    @st.fragment(run_every=1.0)
+    def poll() -> None:
+        if job_manager().ready(0):
+            st.rerun()  # the whole page again: it draws "ready" and stops polling
+        st.caption(STARTING)
+    poll()
+
+
+def _demo(clicked: bool) -> None:
+    """Everything that needs the training stack: warm-up, the workers line, the demo or its placeholder."""
+    from fatviz.centroids import CENTROIDS
+    from fatviz.figures.embedding import placeholder_figure
+    from fatviz.settings import RunSettings
+    from pages.ui.live import show_job_animation, start_job
+    from pages.ui.look import presentation
+
+    settings = RunSettings()
+    warm_up(settings)
+    if clicked:
+        st.session_state["home_demo"] = True
+    if not st.session_state.get("home_demo"):
+        # Workers start (and warm up) when the app opens; a click before then waits for them.
+        _workers_line()
+        st.plotly_chart(placeholder_figure(CENTROIDS.names(), "Press <b>Run the demo</b>: the four runs appear "
+                                           "here, epoch by epoch", columns=4, presentation=presentation()),
+                        theme=None, config={"staticPlot": True}, key="home_placeholder")
+        return
+    job = start_job("compare", settings)
+    if job is None:
+        return
+    show_job_animation(job, key="home_animation", columns=4)
+    if job.done and job.status == "done":
+        if job.from_cache:
+            how = "loaded from the saved run"
+        else:
+            how = (f"first epochs on screen after {job.first_frame_seconds:.1f} s, "
+                   f"all {settings.epochs} epochs trained in {job.seconds:.1f} s")
+        st.caption(f"Four runs, same data and seed, {how}. Each panel is one centroid option "
+                   "(PCA fitted once across all epochs). Press ▶ Play to watch training; "
+                   "open the **Centroid explorer** for metrics, the bound, and single samples.")
+
+
+start_page()
 st.title("FAT: the Fast Approximated Triplet loss")
 story, maths = st.columns([1, 1.1], gap="large")
 with story:
@@ -44,37 +99,15 @@ with story:
     )
 with maths:
     st.markdown("**The bound**: for any centre point, by the triangle inequality")
-    st.latex(r"""\begin{aligned}\max\bigl(0,\ d(a,p) - d(a,n) + m\bigr) \;\le\;
-             &\max\bigl(0,\ d(a,c_{y_a}) - d(a,c_k) + m\bigr)\\ &+ R_{y_a} + R_k\end{aligned}""")
+    # Three short lines each: the column is about 400 px wide on a 1280 px projector.
+    st.latex(r"""\begin{aligned}&\max\bigl(0,\ d(a,p) - d(a,n) + m\bigr)\\
+             \le\ &\max\bigl(0,\ d(a,c_{y_a}) - d(a,c_k) + m\bigr)\\ &+ R_{y_a} + R_k\end{aligned}""")
     st.markdown("**The FAT loss** minimises it: a point-to-set term plus a compactness term")
-    st.latex(r"""\begin{aligned}L_{\mathrm{FAT}} = \frac{1}{N(K-1)} \sum_{a} \sum_{k \ne y_a}
+    st.latex(r"""\begin{aligned}L_{\mathrm{FAT}} = &\frac{1}{N(K-1)} \sum_{a} \sum_{k \ne y_a}\\
              &\max\bigl(0,\ d(a,c_{y_a}) - d(a,c_k) + m\bigr)\\ &+ \lambda\, \mathrm{compactness}\end{aligned}""")
     st.caption("d: Euclidean distance in the anchor space · c_k: centre of class k, recomputed from the "
                "whole training set every epoch · R_k: radius of class k · m: margin · λ: compactness weight")
 
-if st.button("Run the demo", type="primary", icon=":material/play_arrow:",
-             help=f"{settings.dataset}, the four centroid options, {settings.epochs} epochs, seed {settings.seed}"):
-    st.session_state["home_demo"] = True
-
-if not st.session_state.get("home_demo"):
-    # Workers start (and warm up) when the app opens; a click before then waits for them.
-    ready = job_manager().ready(0)
-    st.caption("Training workers ready." if ready else "Starting the training workers (a few seconds)…")
-
-if st.session_state.get("home_demo"):
-    job = start_job("compare", settings)
-    if job is not None:
-        show_job_animation(job, key="home_animation", columns=4)
-        if job.done and job.status == "done":
-            if job.from_cache:
-                how = "loaded from the saved run"
-            else:
-                how = (f"first epochs on screen after {job.first_frame_seconds:.1f} s, "
-                       f"all {settings.epochs} epochs trained in {job.seconds:.1f} s")
-            st.caption(f"Four runs, same data and seed, {how}. Each panel is one centroid option "
-                       "(PCA fitted once across all epochs). Press ▶ Play to watch training; "
-                       "open the **Centroid explorer** for metrics, the bound, and single samples.")
-else:
-    st.plotly_chart(placeholder_figure(CENTROIDS.names(), "Press <b>Run the demo</b>: the four runs appear "
-                                       "here, epoch by epoch", columns=4, presentation=presentation()),
-                    theme=None, config={"staticPlot": True}, key="home_placeholder")
+clicked = st.button("Run the demo", type="primary", icon=":material/play_arrow:",
+                    help=f"{DEMO['dataset']}, the four centroid options, {DEMO['epochs']} epochs, seed {DEMO['seed']}")
+_demo(clicked)

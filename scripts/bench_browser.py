@@ -41,6 +41,7 @@ VIEW = {"width": 1600, "height": 1000}
 LIVE = ".js-plotly-plot .gtitle"  # "Epoch n": the live view and the animation, not the empty placeholder
 ANIMATION = ".js-plotly-plot g.slider-container"  # only the finished animation has an epoch slider
 READY = "Training workers ready."
+TITLE = "FAT: the Fast Approximated Triplet loss"  # Home's title
 CACHED_TABS = 3  # new tabs timed per repeat for the cached demo (a single click varies by +-30% here)
 SLOW = 180.0  # seconds: generous limits, a busy laptop trains the demo well within them
 
@@ -99,18 +100,18 @@ def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-def open_home_when_ready(browser, url: str):
-    """A new tab on Home, reloaded until it says the training workers are ready; (page, seconds waited)."""
+def open_home_when_ready(browser, url: str, timings: dict[str, float] | None = None):
+    """A new tab on Home, waited on until it says by itself that the training workers are ready;
+    (page, seconds waited). `timings` gets `first_paint_s`: the request until Home's title and its
+    Run button are on screen (the first visit to a fresh server pays the server's first script run)."""
     page = browser.new_page(viewport=VIEW)
     opened = time.perf_counter()
     page.goto(url)
+    page.get_by_text(TITLE).wait_for(timeout=SLOW * 1000)
     page.get_by_role("button", name="Run the demo").wait_for(timeout=SLOW * 1000)
-    while page.get_by_text(READY).count() == 0:
-        if time.perf_counter() - opened > SLOW:
-            raise RuntimeError("the training workers never became ready")
-        time.sleep(1.0)
-        page.reload()
-        page.get_by_role("button", name="Run the demo").wait_for(timeout=SLOW * 1000)
+    if timings is not None:
+        timings["first_paint_s"] = round(time.perf_counter() - opened, 2)
+    page.get_by_text(READY).wait_for(timeout=SLOW * 1000)  # the line polls the workers itself
     return page, time.perf_counter() - opened
 
 
@@ -205,12 +206,14 @@ def one_repeat(playwright, workdir: Path) -> dict[str, float]:
     with streamlit_server(workdir / "runs", workdir / "streamlit.log") as (url, proc):
         browser = launch_browser(playwright)
         try:
-            page, ready = open_home_when_ready(browser, url)
+            painted: dict[str, float] = {}
+            page, ready = open_home_when_ready(browser, url, painted)
             settle(page)
             before = cpu_by_role(proc.pid)
             out = time_demo(page)
             after = cpu_by_role(proc.pid)
             out["workers_ready_s"] = round(ready, 2)
+            out.update(painted)
             out.update({f"cpu_{k}_s": round(after[k] - before[k], 2) for k in before})
             settle(page)
             cached = [time_cached(browser, url) for _ in range(CACHED_TABS)]
@@ -239,14 +242,15 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir()
             rows.append(one_repeat(p, workdir))
             row = rows[-1]
-            print(f"repeat {r + 1}: first frame {row['first_frame_s']:.2f} s, full {row['full_animation_s']:.2f} s, "
+            print(f"repeat {r + 1}: first paint {row['first_paint_s']:.2f} s, "
+                  f"first frame {row['first_frame_s']:.2f} s, full {row['full_animation_s']:.2f} s, "
                   f"cached {row['cached_animation_s']:.2f} s | CPU s: browser {row['cpu_browser_s']:.1f}, "
                   f"server {row['cpu_server_s']:.1f}, workers {row['cpu_workers_s']:.1f} | {row['server_caption']}",
                   flush=True)
-    keys = ("first_frame_s", "full_animation_s", "cached_animation_s", "cpu_browser_s", "cpu_server_s",
-            "cpu_workers_s")
+    keys = ("first_paint_s", "first_frame_s", "full_animation_s", "cached_animation_s", "cpu_browser_s",
+            "cpu_server_s", "cpu_workers_s")
     summary = {k: statistics.median(r[k] for r in rows) for k in keys}
-    targets = {"first_frame_s": 2.0, "full_animation_s": 10.0, "cached_animation_s": 1.0}
+    targets = {"first_paint_s": 1.5, "first_frame_s": 2.0, "full_animation_s": 10.0, "cached_animation_s": 1.0}
     worst = {k: max(r[k] for r in rows) for k in keys}
     print(f"\n{'over ' + str(len(rows)) + ' repeats':<28}{'median':>8}{'worst':>8}{'target':>9}")
     for k in keys:

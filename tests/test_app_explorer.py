@@ -108,6 +108,24 @@ def test_home_says_what_fat_is_and_runs_the_demo(saved_default_demo) -> None:
     assert job.from_cache and job.done
 
 
+def test_home_button_names_the_demo_runsettings_trains() -> None:
+    import ast
+    from pathlib import Path
+
+    from fatviz.settings import RunSettings
+
+    source = (Path(__file__).resolve().parents[1] / "pages" / "home.py").read_text()
+    tree = ast.parse(source)
+    (demo,) = [n.value for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "DEMO"]
+    written = ast.literal_eval(demo)
+    defaults = RunSettings()
+    assert written == {k: getattr(defaults, k) for k in written}
+    # The text and the button come before the first import of the training stack (fatviz.*).
+    top_level_fatviz = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module.startswith("fatviz")]
+    assert not top_level_fatviz
+    assert source.index("st.title(") < source.index("_demo(clicked)")
+
+
 # --------------------------------------------------------------------------- centroid explorer
 
 

@@ -336,3 +336,14 @@ def test_a_long_run_labels_every_fifth_epoch_on_the_slider_but_keeps_a_step_per_
     assert [s.label for s in steps if s.label] == ["0", "5", "10", "15", "20", "25", "30"]
     assert fig.layout.sliders[0].currentvalue.visible is False
     assert [f.layout.title.text for f in fig.frames][7] == "Epoch 7"  # the title names every epoch
+
+
+def test_a_row_of_panels_puts_its_legend_on_a_line_below_the_epoch_title(panels) -> None:
+    from fatviz.figures.embedding import TITLE_LINE
+
+    fig = embedding_figure(panels, fake_labels(), columns=4).to_dict()["layout"]
+    height, legend = fig["height"], fig["legend"]
+    # The legend's top sits one title line below the figure's top, where the "Epoch n" title is.
+    assert legend["yref"] == "container" and legend["yanchor"] == "top"
+    assert (1.0 - legend["y"]) * height == pytest.approx(TITLE_LINE)
+    assert fig["title"]["y"] > legend["y"] and fig["margin"]["t"] >= 80 + TITLE_LINE

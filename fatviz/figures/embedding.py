@@ -134,6 +134,9 @@ def _moving(panels: Sequence[PanelFrames], f: int, highlight: int | None = None)
     return out
 
 
+TITLE_LINE = 36  # px: the "Epoch n" title's line, above a row view's legend
+
+
 def _titles(panels: Sequence[PanelFrames], f: int, size: int, notes: bool = True) -> list[dict]:
     """Panel titles (option, what its centre is, this epoch's P@1) as annotations above each panel."""
     out = []
@@ -256,8 +259,10 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     panel_height = (400 if presentation else 290) if row_view else 500  # row: near-square panels
     legend = {"title": {"text": COLOUR_BY_LABELS[colour_by]}, "itemsizing": "constant", "itemclick": False,
               "itemdoubleclick": False}
-    if row_view:
-        legend.update(orientation="h", x=1.0, xanchor="right", y=1.0, yref="container", yanchor="top")
+    fig_height = height or (panel_height * rows + 100 + (110 if controls else 0) + (TITLE_LINE if row_view else 0))
+    if row_view:  # a line of its own under the "Epoch n" title: a long legend spans the whole width
+        legend.update(orientation="h", x=1.0, xanchor="right", y=1.0 - TITLE_LINE / fig_height, yref="container",
+                      yanchor="top")
     else:
         legend.update(x=1.01, xanchor="left", y=1.0, yanchor="top")
     layout.update(
@@ -300,10 +305,9 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
                       for f, e in enumerate(epochs[:n_frames])],
         }]
     fig = go.Figure(spec)
-    apply_style(fig, presentation=presentation,
-                height=height or (panel_height * rows + 100 + (110 if controls else 0)))
-    fig.update_layout(legend=legend,
-                      margin={"l": 10, "r": 10, "t": 80 if row_view else 90, "b": 100 if controls else 10})
+    apply_style(fig, presentation=presentation, height=fig_height)
+    fig.update_layout(legend=legend, margin={"l": 10, "r": 10, "t": 80 + TITLE_LINE if row_view else 90,
+                                             "b": 100 if controls else 10})
     return fig
 
 
