@@ -66,6 +66,31 @@ def test_teacher_flags_planted_flips(noise):
     assert teacher.history["kept"].shape == (settings.teacher_rounds + 1, len(data.given_labels))
 
 
+def test_an_underfit_teacher_trains_round_0_on_until_its_agreement_levels_off():
+    from fatviz.distill.teacher import EXTEND_GROWTH, EXTEND_UP_TO, _still_fitting
+
+    given = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+
+    def probs(right: int) -> np.ndarray:  # `right` of the ten samples have their given label on top
+        top = np.where(np.arange(10) < right, given, (given + 1) % 3)
+        return np.eye(3, dtype=np.float32)[top]
+    assert _still_fitting([probs(5)], given)  # one epoch says nothing yet
+    assert _still_fitting([probs(5), probs(6)], given)  # +0.1
+    assert not _still_fitting([probs(6), probs(6)], given)
+    assert EXTEND_GROWTH == 0.02
+
+    # A slow learner (one epoch, a small learning rate) goes on; the asked epochs are a floor.
+    slow = BLOBS.replace(teacher_epochs=1, lr=3e-4, teacher_rounds=0)
+    data = prepare_data(slow)
+    teacher = train_teacher(slow, data)
+    epochs = teacher.rounds[0]["epochs"]
+    assert 1 < epochs <= EXTEND_UP_TO
+    messages = []
+    train_teacher(slow, data, on_progress=lambda f, m: messages.append((f, m)))
+    assert messages[-1][0] == pytest.approx(1.0) and f"epoch {epochs}" in messages[-1][1]
+    assert all(b[0] >= a[0] - 1e-9 for a, b in zip(messages, messages[1:], strict=False))  # never goes back
+
+
 def test_soft_labels_sum_to_one(small_run):
     logits = np.random.default_rng(0).normal(scale=30.0, size=(50, 6)).astype(np.float32)
     for temperature in (0.05, 1.0, 10.0):
@@ -154,10 +179,10 @@ def test_zero_noise_run_works():
     assert r["n_flipped"] == 0 and r["flag_recall"] == 1.0
     assert not result.table["was_flipped"].any()
     assert r["kept_label_precision"] == 1.0
-    from fatviz.distill.report import KIND_REPORT_KEYS  # NaN for a noise kind the run does not have
+    from fatviz.distill.report import KIND_REPORT_KEYS, REID_REPORT_KEYS  # NaN: a noise kind absent, not ReID data
 
     assert all(math.isfinite(v) for k, v in r.items()
-               if not k.startswith(("cleanlab", "baseline")) and k not in KIND_REPORT_KEYS)
+               if not k.startswith(("cleanlab", "baseline")) and k not in (*KIND_REPORT_KEYS, *REID_REPORT_KEYS))
 
 
 def test_result_shape(small_run, blobs_data):
@@ -409,3 +434,15 @@ def test_version_1_folder_still_loads(small_run, tmp_path):
 def test_baseline_rows_cover_the_settings_choices():
     assert tuple(BASELINE_ROWS) == BASELINE_SETS
     assert BASELINE_ROWS["all"] == tuple(BASELINES) and BASELINE_ROWS[RunSettings().baselines] == ("fat (noisy labels)",)
+
+
+def test_on_reid_data_the_report_gives_rank_1_and_minp_of_the_student_and_the_noisy_baseline():
+    s = RunSettings(dataset="reid-synth", subsample=200, epochs=1, teacher_epochs=1, teacher_rounds=0, cv_epochs=1,
+                    noise="symmetric:0.2", vis_points=60)
+    result = run_distillation(s, cleanlab=False)
+    r = result.report
+    student = result.student.final_metrics
+    assert r["student_cmc_1"] == pytest.approx(student["cmc_1"]) and r["student_minp"] == pytest.approx(student["minp"])
+    assert 0.0 < r["baseline_minp"] <= 1.0 and 0.0 <= r["baseline_cmc_1"] <= 1.0
+    assert "mINP" in format_report(result)
+    assert math.isnan(run_distillation(BLOBS.replace(epochs=1, teacher_rounds=0), cleanlab=False).report["student_cmc_1"])

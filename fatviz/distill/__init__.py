@@ -1,6 +1,8 @@
 """Label distillation (docs/METHOD.md section 5): a teacher flags doubtful labels, a student learns from the rest.
 
-1. The teacher trains with cross-entropy on every (noisy) label for `teacher_epochs`.
+1. The teacher trains with cross-entropy on every (noisy) label for `teacher_epochs`, and on
+   while an epoch still raises its agreement with the given labels by 2 points or more (up to
+   4x as long): an underfit teacher would flag clean samples too.
 2. Each of `teacher_rounds` further rounds keeps the samples the teacher is confident
    about (`confidence_rule`) and trains the same network on those only for `round_epochs`.
 3. The samples the final teacher does not keep are the *flagged* samples; its softmax

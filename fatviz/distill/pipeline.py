@@ -16,6 +16,7 @@ from fatviz.distill.report import (
     BASELINE_COLUMNS,
     KIND_REPORT_KEYS,
     PHASES,
+    REID_REPORT_KEYS,
     REPORT_KEYS,
     DistillResult,
     centre_shifts,
@@ -28,6 +29,7 @@ from fatviz.distill.report import (
 )
 from fatviz.distill.stopping import DistillationStopped
 from fatviz.distill.student import (
+    REID_SCORES,
     SCORES,
     STUDENT,
     baselines_work,
@@ -58,6 +60,16 @@ def student_centres(settings: RunSettings, data: PreparedData, student: RunResul
         return c.centres.numpy(), c.present.numpy()
 
     return centres_of
+
+
+def reid_scores(student: dict[str, float], baseline: dict[str, float], reid: bool) -> dict[str, float]:
+    """REID_REPORT_KEYS: rank-1 and mINP of the student and of FAT on the noisy labels, on ReID data only
+    (queries against a gallery from other cameras); NaN elsewhere or for a baseline not trained."""
+    nan = math.nan
+    return {"student_cmc_1": student.get("cmc_1", nan) if reid else nan,
+            "student_minp": student.get("minp", nan) if reid else nan,
+            "baseline_cmc_1": baseline.get("cmc_1", nan) if reid else nan,
+            "baseline_minp": baseline.get("minp", nan) if reid else nan}
 
 
 def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
@@ -105,7 +117,8 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
 
     student = train_student(settings, data, soft, teacher.kept, should_stop=should_stop,
                             on_progress=phases.part("student"), make_trainer=make_trainer)
-    rows = {STUDENT: {**{k: student.final_metrics[k] for k in SCORES}, "seconds": student.seconds}}
+    m = student.final_metrics
+    rows = {STUDENT: {**{k: m[k] for k in (*SCORES, *REID_SCORES) if k in m}, "seconds": student.seconds}}
     lap("student")
 
     cl_flagged = np.zeros(n, dtype=bool)
@@ -134,6 +147,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         "cleanlab_f1": theirs["f1"], "cleanlab_n_flagged": theirs["n_flagged"],
         "student_precision_at_1": rows[STUDENT]["precision_at_1"], "student_map": rows[STUDENT]["map"],
         "baseline_precision_at_1": fat_noisy.get("precision_at_1", nan), "baseline_map": fat_noisy.get("map", nan),
+        **reid_scores(rows[STUDENT], fat_noisy, reid=ds.cam_test is not None),
         **kind_flag_scores(flagged, sample_kind),
         **soft_label_scores(soft, true, second, sample_kind,
                             np.setdiff1d(np.arange(ds.num_classes), data.noisy.held_out)),
@@ -147,7 +161,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         "round_discarded": teacher.round_discarded, "was_flipped": flipped, "cleanlab_flagged": cl_flagged,
         "noise_kind": sample_kind, "second_label": second,
     })
-    keys = (*REPORT_KEYS, *KIND_REPORT_KEYS)
+    keys = (*REPORT_KEYS, *REID_REPORT_KEYS, *KIND_REPORT_KEYS)
     return DistillResult(
         settings=settings, table=table, rounds=teacher.rounds, report={k: float(report[k]) for k in keys},
         per_class=per_class_table(given, flagged, flipped, ds.num_classes),

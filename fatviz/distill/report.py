@@ -29,6 +29,8 @@ REPORT_KEYS = ("flag_precision", "flag_recall", "flag_f1", "kept_label_precision
                "cleanlab_precision", "cleanlab_recall", "cleanlab_f1", "cleanlab_n_flagged",
                "student_precision_at_1", "student_map", "baseline_precision_at_1", "baseline_map",
                *PHASE_SECONDS, "seconds")
+# On ReID data (a query / gallery split across cameras), as the field reports it; NaN elsewhere.
+REID_REPORT_KEYS = ("student_cmc_1", "student_minp", "baseline_cmc_1", "baseline_minp")
 # Per noise kind (docs/METHOD.md section 6): counts and flag scores, what the soft labels say about
 # outliers (flat) and composites (both classes), and how far noisy samples move the class centres.
 KIND_REPORT_KEYS = (
@@ -155,6 +157,15 @@ def confusion_table(given: np.ndarray, teacher: np.ndarray, true: np.ndarray) ->
     return counts.sort_values(list(CONFUSION_COLUMNS[:3]), ignore_index=True)[list(CONFUSION_COLUMNS)]
 
 
+def _round0_epochs(teacher, s: RunSettings) -> str:
+    """Round 0's epochs, and why when it trained past teacher_epochs."""
+    done = int(teacher.rounds[0]["epochs"]) if teacher.rounds else s.teacher_epochs
+    if done == s.teacher_epochs:
+        return f"{done} epochs"
+    return (f"{done} epochs ({s.teacher_epochs} asked; it went on while an epoch still raised its agreement with "
+            "the given labels by 2 points or more)")
+
+
 def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, cleanlab: bool) -> list[str]:
     """Plain-language notes on what each number rests on, and on anything unusual in this run."""
     s = settings
@@ -164,7 +175,7 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
             if s.confidence_rule == "agree" else
             f"the {s.keep_fraction:.0%} lowest-loss samples of each given label")
     notes = [
-        (f"Teacher: cross-entropy on all {len(data.given_labels)} given labels for {s.teacher_epochs} epochs, "
+        (f"Teacher: cross-entropy on all {len(data.given_labels)} given labels for {_round0_epochs(teacher, s)}, "
          f"then {s.teacher_rounds} round(s) of {s.round_epochs} epochs on the samples it was confident about "
          f"({rule}), each round continuing from the last."),
         ("Teacher scores are in-sample: its softmax on the training samples, averaged over the epochs of its last "
@@ -246,6 +257,12 @@ def format_report(result: DistillResult) -> str:
         if "outlier" in present:
             lines.append(f"  soft-label entropy (1 = flat over the known classes): outliers "
                          f"{r['outlier_soft_entropy']:.3f}, clean {r['clean_soft_entropy']:.3f}")
+    if not math.isnan(r.get("student_cmc_1", math.nan)):
+        lines += ["", "ReID protocol (queries against other cameras' gallery, unseen identities)",
+                  f"  student:            rank-1 {r['student_cmc_1']:.3f}  mAP {r['student_map']:.3f}  "
+                  f"mINP {r['student_minp']:.3f}",
+                  f"  fat (noisy labels): rank-1 {r['baseline_cmc_1']:.3f}  mAP {r['baseline_map']:.3f}  "
+                  f"mINP {r['baseline_minp']:.3f}"]
     lines += ["", "test split, true labels", f"  {'model':<30}{'P@1':>7}{'mAP':>7}{'NMI':>7}{'s':>7}"]
     for name, row in result.baselines.iterrows():
         lines.append(f"  {name:<30}{row['precision_at_1']:>7.3f}{row['map']:>7.3f}{row['nmi']:>7.3f}"

@@ -24,6 +24,7 @@ BASELINES = {  # row name -> loss trained on the given (noisy) labels; None: the
 # baseline_precision_at_1 needs: the student's own loss without the teacher.
 BASELINE_ROWS = {"fat": ("fat (noisy labels)",), "all": tuple(BASELINES), "none": ()}
 SCORES = ("precision_at_1", "map", "nmi")  # what the baselines table keeps of each model's test metrics
+REID_SCORES = ("cmc_1", "minp")  # also kept for the report on ReID data
 
 
 def check_student_loss(settings: RunSettings) -> None:
@@ -98,5 +99,5 @@ def train_baselines(settings: RunSettings, data: PreparedData, *, should_stop: C
         report = None if part is None else (lambda f, msg, name=name, part=part: part(f, f"baseline {name}, {msg}"))
         fit_or_stop(trainer, "while a baseline trained", should_stop, report)
         m = trainer.evaluate()
-        out[name] = {**{k: m[k] for k in SCORES}, "seconds": time.perf_counter() - start}
+        out[name] = {**{k: m[k] for k in (*SCORES, *REID_SCORES) if k in m}, "seconds": time.perf_counter() - start}
     return out

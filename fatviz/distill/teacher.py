@@ -86,6 +86,24 @@ def train_probs(trainer: Trainer, idx: np.ndarray | None = None) -> np.ndarray:
     return torch.softmax(trainer.embed(x)[1].float(), dim=1).cpu().numpy()
 
 
+# Round 0 goes on past `teacher_epochs` while one more epoch still raised the share of samples
+# whose top class is their given label by EXTEND_GROWTH or more, up to EXTEND_UP_TO times as many
+# epochs. A network fits the clean labels first; while that share still climbs quickly it has not
+# finished, and its verdict would flag clean samples too. Memorising flips raises it slowly.
+# Measured on reid-synth (60 identities of 16 images, 35% noise of three kinds): 5 epochs kept
+# 131 of 960 samples (flag F1 0.53); 15 kept 503 (F1 0.78).
+EXTEND_GROWTH = 0.02
+EXTEND_UP_TO = 4
+
+
+def _still_fitting(epoch_probs: list[np.ndarray], given: np.ndarray) -> bool:
+    """Whether the last epoch raised the teacher's agreement with the given labels by EXTEND_GROWTH or more."""
+    if len(epoch_probs) < 2:
+        return True
+    before, now = ((p.argmax(axis=1) == given).mean() for p in epoch_probs[-2:])
+    return bool(now - before >= EXTEND_GROWTH)
+
+
 def round_work(settings: RunSettings, r: int, trained_on: int, n: int) -> float:
     """Work of teacher round r: its epochs on `trained_on` samples, each epoch scoring all n."""
     return epoch_work(trained_on, settings.teacher_epochs if r == 0 else settings.round_epochs, forward=n)
@@ -140,6 +158,16 @@ def train_teacher(settings: RunSettings, data: PreparedData, *, should_stop: Cal
                 part(f, f"teacher round {r}/{n_rounds - 1}, {msg}")
 
         fit_or_stop(trainer, "during the teacher", should_stop, after_epoch)
+        if r == 0:  # an underfit teacher agrees with too few labels to tell flips from the rest
+            while len(epoch_probs) < settings.teacher_epochs * EXTEND_UP_TO and _still_fitting(epoch_probs, given):
+                epochs = len(epoch_probs) + 1
+                phases.resize("round 0", round_work(settings, 0, n, n) * epochs / settings.teacher_epochs)
+                state = trainer.model.state_dict()
+                trainer = make_trainer(settings.replace(loss="ce", epochs=1), data, Targets(keep=keep), snapshots=False)
+                trainer.model.load_state_dict(state)
+                fit_or_stop(trainer, "during the teacher", should_stop,
+                            lambda f, msg, r=r, trainer=trainer, epoch_probs=epoch_probs, part=part, e=epochs:
+                            after_epoch(1.0, f"epoch {e}", r, trainer, epoch_probs, part))
         state = trainer.model.state_dict()
         probs = np.mean(epoch_probs, axis=0).astype(np.float32)
         trained_on = int(keep.sum())
