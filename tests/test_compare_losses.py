@@ -176,3 +176,18 @@ def test_the_study_script_shares_unread_runs_reports_the_goal_and_resumes(tmp_pa
     assert again["datasets"]["digits"]["default"]["fat"]["map"] == rows["default"]["fat"]["map"]
     assert main(["--set", "margin=-1", "--out", str(tmp_path)]) == 2
     assert "margin" in capsys.readouterr().err
+
+
+def test_the_figure_tells_one_losss_configurations_apart_by_marker_shape() -> None:
+    from fatviz.figures.losses import SYMBOLS, losses_figure
+
+    rows = [{"variant": f"{loss} | {cfg}", "loss": loss, "precision_at_1": 0.5 + 0.01 * i, "precision_at_1_sd": 0.01,
+             "epoch_seconds": 1.0 + i, "epoch_seconds_sd": 0.1, "step_seconds": 0.001, "seeds": 3}
+            for i, (loss, cfg) in enumerate([("fat", "default"), ("triplet-hard", "default"),
+                                              ("fat", "margin 0.3"), ("triplet-hard", "margin 0.3")])]
+    points = [t for t in losses_figure(rows).to_dict()["data"] if t["type"] == "scatter"]
+    shape = {t["name"]: t["marker"]["symbol"] for t in points}
+    assert shape["fat | default"] == shape["triplet-hard | default"] == SYMBOLS[0]
+    assert shape["fat | margin 0.3"] == shape["triplet-hard | margin 0.3"] == SYMBOLS[1]
+    colour = {t["name"]: t["marker"]["color"] for t in points}
+    assert colour["triplet-hard | default"] == colour["triplet-hard | margin 0.3"]  # the loss keeps its colour

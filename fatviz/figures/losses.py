@@ -10,8 +10,10 @@ import plotly.graph_objects as go
 
 from fatviz.figures.style import CLASS_COLOURS, apply_style
 
+# Marker shapes for the configurations of one loss in a study (its colour stays the loss's).
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "star")
 
-# FAT's variants in warm colours, the triplet baselines cool, cross-entropy grey.
+
 def variant_colour(loss: str, index: int) -> str:
     """One colour per variant, the FAT family (fat, hybrid) in oranges and reds."""
     fat = ("#D55E00", "#E69F00", "#CC79A7", "#F0E442", "#8C564B", "#FF9DA7")
@@ -26,15 +28,18 @@ def losses_figure(summary: Sequence[dict[str, Any]], metric: str = "precision_at
     """Left: `metric` (mean ± sd over seeds) against seconds per epoch. Right: the loss's own ms per step, log axis."""
     label = {"precision_at_1": "precision@1", "map": "mAP", "cmc_1": "rank-1", "minp": "mINP"}.get(metric, metric)
     data: list[dict] = []
+    seen: dict[str, int] = {}  # rows so far per loss: a study's configurations of one loss differ by marker shape
     for i, row in enumerate(summary):
         if row.get(metric) is None:
             continue
         colour = variant_colour(row["loss"], i)
+        symbol = SYMBOLS[seen.get(row["loss"], 0) % len(SYMBOLS)]
+        seen[row["loss"]] = seen.get(row["loss"], 0) + 1
         data.append({"type": "scatter", "mode": "markers", "name": row["variant"], "legendgroup": row["variant"],
                      "x": [row["epoch_seconds"]], "y": [row[metric]],
                      "error_y": {"type": "data", "array": [row.get(f"{metric}_sd") or 0.0], "visible": True},
                      "error_x": {"type": "data", "array": [row.get("epoch_seconds_sd") or 0.0], "visible": True},
-                     "marker": {"size": 16, "color": colour, "line": {"width": 1, "color": "#222222"}},
+                     "marker": {"size": 16, "color": colour, "symbol": symbol, "line": {"width": 1, "color": "#222222"}},
                      "hovertemplate": f"{row['variant']}<br>{label} %{{y:.3f}}<br>%{{x:.2f}} s per epoch"
                                       f"<br>{row['seeds']} seed(s)<extra></extra>",
                      "xaxis": "x", "yaxis": "y"})
@@ -46,7 +51,7 @@ def losses_figure(summary: Sequence[dict[str, Any]], metric: str = "precision_at
         "data": data,
         "layout": {
             "xaxis": {"domain": [0.0, 0.5], "title": {"text": "seconds per epoch (whole run)"}},
-            "yaxis": {"title": {"text": f"{label} (mean ± sd over seeds)"}},
+            "yaxis": {"title": {"text": f"{label}, mean ± sd"}},  # short: a long title is cut off at 470 px
             "xaxis2": {"domain": [0.68, 1.0], "type": "log", "title": {"text": "the loss alone: ms per step (log)"}},
             "yaxis2": {"anchor": "x2", "automargin": True, "autorange": "reversed", "showticklabels": False},
             "legend": {"orientation": "h", "y": -0.25, "x": 0.0},
