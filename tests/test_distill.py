@@ -446,3 +446,17 @@ def test_on_reid_data_the_report_gives_rank_1_and_minp_of_the_student_and_the_no
     assert 0.0 < r["baseline_minp"] <= 1.0 and 0.0 <= r["baseline_cmc_1"] <= 1.0
     assert "mINP" in format_report(result)
     assert math.isnan(run_distillation(BLOBS.replace(epochs=1, teacher_rounds=0), cleanlab=False).report["student_cmc_1"])
+
+
+def test_the_agree_rule_never_empties_a_class():
+    from fatviz.distill.teacher import CLASS_FLOOR
+
+    given = np.repeat(np.arange(3), 8)
+    probs = np.full((24, 3), 0.1, dtype=np.float32)
+    probs[np.arange(24), given] = 0.8
+    probs[given == 2] = [0.7, 0.2, 0.1]  # the teacher disagrees with every label of class 2
+    probs[given == 2, 2] = np.linspace(0.05, 0.25, 8)  # ... but scores them unequally
+    keep = confident(probs, given, RunSettings(confidence_rule="agree"))
+    assert keep[given != 2].all()
+    floor = int(np.ceil(CLASS_FLOOR * 8))
+    assert np.flatnonzero(keep[given == 2]).tolist() == list(range(8 - floor, 8))  # its best-scored quarter

@@ -50,6 +50,25 @@ def soft_labels(logits: np.ndarray, temperature: float) -> np.ndarray:
     return p.astype(np.float32)
 
 
+# Each given class keeps at least this share of its members (its best-scored ones) under "agree".
+# A class the teacher empties gets no centre from the student, whose anchors of that class then
+# learn nothing: on reid-synth (60 identities of 16 images, 35% noise) the teacher kept no sample of
+# 36 identities and the student's rank-1 fell to 0.70 against 0.84 without distillation. With 35%
+# noise, a quarter of a class's best-scored members are nearly all clean.
+CLASS_FLOOR = 0.25
+
+
+def _class_floor(keep: np.ndarray, score: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """`keep`, plus each class's best-scored members up to CLASS_FLOOR of it (at least one)."""
+    keep = keep.copy()
+    for c in np.unique(given):
+        members = np.flatnonzero(given == c)
+        floor = max(1, int(np.ceil(CLASS_FLOOR * len(members))))
+        if keep[members].sum() < floor:
+            keep[members[np.argsort(-score[members], kind="stable")[:floor]]] = True
+    return keep
+
+
 def confident(probs: np.ndarray, given: np.ndarray, settings: RunSettings) -> np.ndarray:
     """The samples the teacher is confident about, by the settings' confidence rule.
 
@@ -61,6 +80,8 @@ def confident(probs: np.ndarray, given: np.ndarray, settings: RunSettings) -> np
     of which 60 were flipped (flag F1 0.91; with the cap 59 and 0.98). Early in
     training every class averages below 0.5, so round 0 rests on the class averages.
 
+    Every given class keeps at least its best-scored CLASS_FLOOR share (see _class_floor).
+
     "small-loss": the `keep_fraction` of samples whose given label has the lowest
     cross-entropy, chosen within each given class so a hard class is not emptied wholesale.
     """
@@ -70,7 +91,7 @@ def confident(probs: np.ndarray, given: np.ndarray, settings: RunSettings) -> np
         counts = np.bincount(given, minlength=k)
         class_mean = np.bincount(given, weights=score, minlength=k) / np.maximum(counts, 1)
         threshold = np.minimum(settings.confidence_threshold, class_mean[given])
-        return (probs.argmax(axis=1) == given) & (score >= threshold)
+        return _class_floor((probs.argmax(axis=1) == given) & (score >= threshold), score, given)
     keep = np.zeros(len(given), dtype=bool)
     for c in np.unique(given):
         members = np.flatnonzero(given == c)
