@@ -16,8 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -124,10 +123,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out, overwrite = _destination(args, settings, "train")
     start = time.perf_counter()
     if is_distributed():  # under torchrun: every rank trains its shard, rank 0 saves and reports
-        with _bar("train", _is_rank0()) as bar:
-            result, path = run_distributed_train(settings, out, overwrite, bar, sync_batchnorm=args.sync_batchnorm)
-        if path is None:
+        got = _on_every_rank(settings, "train", lambda bar: run_distributed_train(
+            settings, out, overwrite, bar, sync_batchnorm=args.sync_batchnorm))
+        if got is None:
             return 0
+        result, path = got
     else:
         with ProgressBar("train") as bar:
             result = train(settings, on_progress=bar)
@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Train every centroid option on the same data and seed; print a table."""
     from fatviz.centroids import CENTROIDS
-    from fatviz.distributed import is_distributed, joined_job
+    from fatviz.distributed import is_distributed
     from fatviz.runs import save_group
     from fatviz.train import compare_centroids
 
@@ -158,9 +158,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base, overwrite = _destination(args, settings, "compare")
     start = time.perf_counter()
     if is_distributed():  # under torchrun: each option in turn, data-parallel; rank 0 saves and reports
-        with joined_job(settings) as ranks, _bar("compare", ranks.rank == 0) as bar:
-            results = compare_centroids(settings, on_progress=bar, make_trainer=_distributed_trainer(args))
-        if ranks.rank != 0:
+        results = _on_every_rank(settings, "compare", lambda bar: compare_centroids(
+            settings, on_progress=bar, make_trainer=_distributed_trainer(args)))
+        if results is None:
             return 0
     else:
         workers = min(args.workers, len(CENTROIDS))  # one option per worker at most: more would sit idle
@@ -182,18 +182,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_rank0() -> bool:
-    return os.environ.get("RANK", "0") == "0"
+def _on_every_rank(settings: RunSettings, desc: str, run: Callable[[ProgressBar | None], Any]) -> Any:
+    """`run(bar)` on this rank of the torchrun job: its result on rank 0, None elsewhere.
 
+    Rank 0 alone shows a progress bar (the others get None), saves and reports.
+    """
+    from fatviz.distributed import joined_job
 
-@contextmanager
-def _bar(desc: str, shown: bool) -> Iterator[ProgressBar | None]:
-    """A progress bar, or None on the ranks that stay quiet (one bar per torchrun job, rank 0's)."""
-    if not shown:
-        yield None
-        return
-    with ProgressBar(desc) as bar:
-        yield bar
+    with joined_job(settings) as ranks:
+        if ranks.rank != 0:
+            run(None)
+            return None
+        with ProgressBar(desc) as bar:
+            return run(bar)
 
 
 def _distributed_trainer(args: argparse.Namespace) -> Callable[..., Any]:
@@ -229,14 +230,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Teacher-student label distillation: progress on stderr, the report on stdout, optionally a JSON line."""
     from fatviz.distill import format_report, json_ready, run_distillation, save_distillation
     from fatviz.distill.storage import check_distillation_target
-    from fatviz.distributed import is_distributed, joined_job
+    from fatviz.distributed import is_distributed
 
     settings = settings_from_args(args)
     out = check_distillation_target(_destination(args, settings, "distill")[0])  # it is replaced whole
     if is_distributed():  # under torchrun: every model data-parallel, rank 0 saves and reports
-        with joined_job(settings) as ranks, _bar("distill", ranks.rank == 0) as bar:
-            result = run_distillation(settings, on_progress=bar, make_trainer=_distributed_trainer(args))
-        if ranks.rank != 0:
+        result = _on_every_rank(settings, "distill", lambda bar: run_distillation(
+            settings, on_progress=bar, make_trainer=_distributed_trainer(args)))
+        if result is None:
             return 0
     else:
         with ProgressBar("distill") as bar:

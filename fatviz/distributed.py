@@ -217,12 +217,13 @@ class RankBatches:
         self.inner = sampler
         self.global_length = sampler.batch_length(settings.batch_size)
         self.share = self.global_length // world_size
+        # A shuffled batch was checked against world_size already (DistributedTrainer); a P x K one
+        # must also leave each rank whole identities.
         k = getattr(sampler, "k", 1)
-        if self.global_length % world_size or (self.global_length // world_size) % k:
-            shape = f"P x K = {self.global_length // k} x {k}" if k > 1 else str(self.global_length)
-            raise FatvizError(f"A global batch of {shape} does not split into {world_size} equal parts"
-                              + (" of whole identities" if k > 1 else "") + ": pick a batch size (and pk_k) so that "
-                              + ("P" if k > 1 else "it") + f" is a multiple of {world_size}.")
+        if self.global_length % world_size or self.share % k:
+            raise FatvizError(f"A global batch of P x K = {self.global_length // k} x {k} does not split into "
+                              f"{world_size} equal parts of whole identities: pick a batch size (and pk_k) so "
+                              f"that P is a multiple of {world_size}.")
 
     def batch_length(self, batch_size: int) -> int:
         """This rank's share of a global batch."""

@@ -125,6 +125,26 @@ def _still_fitting(epoch_probs: list[np.ndarray], given: np.ndarray) -> bool:
     return bool(now - before >= EXTEND_GROWTH)
 
 
+def _continued(make_trainer: Callable[..., Trainer], settings: RunSettings, data: PreparedData,
+               keep: np.ndarray, state: dict | None) -> Trainer:
+    """A trainer on the kept samples, starting from `state`'s weights when given."""
+    trainer = make_trainer(settings, data, Targets(keep=keep), snapshots=False)
+    if state is not None:
+        trainer.model.load_state_dict(state)
+    return trainer
+
+
+def _fit_scored(trainer: Trainer, epoch_probs: list[np.ndarray], should_stop: Callable[[], bool] | None,
+                report: Progress | None) -> None:
+    """Train to the end, adding the softmax on every training sample to `epoch_probs` after each epoch."""
+    def after_epoch(f: float, msg: str) -> None:
+        epoch_probs.append(train_probs(trainer))  # Trainer reports progress once per finished epoch
+        if report is not None:
+            report(f, msg)
+
+    fit_or_stop(trainer, "during the teacher", should_stop, after_epoch)
+
+
 def round_work(settings: RunSettings, r: int, trained_on: int, n: int) -> float:
     """Work of teacher round r: its epochs on `trained_on` samples, each epoch scoring all n."""
     return epoch_work(trained_on, settings.teacher_epochs if r == 0 else settings.round_epochs, forward=n)
@@ -166,29 +186,20 @@ def train_teacher(settings: RunSettings, data: PreparedData, *, should_stop: Cal
     stopped_early = False
     for r in range(n_rounds):
         epochs = settings.teacher_epochs if r == 0 else settings.round_epochs
-        trainer = make_trainer(settings.replace(loss="ce", epochs=epochs), data, Targets(keep=keep), snapshots=False)
-        if state is not None:
-            trainer.model.load_state_dict(state)
         epoch_probs: list[np.ndarray] = []
         part = phases.part(f"round {r}")
-
-        def after_epoch(f: float, msg: str, r: int = r, trainer: Trainer = trainer,
-                        epoch_probs: list[np.ndarray] = epoch_probs, part: Progress | None = part) -> None:
-            epoch_probs.append(train_probs(trainer))  # Trainer reports progress once per finished epoch
-            if part is not None:
-                part(f, f"teacher round {r}/{n_rounds - 1}, {msg}")
-
-        fit_or_stop(trainer, "during the teacher", should_stop, after_epoch)
-        if r == 0:  # an underfit teacher agrees with too few labels to tell flips from the rest
-            while len(epoch_probs) < settings.teacher_epochs * EXTEND_UP_TO and _still_fitting(epoch_probs, given):
-                epochs = len(epoch_probs) + 1
-                phases.resize("round 0", round_work(settings, 0, n, n) * epochs / settings.teacher_epochs)
-                state = trainer.model.state_dict()
-                trainer = make_trainer(settings.replace(loss="ce", epochs=1), data, Targets(keep=keep), snapshots=False)
-                trainer.model.load_state_dict(state)
-                fit_or_stop(trainer, "during the teacher", should_stop,
-                            lambda f, msg, r=r, trainer=trainer, epoch_probs=epoch_probs, part=part, e=epochs:
-                            after_epoch(1.0, f"epoch {e}", r, trainer, epoch_probs, part))
+        trainer = _continued(make_trainer, settings.replace(loss="ce", epochs=epochs), data, keep, state)
+        _fit_scored(trainer, epoch_probs, should_stop, None if part is None else (
+            lambda f, msg, r=r, part=part: part(f, f"teacher round {r}/{n_rounds - 1}, {msg}")))
+        while r == 0 and len(epoch_probs) < epochs * EXTEND_UP_TO and _still_fitting(epoch_probs, given):
+            # An underfit teacher agrees with too few labels to tell flips from the rest: one more epoch.
+            done = len(epoch_probs) + 1
+            phases.resize("round 0", round_work(settings, 0, n, n) * done / epochs)
+            trainer = _continued(make_trainer, settings.replace(loss="ce", epochs=1), data, keep,
+                                 trainer.model.state_dict())
+            _fit_scored(trainer, epoch_probs, should_stop, None if part is None else (
+                lambda f, msg, done=done, part=part: part(1.0, f"teacher round 0/{n_rounds - 1}, epoch {done}")))
+        epochs = len(epoch_probs)
         state = trainer.model.state_dict()
         probs = np.mean(epoch_probs, axis=0).astype(np.float32)
         trained_on = int(keep.sum())
