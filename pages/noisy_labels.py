@@ -6,6 +6,7 @@ import math
 
 import streamlit as st
 
+from fatviz.distill.report import PHASES
 from fatviz.errors import FatvizError
 from fatviz.figures.labels import (
     OUTCOMES,
@@ -35,8 +36,6 @@ DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_r
                   "nl_round_epochs": "round_epochs", "nl_rule": "confidence_rule",
                   "nl_threshold": "confidence_threshold", "nl_keep": "keep_fraction", "nl_temperature": "temperature",
                   "nl_cv_epochs": "cv_epochs", "nl_baseline_set": "baselines"}
-# The distillation's phases in the order they run (report keys "<phase>_seconds"), in this page's words.
-PHASE_WORDS = {"teacher": "teacher", "student": "student", "cleanlab": "confident learning", "baselines": "baselines"}
 BASELINE_WORDS = {"fat": "FAT only", "all": "FAT, batch-hard, cross-entropy", "none": "none"}
 GALLERY_COLUMNS = 8
 GALLERY_MAX = 48
@@ -180,7 +179,7 @@ def show_result(result, settings: RunSettings) -> None:
     with c2:
         st.download_button("Download every sample as CSV", result.to_csv(), file_name=f"distill-{settings.key()}.csv",
                            mime="text/csv", icon=":material/download:")
-        times = seconds_text(rep, PHASE_WORDS)
+        times = seconds_text(rep, PHASES)
         st.caption(f"One row per training sample: given, teacher's and true label, score, flagged, round "
                    f"discarded. Took {rep['seconds']:.1f} s" + (f": {times}." if times else "."))
     gallery, rounds, confusion, student, per_class = st.tabs(
