@@ -1,5 +1,8 @@
 """2-D views of embeddings over epochs with stable axes: PCA (instant), t-SNE and UMAP (on request).
 
+Every projection is causal (epoch k is drawn from epochs 0..k only): a live chart appends each
+new epoch and never redraws the old ones.
+
 Everything the embedding figures draw is computed here: each panel's projected points and
 centres per epoch (`panel_frames`), which epochs a slow projection animates, and a point's
 nearest neighbours. The figure builders in fatviz.figures receive the finished frames.
@@ -42,7 +45,7 @@ def _blas_controller():
 
 def panel_frames(title: str, snapshots: Sequence, method: str = "pca", seed: int = 0,
                  progress: Callable[[float, str], None] | None = None) -> PanelFrames:
-    """Project one run's snapshots to 2-D (PCA fitted once across epochs) for a panel."""
+    """Project one run's snapshots to 2-D for a panel (causal: see project_frames)."""
     if not snapshots:
         raise FatvizError(f"The run {title!r} has no snapshot yet: nothing to draw.")
     # One BLAS thread: these matrices are small, and on a laptop whose cores are busy training,
@@ -96,9 +99,12 @@ def project_frames(frames: Sequence[np.ndarray], method: str = "pca", seed: int 
                    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Project each epoch's (V, D) points (and optional extra points, e.g. centres) to 2-D.
 
-    PCA is fitted once on all epochs stacked, so the axes stay put while points move.
-    Two-dimensional embeddings are shown as they are. t-SNE and UMAP fit each epoch,
-    starting from the previous epoch's layout, and are aligned to it (Procrustes).
+    Every method is causal: frame k depends only on epochs 0..k, so a live view can draw each
+    epoch as it arrives and the finished animation holds the very same frames. PCA projects
+    epoch k on the axes of epochs 0..k stacked, turned to face the previous epoch's axes, so the
+    axes settle while points move. Two-dimensional embeddings are shown as they are. t-SNE and
+    UMAP fit each epoch, starting from the previous epoch's layout, and are aligned to it
+    (Procrustes).
     Extra points go through the same linear map for PCA; for t-SNE/UMAP each extra point
     is placed at the mean of its 5 nearest frame points (in the original space).
     """
@@ -113,19 +119,7 @@ def project_frames(frames: Sequence[np.ndarray], method: str = "pca", seed: int 
     if dim < 2:
         raise FatvizError("Embeddings need at least two dimensions to draw.")
     if method == "pca":
-        stacked = np.concatenate([np.asarray(f, dtype=np.float64) for f in frames])
-        mean = stacked.mean(0)
-        centred = stacked - mean
-        # The top two eigenvectors of the D x D covariance: the same axes as an SVD of the
-        # (epochs * V) x D matrix at a fraction of the cost.
-        _, vecs = np.linalg.eigh(centred.T @ centred)
-        basis = vecs[:, ::-1][:, :2]
-        # Fix the sign of each axis so re-running gives the same picture.
-        signs = np.sign(basis[np.abs(basis).argmax(0), [0, 1]])
-        basis = basis * np.where(signs == 0, 1.0, signs)
-        proj = [((f - mean) @ basis).astype(np.float32) for f in frames]
-        proj_extra = None if extra is None else [((e - mean) @ basis).astype(np.float32) for e in extra]
-        return proj, proj_extra
+        return _pca_frames(frames, extra)
     out: list[np.ndarray] = []
     previous: np.ndarray | None = None
     for i, f in enumerate(frames):
@@ -142,6 +136,37 @@ def project_frames(frames: Sequence[np.ndarray], method: str = "pca", seed: int 
     if extra is not None:
         proj_extra = [_place_by_neighbours(f, p, e) for f, p, e in zip(frames, out, extra, strict=True)]
     return out, proj_extra
+
+
+def _pca_frames(frames: Sequence[np.ndarray], extra: Sequence[np.ndarray] | None
+                ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """PCA per epoch on the epochs so far (running sums: one D x D eigenproblem per epoch), each
+    basis turned (a 2 x 2 rotation or reflection) to face the one before it."""
+    dim = frames[0].shape[1]
+    total, outer, count = np.zeros(dim), np.zeros((dim, dim)), 0
+    previous: np.ndarray | None = None
+    proj: list[np.ndarray] = []
+    proj_extra: list[np.ndarray] | None = None if extra is None else []
+    for i, f in enumerate(frames):
+        f = np.asarray(f, dtype=np.float64)
+        total += f.sum(0)
+        outer += f.T @ f
+        count += len(f)
+        mean = total / count
+        # The top two eigenvectors of the covariance: the axes an SVD of the stacked epochs would give.
+        _, vecs = np.linalg.eigh(outer - count * np.outer(mean, mean))
+        basis = vecs[:, ::-1][:, :2]
+        if previous is None:  # fix each axis' sign so re-running gives the same picture
+            signs = np.sign(basis[np.abs(basis).argmax(0), [0, 1]])
+            basis = basis * np.where(signs == 0, 1.0, signs)
+        else:  # orthogonal Procrustes: the 2 x 2 turn that brings these axes closest to the last
+            u, _, vt = np.linalg.svd(basis.T @ previous)
+            basis = basis @ (u @ vt)
+        previous = basis
+        proj.append(((f - mean) @ basis).astype(np.float32))
+        if proj_extra is not None:
+            proj_extra.append(((np.asarray(extra[i], dtype=np.float64) - mean) @ basis).astype(np.float32))
+    return proj, proj_extra
 
 
 def _place_by_neighbours(frame: np.ndarray, projected: np.ndarray, points: np.ndarray, k: int = 5) -> np.ndarray:

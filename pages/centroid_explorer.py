@@ -76,15 +76,29 @@ if method != "pca":
     st.caption(f"{PROJECTION_LABELS[method]} fits each epoch on its own (seconds per panel and epoch), so it "
                f"animates {NONLINEAR_EPOCHS} epochs spread over training, once training ends; PCA meanwhile.")
 
-# Epoch to inspect: drives the first frame shown, the table and the neighbours.
-frame = None
+# A click on a point (in the finished chart) remembers the point for the inspector below.
+def pick(option: str, point: int) -> None:
+    st.session_state["explorer_point"] = (option, point)
+
+
+chart_key = f"explorer-{key}"
+selected = st.session_state.get("explorer_point")
+shown = len(job.snapshots[job.options[0]][0].embeddings) if job.frames() else 0
+if selected is not None and (selected[0] not in job.options or selected[1] >= shown):
+    selected = None
 n = job.frames()
 if job.done and n > 1:
     if st.session_state.get("explorer_epoch_of") != job.key:
         st.session_state["explorer_epoch_of"] = job.key
         st.session_state["explorer_epoch"] = n - 1
     st.session_state["explorer_epoch"] = min(int(st.session_state.get("explorer_epoch", n - 1)), n - 1)
-
+# The epoch to inspect drives the frame shown, the table and the neighbours; its controls sit
+# under the chart, so the chart keeps its place on the page from the first epoch to the last.
+frame = st.session_state.get("explorer_epoch") if job.done and n > 1 else None
+show_job_animation(job, key=chart_key, method=method if job.done else "pca", colour_by=colour_by, zoom=zoom,
+                   frame=frame, highlight=None if selected is None else selected[1], on_pick=pick,
+                   columns=4 if presentation() else None)  # a projector is wide: one row
+if job.done and n > 1:
     def step(delta: int) -> None:
         st.session_state["explorer_epoch"] = int(np.clip(st.session_state["explorer_epoch"] + delta, 0, n - 1))
 
@@ -97,25 +111,6 @@ if job.done and n > 1:
                                   format_func=lambda f: f"epoch {epochs[f]}",
                                   help="Sets the frame shown, the table and the neighbours below. "
                                        "▶ Play in the chart animates all epochs.")
-
-# A click on a point reruns the page with the chart's selection; remember the point, since a
-# new figure (another epoch, the ring around the point) starts with an empty selection.
-chart_key = f"explorer-{key}"
-state = st.session_state.get(chart_key)
-points = state["selection"]["points"] if state and "selection" in state else []
-picked = next((p for p in points if p.get("curve_number", -1) in range(0, 2 * len(job.options), 2)
-               and "customdata" in p), None)
-if picked is not None:
-    custom = picked["customdata"]
-    st.session_state["explorer_point"] = (job.options[picked["curve_number"] // 2],
-                                          int(custom[0] if isinstance(custom, list) else custom))
-selected = st.session_state.get("explorer_point")
-shown = len(job.snapshots[job.options[0]][0].embeddings) if job.frames() else 0
-if selected is not None and (selected[0] not in job.options or selected[1] >= shown):
-    selected = None
-show_job_animation(job, key=chart_key, method=method if job.done else "pca", colour_by=colour_by, zoom=zoom,
-                   frame=frame, highlight=None if selected is None else selected[1], selectable=True,
-                   columns=4 if presentation() else None)  # a projector is wide: one row
 if not job.done or job.status == "error":
     st.stop()
 

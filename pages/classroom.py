@@ -14,8 +14,8 @@ from fatviz.paths import Root, allowed_roots, resolve_under
 from fatviz.presets import PRESETS, preset_name
 from fatviz.runs import RUN_FILE, list_groups, list_runs, load_group
 from fatviz.settings import RunSettings
-from pages.ui.live import animation_figure, job_labels, job_runs, show_job_animation, start_job
-from pages.ui.look import plot_embedding, presentation, show_error, start_page
+from pages.ui.live import animation_figure, job_labels, job_runs, show_job_animation, show_runs, start_job
+from pages.ui.look import presentation, show_error, start_page
 from pages.ui.sidebar import sidebar_settings, use_preset
 
 SOURCES = ("these settings", "a saved run")
@@ -137,8 +137,9 @@ else:
         st.stop()
     first = next(iter(results.values()))
     st.markdown(f"**{summary(first.settings)}** — loaded from `{shown_name(folder, root)}`, no training")
-    fig = animation_figure(f"{folder}:{stamp}", {o: r.snapshots for o, r in results.items()},
-                           PointLabels.from_result(first), columns=4 if pres else None)
-    if fig is not None:
-        plot_embedding(fig, key=f"classroom-saved-{folder}")
-        export_button(fig, folder.name)
+    runs, labels = {o: r.snapshots for o, r in results.items()}, PointLabels.from_result(first)
+    show_runs(f"classroom-saved-{folder}", f"{folder}:{stamp}", runs, labels, columns=4 if pres else None)
+    if not pres:
+        fig = animation_figure(f"{folder}:{stamp}", runs, labels)
+        if fig is not None:
+            export_button(fig, folder.name)

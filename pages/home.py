@@ -54,6 +54,7 @@ def _demo(clicked: bool) -> None:
     from fatviz.figures.embedding import placeholder_figure
     from fatviz.settings import RunSettings
     from pages.ui.live import show_job_animation, start_job
+    from pages.ui.live_chart import still_chart
     from pages.ui.look import presentation
 
     settings = RunSettings()
@@ -63,9 +64,9 @@ def _demo(clicked: bool) -> None:
     if not st.session_state.get("home_demo"):
         # Workers start (and warm up) when the app opens; a click before then waits for them.
         _workers_line()
-        st.plotly_chart(placeholder_figure(CENTROIDS.names(), "Press <b>Run the demo</b>: the four runs appear "
-                                           "here, epoch by epoch", columns=4, presentation=presentation()),
-                        theme=None, config={"staticPlot": True}, key="home_placeholder")
+        still_chart("home_placeholder", placeholder_figure(
+            CENTROIDS.names(), "Press <b>Run the demo</b>: the four runs appear here, epoch by epoch", columns=4,
+            presentation=presentation()))
         return
     job = start_job("compare", settings)
     if job is None:
@@ -78,8 +79,8 @@ def _demo(clicked: bool) -> None:
             how = (f"first epochs on screen after {job.first_frame_seconds:.1f} s, "
                    f"all {settings.epochs} epochs trained in {job.seconds:.1f} s")
         st.caption(f"Four runs, same data and seed, {how}. Each panel is one centroid option "
-                   "(PCA fitted once across all epochs). Press ▶ Play to watch training; "
-                   "open the **Centroid explorer** for metrics, the bound, and single samples.")
+                   "(PCA of the epochs so far: the axes settle while the points move). Press ▶ Play to watch "
+                   "training again; open the **Centroid explorer** for metrics, the bound, and single samples.")
 
 
 start_page()

@@ -4,8 +4,13 @@ Starts `streamlit run app.py` (a fresh server and runs folder per repeat), opens
 Chromium with Playwright, waits until Home says the training workers are ready, presses
 **Run the demo**, and measures:
 
+- first paint: the request to a fresh server until Home's title and Run button are on screen;
 - first frame: click -> the first epoch's panels on screen;
-- full animation: click -> the finished four-panel animation (its epoch slider) on screen;
+- full animation: click -> the finished four-panel animation on screen (the same chart, no
+  longer training);
+- the live chart: whether it stayed one DOM node from the first epoch to the last, how many
+  distinct epochs it showed, and the browser's CPU seconds per epoch it added (from the
+  first frame to the end, divided by the epochs added meanwhile);
 - cached: the same demo in a new browser tab (answered from the server's memory); the median
   of three new tabs per repeat.
 
@@ -38,8 +43,9 @@ CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 VIEW = {"width": 1600, "height": 1000}
-LIVE = ".js-plotly-plot .gtitle"  # "Epoch n": the live view and the animation, not the empty placeholder
-ANIMATION = ".js-plotly-plot g.slider-container"  # only the finished animation has an epoch slider
+CHART = ".fvz-live"  # the live chart (fatviz/web/live_chart.js); its host element carries data-* counters
+LIVE = f"{CHART} .js-plotly-plot .gtitle"  # "Epoch n" drawn: the first epoch is on screen
+ANIMATION = f"[data-live='0'] > {CHART} .js-plotly-plot .gtitle"  # the same chart once training has ended
 READY = "Training workers ready."
 TITLE = "FAT: the Fast Approximated Triplet loss"  # Home's title
 CACHED_TABS = 3  # new tabs timed per repeat for the cached demo (a single click varies by +-30% here)
@@ -129,8 +135,26 @@ def settle(page, quiet: float = 2.0, timeout: float = 90.0) -> None:
         time.sleep(0.2)
 
 
+CHART_STATE = f"""() => {{
+    const chart = document.querySelector("{CHART}");
+    const host = chart && chart.parentElement;
+    if (!host) return null;
+    window.__fatvizFirstChart = window.__fatvizFirstChart || chart;
+    return {{frames: Number(host.dataset.frames || 0), shown: Number(host.dataset.shown || 0),
+             updates: Number(host.dataset.updates || 0), drawn: Number(host.dataset.drawn || 0),
+             moved: Number(host.dataset.moved || 0), same_node: chart === window.__fatvizFirstChart}};
+}}"""
+
+
+def chart_state(page) -> dict | None:
+    """The live chart's counters (frames held, distinct epochs shown, payloads applied) and whether
+    it is still the DOM node first seen on this page."""
+    return page.evaluate(CHART_STATE)
+
+
 def time_demo(page, on_first_frame=None) -> dict[str, float]:
-    """Click Run the demo; seconds to the first frame and to the full animation.
+    """Click Run the demo; seconds to the first frame and to the full animation, and the live chart's
+    counters at the end.
 
     `on_first_frame(page)` runs once the first frame shows (the browser test takes a screenshot
     of the live view there; its cost then counts in the full animation's time)."""
@@ -138,10 +162,16 @@ def time_demo(page, on_first_frame=None) -> dict[str, float]:
     page.get_by_role("button", name="Run the demo").click()
     page.locator(LIVE).first.wait_for(timeout=SLOW * 1000)
     first = time.perf_counter() - start
+    at_first = chart_state(page)
     if on_first_frame is not None:
         on_first_frame(page)
     page.locator(ANIMATION).first.wait_for(timeout=2 * SLOW * 1000)
-    return {"first_frame_s": round(first, 2), "full_animation_s": round(time.perf_counter() - start, 2)}
+    done = time.perf_counter() - start
+    end = chart_state(page)
+    return {"first_frame_s": round(first, 2), "full_animation_s": round(done, 2),
+            "frames_at_first": at_first["frames"], "frames": end["frames"], "epochs_shown": end["shown"],
+            "updates": end["updates"], "full_redraws": end["drawn"], "points_moved": end["moved"],
+            "same_node": end["same_node"]}
 
 
 def time_cached(browser, url: str) -> float:
@@ -210,11 +240,14 @@ def one_repeat(playwright, workdir: Path) -> dict[str, float]:
             page, ready = open_home_when_ready(browser, url, painted)
             settle(page)
             before = cpu_by_role(proc.pid)
-            out = time_demo(page)
+            at_first: dict[str, float] = {}
+            out = time_demo(page, on_first_frame=lambda _: at_first.update(cpu_by_role(proc.pid)))
             after = cpu_by_role(proc.pid)
             out["workers_ready_s"] = round(ready, 2)
             out.update(painted)
             out.update({f"cpu_{k}_s": round(after[k] - before[k], 2) for k in before})
+            added = max(1, out["frames"] - out["frames_at_first"])
+            out["cpu_browser_per_epoch_s"] = round((after["browser"] - at_first["browser"]) / added, 3)
             settle(page)
             cached = [time_cached(browser, url) for _ in range(CACHED_TABS)]
             out["cached_tabs_s"] = cached
@@ -244,19 +277,25 @@ def main(argv: list[str] | None = None) -> int:
             row = rows[-1]
             print(f"repeat {r + 1}: first paint {row['first_paint_s']:.2f} s, "
                   f"first frame {row['first_frame_s']:.2f} s, full {row['full_animation_s']:.2f} s, "
-                  f"cached {row['cached_animation_s']:.2f} s | CPU s: browser {row['cpu_browser_s']:.1f}, "
+                  f"cached {row['cached_animation_s']:.2f} s | live chart: {row['epochs_shown']} epochs shown, "
+                  f"same node {row['same_node']}, {row['cpu_browser_per_epoch_s']:.3f} browser CPU-s per epoch | "
+                  f"CPU s: browser {row['cpu_browser_s']:.1f}, "
                   f"server {row['cpu_server_s']:.1f}, workers {row['cpu_workers_s']:.1f} | {row['server_caption']}",
                   flush=True)
-    keys = ("first_paint_s", "first_frame_s", "full_animation_s", "cached_animation_s", "cpu_browser_s",
-            "cpu_server_s", "cpu_workers_s")
+    keys = ("first_paint_s", "first_frame_s", "full_animation_s", "cached_animation_s", "cpu_browser_per_epoch_s",
+            "epochs_shown", "cpu_browser_s", "cpu_server_s", "cpu_workers_s")
     summary = {k: statistics.median(r[k] for r in rows) for k in keys}
-    targets = {"first_paint_s": 1.5, "first_frame_s": 2.0, "full_animation_s": 10.0, "cached_animation_s": 1.0}
-    worst = {k: max(r[k] for r in rows) for k in keys}
+    targets = {"first_paint_s": 1.5, "first_frame_s": 2.0, "full_animation_s": 10.0, "cached_animation_s": 1.0,
+               "cpu_browser_per_epoch_s": 0.15}
+    # The worst repeat: the slowest, or for the epochs shown, the fewest.
+    worst = {k: (min if k == "epochs_shown" else max)(r[k] for r in rows) for k in keys}
     print(f"\n{'over ' + str(len(rows)) + ' repeats':<28}{'median':>8}{'worst':>8}{'target':>9}")
     for k in keys:
-        target = f"<= {targets[k]:g}" if k in targets else ""
+        target = f"<= {targets[k]:g}" if k in targets else (">= 25" if k == "epochs_shown" else "")
         print(f"{k:<28}{summary[k]:>8.2f}{worst[k]:>8.2f}{target:>9}")
-    print(json.dumps({"repeats": rows, "median": summary, "worst": worst, "cores": os.cpu_count()}))
+    same = all(r["same_node"] for r in rows)
+    print(f"the live chart stayed one DOM node in every repeat: {same}")
+    print(json.dumps({"repeats": rows, "median": summary, "worst": worst, "same_node": same, "cores": os.cpu_count()}))
     return 0
 
 

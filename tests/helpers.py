@@ -285,3 +285,43 @@ def make_download_mirror(mirror: Path) -> dict[str, dict[str, str]]:
         with tarfile.open(mirror / "cifar10" / "cifar-10-python.tar.gz", "w:gz") as tar:
             tar.add(Path(staging) / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     return {d.name: {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in d.iterdir()} for d in mirror.iterdir()}
+
+
+# -- the live embedding chart as the browser holds it (tests/test_app_explorer.py, tests/test_app_pages.py)
+
+_LIVE_SENT = "_live_chart_sent"  # pages/ui/live_chart.py's record of what this session sent each chart
+
+
+def chart_payloads(at) -> list[dict]:
+    """The data each live chart on the page (fatviz/web/live_chart.js) was sent in the last run."""
+    import json
+
+    return [json.loads(el.proto.json) for el in at.get("bidi_component")]
+
+
+def chart_figures(at) -> list[dict]:
+    """Every live chart's figure as the browser holds it after the last run: the figure it was sent
+    once, and every frame sent since, as {"data", "layout", "frames", "epochs", "live", "show", ...}.
+
+    Mirrors the browser's side of the protocol: frames append where the chart's count ends; a
+    payload that starts past that count (the chart would ask again) makes this forget what the
+    session sent and rerun, as the chart's "need" trigger does. Call it after every run whose
+    charts matter (the mirror lives on the AppTest object)."""
+    mirror = at.__dict__.setdefault("_chart_mirror", {})
+    out = []
+    for payload in chart_payloads(at):
+        held = mirror.get(payload["sig"])
+        if payload["figure"] is not None and payload["first"] == 0:
+            held = {"data": payload["figure"]["data"], "layout": payload["figure"]["layout"], "frames": [],
+                    "epochs": []}
+        elif held is None or payload["first"] > len(held["frames"]):
+            at.session_state[_LIVE_SENT] = {}
+            at.run()
+            return chart_figures(at)
+        skip = len(held["frames"]) - payload["first"]
+        held["frames"] += payload["frames"][skip:]
+        held["epochs"] += payload["epochs"][skip:]
+        held.update({k: payload[k] for k in ("live", "show", "sig", "ranges", "selectable") if k in payload})
+        mirror[payload["sig"]] = held
+        out.append(held)
+    return out

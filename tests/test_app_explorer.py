@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
+from helpers import chart_figures, chart_payloads
 from streamlit.testing.v1 import AppTest
 
 from fatviz.jobs import job_key
@@ -23,6 +24,7 @@ from fatviz.runs import save_run
 from fatviz.settings import RunSettings
 from fatviz.train import compare_centroids
 from pages.ui.live import job_manager
+from pages.ui.live_chart import forget_sent
 
 TIMEOUT = 120
 TINY = {"subsample": "200", "epochs": "2", "vis_points": "60", "embedding_dim": "8"}
@@ -44,8 +46,8 @@ def figures(at: AppTest) -> list[dict]:
 
 
 def animation(at: AppTest) -> dict | None:
-    """The embedding figure on the page (the one with point traces), if drawn."""
-    return next((f for f in figures(at) if any(t.get("name") == "points" for t in f["data"])), None)
+    """The embedding chart on the page (the one with point traces) as the browser holds it, if drawn."""
+    return next((f for f in chart_figures(at) if any(t.get("name") == "points" for t in f["data"])), None)
 
 
 def values(v) -> np.ndarray:
@@ -65,7 +67,7 @@ def run_until_animated(at: AppTest, frames: int, timeout: float = TIMEOUT) -> di
     while True:
         assert not at.exception, [e.value for e in at.exception]
         fig = animation(at)
-        if fig is not None and len(fig.get("frames", [])) == frames:
+        if fig is not None and not fig["live"] and len(fig["frames"]) == frames:
             return fig
         assert time.monotonic() < deadline, "the animation never appeared"
         time.sleep(0.3)
@@ -95,14 +97,14 @@ def test_home_says_what_fat_is_and_runs_the_demo(saved_default_demo) -> None:
     assert any(r"R_{y_a} + R_k" in x and r"d(a,c_k)" in x for x in latex)
     assert any(r"L_{\mathrm{FAT}}" in x for x in latex)
     assert animation(at) is None  # nothing trains before the button, the panels wait empty
-    (placeholder,) = figures(at)
-    assert "Run the demo" in placeholder["layout"]["annotations"][-1]["text"]
+    (placeholder,) = chart_figures(at)  # the live chart's own placeholder: plotly.js loads while the class reads
+    assert "Run the demo" in placeholder["layout"]["annotations"][-1]["text"] and not placeholder["frames"]
     (button,) = [b for b in at.button if b.label == "Run the demo"]
     button.click().run()
     no_trouble(at)
     fig = run_until_animated(at, frames=3)
     assert sum(t.get("name") == "points" for t in fig["data"]) == 4
-    assert [s["label"] for s in fig["layout"]["sliders"][0]["steps"]] == ["0", "1", "2"]
+    assert fig["epochs"] == [0, 1, 2]
     assert any("loaded from the saved run" in c.value for c in at.caption)
     job = job_manager().get(job_key("compare", RunSettings()))
     assert job.from_cache and job.done
@@ -139,7 +141,7 @@ def test_explorer_trains_live_then_animates_the_four_options() -> None:
     table = at.dataframe[0].value
     assert list(table.index) == ["mean", "mean-norm", "norm-mean", "norm-mean-norm"]
     assert (table["epoch"] == 2).all()
-    assert len(figures(at)) == 4  # the animation and the three curve figures
+    assert len(figures(at)) == 3  # the three curve figures, beside the live chart
     assert any("Click a point" in c.value for c in at.caption)
 
 
@@ -187,7 +189,7 @@ def test_explorer_changed_settings_train_on_request_with_more_epochs() -> None:
     (train,) = [b for b in at.button if b.label == "Train the four options"]
     train.click().run()
     fig = run_until_animated(at, frames=4)
-    assert fig["layout"]["sliders"][0]["steps"][-1]["label"] == "3"
+    assert fig["epochs"][-1] == 3
 
 
 def test_explorer_step_buttons_and_a_clicked_point_show_that_epoch_and_sample() -> None:
@@ -197,7 +199,7 @@ def test_explorer_step_buttons_and_a_clicked_point_show_that_epoch_and_sample() 
     back.click().run()
     no_trouble(at)
     assert at.session_state["explorer_epoch"] == 1
-    assert animation(at)["layout"]["sliders"][0]["active"] == 1
+    assert animation(at)["show"] == 1  # the chart is asked to show that epoch
     assert (at.dataframe[0].value["epoch"] == 1).all()
     at.session_state["explorer_point"] = ("norm-mean", 5)  # what a click on a point stores
     at.run()
@@ -211,18 +213,60 @@ def test_explorer_step_buttons_and_a_clicked_point_show_that_epoch_and_sample() 
     assert not at.get("image") and not [t for t in animation(at)["data"] if t.get("legendgroup") == "highlight"]
 
 
-def test_explorer_draws_the_first_epoch_in_the_same_run_as_a_light_static_picture() -> None:
+def test_explorer_draws_the_first_epoch_in_the_same_run_then_sends_only_new_epochs() -> None:
     at = page("centroid_explorer", tiny(seed="21", epochs="100"))
     no_trouble(at)
-    live = animation(at)  # the page's first run waited for epoch 0 instead of a polling turn
-    assert live is not None and not live.get("frames")
-    assert live["layout"]["title"]["text"].startswith("Epoch ")
-    points = [t for t in live["data"] if t.get("name") == "points"]
-    assert points and all("hovertext" not in t and t["hoverinfo"] == "skip" for t in points)
-    (chart,) = [c for c in at.get("plotly_chart") if "points" in c.proto.spec]
-    assert json.loads(chart.proto.config) == {"staticPlot": True}
+    (first,) = chart_payloads(at)  # the page's first run waited for epoch 0 instead of a polling turn
+    assert first["live"] and first["figure"] is not None and first["first"] == 0 and first["frames"]
+    assert first["figure"]["layout"]["title"]["text"].startswith("Epoch ")
+    held = len(first["frames"])
+    later = []
+    deadline = time.monotonic() + TIMEOUT
+    while sum(len(p["frames"]) for p in later) < 3:  # the polling runs, as the live fragment makes them
+        assert time.monotonic() < deadline, "no new epoch reached the chart"
+        time.sleep(0.3)
+        at.run()
+        (payload,) = chart_payloads(at)
+        later.append(payload)
+    # The figure went once; each later run sent only the epochs the chart did not hold, in order.
+    assert all(p["figure"] is None and p["sig"] == first["sig"] for p in later)
+    for p in later:
+        assert p["first"] == held and len(p["epochs"]) == len(p["frames"])
+        held += len(p["frames"])
+    epochs = first["epochs"] + [e for p in later for e in p["epochs"]]
+    assert epochs == list(range(len(epochs)))
     (stop,) = [b for b in at.button if b.label == "Stop"]
     stop.click().run()
+
+
+def test_a_finished_chart_is_sent_nothing_more_and_a_remounted_one_gets_every_epoch_again() -> None:
+    at = page("centroid_explorer", tiny(seed="14"))
+    fig = run_until_animated(at, frames=3)
+    at.run()
+    (payload,) = chart_payloads(at)
+    assert payload["figure"] is None and payload["frames"] == []  # nothing new: nothing sent
+    # A chart remounted in the browser (another page and back) holds no frame: its "need" trigger
+    # {sig, have: 0} makes the session forget what it sent, and the next run sends it all.
+    sent = at.session_state["_live_chart_sent"]
+    (key,) = [k for k in sent if k.startswith("explorer-")]
+    forget_sent(sent, key, {"sig": payload["sig"], "have": 0})
+    assert sent[key] == (payload["sig"], 0)
+    at.session_state["_live_chart_sent"] = sent
+    at.run()
+    (again,) = chart_payloads(at)
+    assert again["first"] == 0 and again["figure"] is not None and len(again["frames"]) == len(fig["frames"])
+
+
+def test_a_chart_that_asks_for_another_view_or_more_than_was_sent_gets_everything() -> None:
+    sent = {"c": ("view-a", 5)}
+    forget_sent(sent, "c", {"sig": "view-a", "have": 9})  # holds more than was sent: never trusted beyond it
+    assert sent == {"c": ("view-a", 5)}
+    forget_sent(sent, "c", {"sig": "view-a", "have": 2})
+    assert sent == {"c": ("view-a", 2)}
+    forget_sent(sent, "c", {"sig": "view-b", "have": 2})  # an older view: start again
+    assert sent == {}
+    forget_sent(sent, "c", "garbage")
+    assert sent == {}
 
 
 def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again() -> None:

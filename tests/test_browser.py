@@ -3,7 +3,9 @@
 Starts `streamlit run app.py` (two training workers, a temporary runs folder), drives
 headless Chromium with Playwright, saves screenshots to artifacts/screenshots (and
 /tmp/fatviz-shots), and prints and saves the timings: first frame after Run the demo,
-the full four-panel animation, and the same demo again from the job manager's memory.
+the full four-panel animation, and the same demo again from the job manager's memory, and
+checks that the live chart stays one DOM node from the first epoch to the last while showing
+at least 25 of the 31 epochs.
 Timings are reported, never asserted. Skipped only when no Chromium is installed.
 """
 
@@ -98,19 +100,29 @@ def test_run_the_demo_and_visit_every_page(server) -> None:
             timings["server_caption"] = caption.first.inner_text() if caption.count() else None
             shoot(page, "03-home-animation")
 
+            # The live chart: one DOM node from the first epoch to the finished animation, and it
+            # showed (nearly) every epoch as it was trained, not a picture every few seconds.
+            assert timings["same_node"], "the live chart was remounted during the demo"
+            assert timings["epochs_shown"] >= 25, f"the live chart showed only {timings['epochs_shown']} epochs"
+            assert timings["frames"] == 31
+
             # Play: the animation starts over from epoch 0 and moves; Pause stops it.
-            title = page.locator(".js-plotly-plot .gtitle").first
-            last = title.text_content()
-            buttons = page.locator(".js-plotly-plot .updatemenu-button")
-            buttons.nth(0).click()
+            host = page.locator("[data-live='0']").first
+            last = host.get_attribute("data-epoch")
+            page.locator(".fvz-play").first.click()
             time.sleep(2.0)
-            assert title.text_content() != last, "Play did not move the animation"
+            assert host.get_attribute("data-epoch") != last, "Play did not move the animation"
             shoot(page, "04-home-playing")
-            buttons.nth(1).click()
-            time.sleep(1.0)  # the frame in flight when Pause is pressed still lands
-            paused = title.text_content()
+            page.locator(".fvz-play").first.click()
+            time.sleep(1.0)
+            paused = host.get_attribute("data-epoch")
             time.sleep(1.5)
-            assert title.text_content() == paused, "Pause did not stop the animation"
+            assert host.get_attribute("data-epoch") == paused, "Pause did not stop the animation"
+            # Scrubbing the chart's own slider shows that epoch.
+            page.locator(".fvz-slider").first.evaluate(
+                "el => { el.value = '3'; el.dispatchEvent(new Event('input', {bubbles: true})); }")
+            time.sleep(0.5)
+            assert host.get_attribute("data-epoch") == "3"
 
             # The same demo in a new session: answered from the job manager's memory.
             timings["cached_animation_s"] = time_cached(browser, server)

@@ -1,4 +1,4 @@
-"""Projections: PCA with axes fixed across epochs, 2-D shown raw, centres mapped alike; panels and neighbours."""
+"""Projections: causal PCA whose axes settle across epochs, 2-D shown raw, centres mapped alike; panels and neighbours."""
 
 import numpy as np
 import pytest
@@ -8,20 +8,45 @@ from fatviz.projection import nearest_neighbours, panel_frames, project_frames, 
 from fatviz.train import Snapshot
 
 
-def test_pca_is_one_map_for_all_epochs_and_centres():
+def test_pca_maps_centres_like_points_and_is_causal():
     rng = np.random.default_rng(0)
     frames = [rng.normal(size=(50, 6)) * (i + 1) for i in range(3)]
     centres = [f[:4] for f in frames]
     proj, extra = project_frames(frames, "pca", extra=centres)
     assert [p.shape for p in proj] == [(50, 2)] * 3
     # The same linear map: centres (copies of the first rows) land exactly on those points.
-    for p, e in zip(proj, extra, strict=False):
+    for p, e in zip(proj, extra, strict=True):
         assert np.allclose(p[:4], e, atol=1e-5)
-    # Fitted on all epochs: variance along axis 0 is the largest of the stacked data.
-    stacked = np.concatenate(proj)
-    assert stacked[:, 0].var() >= stacked[:, 1].var()
+    # Causal: an epoch's frame does not change when later epochs arrive (a live chart appends).
+    for k in (1, 2):
+        early, _ = project_frames(frames[:k], "pca")
+        assert all(np.allclose(a, b) for a, b in zip(early, proj[:k], strict=True))
     again, _ = project_frames(frames, "pca")
-    assert all(np.allclose(a, b) for a, b in zip(proj, again, strict=False))
+    assert all(np.allclose(a, b) for a, b in zip(proj, again, strict=True))
+
+
+def test_pca_of_the_last_epoch_spans_the_top_axes_of_all_epochs_stacked():
+    rng = np.random.default_rng(3)
+    scale = np.array([9.0, 4.0, 1.0, 0.5, 0.2])
+    frames = [rng.normal(size=(80, 5)) * scale @ np.linalg.qr(rng.normal(size=(5, 5)))[0] for _ in range(4)]
+    proj, _ = project_frames(frames, "pca")
+    stacked = np.concatenate(frames)
+    centred = stacked - stacked.mean(0)
+    top = np.linalg.svd(centred, full_matrices=False)[2][:2].T  # brute force: SVD of the stacked epochs
+    # The last frame is the last epoch through those two axes, up to a turn of the plane: the same
+    # pairwise distances.
+    reference = (frames[-1] - stacked.mean(0)) @ top
+    d = lambda a: np.linalg.norm(a[:, None] - a[None], axis=-1)  # noqa: E731
+    assert np.allclose(d(proj[-1]), d(reference), atol=1e-3)
+
+
+def test_pca_axes_do_not_spin_between_similar_epochs():
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(60, 8)) * np.linspace(3, 0.5, 8)
+    frames = [base + rng.normal(scale=0.01, size=base.shape) for _ in range(5)]
+    proj, _ = project_frames(frames, "pca")
+    spread = np.abs(proj[0]).max()
+    assert all(np.abs(b - a).max() < 0.05 * spread for a, b in zip(proj, proj[1:], strict=False))
 
 
 def test_two_dimensional_embeddings_are_shown_as_they_are():

@@ -9,6 +9,7 @@ projected (fatviz.projection.panel_frames): this module only draws them.
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,45 @@ def _titles(panels: Sequence[PanelFrames], f: int, size: int, notes: bool = True
     return out
 
 
+def _title_size(presentation: bool) -> int:
+    return 22 if presentation else 16
+
+
+def moving_traces(n_panels: int, highlight: bool) -> list[int]:
+    """Indices of the traces an epoch moves: each panel's points and centres, then the rings
+    (after the legend key's traces, which stay put)."""
+    return list(range(2 * n_panels)) + (list(range(-n_panels, 0)) if highlight else [])
+
+
+def embedding_frames(panels: Sequence[PanelFrames], first: int = 0, *, zoom: str = "follow",
+                     presentation: bool = False, columns: int | None = None, title: str = "",
+                     highlight: int | None = None, n_traces: int | None = None) -> list[dict]:
+    """The animation's frames from epoch index `first` on, as plotly frames: each epoch's moving
+    traces (see `moving_traces`; negative indices count from the end, or give `n_traces`, the
+    figure's trace count, to make them plain), panel titles with P@1, axis ranges and title.
+
+    Projections are causal, so the frames of a run still training are final: a live chart
+    appends them as they come."""
+    rows, cols = _grid(len(panels), columns)
+    row_view = rows == 1 and cols >= 3
+    size = _title_size(presentation)
+    traces = moving_traces(len(panels), highlight is not None)
+    if n_traces is not None:
+        traces = [t % n_traces for t in traces]
+    epochs = panels[0].epochs
+    n_frames = min(len(p.points) for p in panels)
+    return [{"name": str(f), "data": _moving(panels, f, highlight), "traces": traces,
+             "layout": {"annotations": _titles(panels, f, size, not row_view), **_ranges(panels, f, zoom),
+                        "title": {"text": title or f"Epoch {epochs[f]}"}}}
+            for f in range(first, n_frames)]
+
+
+# A panel is a plain box: projected axes have no units to read, and without grid lines a new
+# epoch only moves the points (the live chart moves them without a full redraw).
+_FRAME = {"showticklabels": False, "zeroline": False, "showgrid": False, "showline": True, "mirror": True,
+          "linecolor": "#c8c8c8", "ticks": ""}
+
+
 def _subplot_axes(n: int, rows: int, cols: int, hspace: float = 0.05, vspace: float = 0.08) -> dict[str, dict]:
     """Square, tick-free panel axes for n panels on a rows x cols grid, filled row by row from the
     top: the domains and anchors plotly's make_subplots lays out, written as plain layout keys
@@ -166,11 +206,9 @@ def _subplot_axes(n: int, rows: int, cols: int, hspace: float = 0.05, vspace: fl
         row, col = divmod(p, cols)
         axis = _axis(p)
         x0, y1 = col * (width + hspace), 1.0 - row * (height + vspace)
-        out[f"xaxis{axis}"] = {"anchor": f"y{axis}", "domain": [round(x0, 6), round(x0 + width, 6)],
-                               "showticklabels": False, "zeroline": False}
+        out[f"xaxis{axis}"] = {"anchor": f"y{axis}", "domain": [round(x0, 6), round(x0 + width, 6)], **_FRAME}
         out[f"yaxis{axis}"] = {"anchor": f"x{axis}", "domain": [round(max(0.0, y1 - height), 6), round(y1, 6)],
-                               "showticklabels": False, "zeroline": False, "scaleanchor": f"x{axis}",
-                               "scaleratio": 1, "constrain": "domain"}
+                               **_FRAME, "scaleanchor": f"x{axis}", "scaleratio": 1, "constrain": "domain"}
     return out
 
 
@@ -216,7 +254,7 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
                           + (" (flipped)" if labels.flipped[i] else "") for i in range(len(labels.true))]}
     rows, cols = _grid(len(panels), columns)
     row_view = rows == 1 and cols >= 3  # narrow panels: short titles, legend on top
-    size = 22 if presentation else 16
+    size = _title_size(presentation)
     marker = 9 if presentation else 7
     epochs = panels[0].epochs
     start = _moving(panels, frame, highlight)
@@ -274,13 +312,8 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     )
     spec: dict = {"data": data, "layout": layout}
     if controls:
-        moving = list(range(2 * len(panels)))
-        if highlight is not None:
-            moving += list(range(len(data) - len(panels), len(data)))
-        spec["frames"] = [{"name": str(f), "data": _moving(panels, f, highlight), "traces": moving,
-                           "layout": {"annotations": _titles(panels, f, size, not row_view),
-                                      **_ranges(panels, f, zoom), "title": {"text": title or f"Epoch {epochs[f]}"}}}
-                          for f in range(n_frames)]
+        spec["frames"] = embedding_frames(panels, 0, zoom=zoom, presentation=presentation, columns=columns,
+                                          title=title, highlight=highlight, n_traces=len(data))
         play = {"frame": {"duration": FRAME_MS, "redraw": True}, "fromcurrent": True, "mode": "immediate",
                 "transition": {"duration": TRANSITION_MS, "easing": "cubic-in-out"}}
         jump = {"frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}, "mode": "immediate"}
@@ -311,12 +344,42 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     return fig
 
 
+def live_chart_data(panels: Sequence[PanelFrames], labels: PointLabels, first: int = 0, *, colour_by: str = "true",
+                    zoom: str = "follow", presentation: bool = False, columns: int | None = None,
+                    highlight: int | None = None) -> dict:
+    """What the browser's live chart (fatviz/web/live_chart.js) needs beyond the epochs it holds.
+
+    `first` is how many epochs it holds already: 0 sends the figure itself too (its traces,
+    colours and layout, drawn at the last epoch, without plotly's own animation controls: the
+    chart has its own), then only the frames from `first` on, with their epoch numbers. With
+    `zoom="fixed"`, `ranges` is one range per axis over every epoch so far, for all frames.
+    """
+    n_frames = min(len(p.points) for p in panels) if panels else 0
+    first = max(0, min(int(first), n_frames))
+    frames = embedding_frames(panels, first, zoom=zoom, presentation=presentation, columns=columns,
+                              highlight=highlight)
+    out: dict = {"first": first, "frames": frames, "epochs": [int(e) for e in panels[0].epochs[first:n_frames]],
+                 "frame_ms": FRAME_MS, "transition_ms": TRANSITION_MS}
+    if zoom == "fixed" and n_frames:
+        out["ranges"] = _ranges(panels, n_frames - 1, "fixed")
+    if first == 0:
+        fig = embedding_figure(panels, labels, colour_by, animate=False, presentation=presentation, zoom=zoom,
+                               highlight=highlight, columns=columns)
+        out["figure"] = json.loads(fig.to_json())
+        n_traces = len(out["figure"]["data"])
+        for frame in frames:
+            frame["traces"] = [t % n_traces for t in frame["traces"]]
+    else:
+        out["figure"] = None
+    return out
+
+
 def placeholder_figure(options: Sequence[str], message: str, columns: int | None = None,
                        presentation: bool = False) -> go.Figure:
     """Empty panels titled like the animation's, with a message: where the runs will appear."""
     rows, cols = _grid(len(options), columns)
     row_view = rows == 1 and cols >= 3
-    size = 22 if presentation else 16
+    size = _title_size(presentation)
     layout: dict = _subplot_axes(len(options), rows, cols)
     for axis in layout.values():
         axis["range"] = [-1, 1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -20,6 +21,7 @@ from fatviz.paths import allowed_roots
 from fatviz.progress import Pace, left_text
 from fatviz.projection import NONLINEAR_EPOCHS, PanelFrames, panel_frames, spread_indices
 from fatviz.settings import RunSettings
+from pages.ui.live_chart import live_chart, unavailable
 from pages.ui.look import plot_embedding, presentation, show_error
 
 # Worker processes for training; 0 trains in a thread of the app (used by tests).
@@ -27,10 +29,8 @@ WORKERS = int(os.environ.get("FATVIZ_WORKERS", str(min(2, os.cpu_count() or 1)))
 # Training workers run at a lower CPU priority than the app and the browser: on a two-core laptop
 # the first epoch then reaches the screen without waiting for the trainers' time slices.
 WORKER_NICENESS = 10
-# The live view while a job trains. Every redraw costs the server and the browser CPU that the
-# training workers need on a two-core laptop (measured: a four-panel redraw costs Chromium about
-# 0.7 CPU-seconds), so the view is redrawn every LIVE_SECONDS, not at every epoch.
-LIVE_SECONDS = 2.0
+# While a job trains, its chart asks for new epochs this often; it is sent only those (pages/ui/live_chart.py).
+LIVE_SECONDS = 0.5
 FIRST_FRAME_WAIT = 3.0  # the click's own run waits this long for the first epoch, so it draws it at once
 # Polling reruns would fade the live chart as "stale": keep it solid.
 SOLID_WHILE_LIVE = "<style>[data-stale='true'] {opacity: 1 !important; transition: none !important;}</style>"
@@ -167,26 +167,14 @@ def _figure(source: str, frames: int, method: str, view: tuple, _panels: list[Pa
     return embedding_figure(_panels, _labels, **dict(view))
 
 
-def animation_figure(source: str, runs: dict[str, list], labels: PointLabels, *, method: str = "pca",
-                     colour_by: str = "true", zoom: str = "follow", frame: int | None = None,
-                     animate: bool = True, highlight: int | None = None, columns: int | None = None,
-                     hover: bool = True):
-    """The panels figure for `runs` (snapshots per option), projected and built once for all sessions.
-
-    `source` names where the snapshots come from (a job or a run folder). t-SNE and UMAP fit
-    every frame, so they animate a few epochs spread over training (`frame` is then mapped to
-    the nearest one). A recolouring or another frame reuses the projection. A user mistake
-    shows one error and returns None.
-    """
+def chart_panels(source: str, runs: dict[str, list], method: str = "pca") -> list[PanelFrames] | None:
+    """Every option's projected panel of `runs` (snapshots per option) from `source` (a job or a
+    run folder), for all sessions. t-SNE and UMAP fit every frame, so they keep a few epochs
+    spread over training. A user mistake shows one error and returns None."""
     n = min((len(v) for v in runs.values()), default=0)
     keep = list(range(n)) if method == "pca" else spread_indices(n, NONLINEAR_EPOCHS)
-    if frame is not None:
-        frame = min(range(len(keep)), key=lambda j: abs(keep[j] - frame), default=None)
-    view = (("colour_by", colour_by), ("zoom", zoom), ("frame", frame), ("animate", animate),
-            ("highlight", highlight), ("columns", columns), ("hover", hover), ("presentation", presentation()))
     try:
-        panels = _panels(source, n, method, {o: [snaps[i] for i in keep] for o, snaps in runs.items()})
-        return _figure(source, n, method, view, panels, labels)
+        return _panels(source, n, method, {o: [snaps[i] for i in keep] for o, snaps in runs.items()})
     except FatvizError as exc:
         show_error(exc)
     except ImportError as exc:
@@ -194,47 +182,89 @@ def animation_figure(source: str, runs: dict[str, list], labels: PointLabels, *,
     return None
 
 
+def _frame_of(panels: list[PanelFrames], runs: dict[str, list], frame: int | None) -> int | None:
+    """The panels' frame nearest to epoch index `frame` of `runs` (t-SNE and UMAP keep a few epochs)."""
+    if frame is None:
+        return None
+    full = next(iter(runs.values()))
+    wanted = full[max(0, min(frame, len(full) - 1))].epoch
+    epochs = panels[0].epochs
+    return min(range(len(epochs)), key=lambda j: abs(epochs[j] - wanted))
+
+
+def animation_figure(source: str, runs: dict[str, list], labels: PointLabels, *, method: str = "pca",
+                     colour_by: str = "true", zoom: str = "follow", frame: int | None = None,
+                     highlight: int | None = None, columns: int | None = None):
+    """The panels as one plotly figure with its own animation controls (an HTML export, or the
+    chart where the live chart is not available), projected and built once for all sessions."""
+    panels = chart_panels(source, runs, method)
+    if not panels:
+        return None
+    view = (("colour_by", colour_by), ("zoom", zoom), ("frame", _frame_of(panels, runs, frame)),
+            ("highlight", highlight), ("columns", columns), ("presentation", presentation()))
+    return _figure(source, len(panels[0].epochs), method, view, panels, labels)
+
+
+def show_runs(key: str, source: str, runs: dict[str, list], labels: PointLabels, *, live: bool = False,
+              method: str = "pca", colour_by: str = "true", zoom: str = "follow", frame: int | None = None,
+              highlight: int | None = None, columns: int | None = None, selectable: bool = False) -> dict | None:
+    """The panels of `runs` in the live chart `key`, updated in place (or, where that chart is not
+    available, as a plotly figure). `frame` is an epoch index to show. Returns a clicked point
+    {panel, point} of this run, if any."""
+    why = unavailable()
+    if why:
+        fig = animation_figure(source, runs, labels, method=method, colour_by=colour_by, zoom=zoom, frame=frame,
+                               highlight=highlight, columns=columns)
+        if fig is not None:
+            plot_embedding(fig, key)
+            st.caption(f"Plotly's own animation: {why}.")
+        return None
+    panels = chart_panels(source, runs, method)
+    if not panels:
+        return None
+    return live_chart(key, f"{source}:{method}", panels, labels, live=live, colour_by=colour_by, zoom=zoom,
+                      presentation=presentation(), columns=columns, highlight=highlight,
+                      show=_frame_of(panels, runs, frame), selectable=selectable)
+
+
 def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: str = "true", zoom: str = "follow",
                        frame: int | None = None, highlight: int | None = None, columns: int | None = None,
-                       selectable: bool = False):
-    """A compare job's panels: the latest epoch, live, while it trains; the full animation once done.
+                       on_pick: Callable[[str, int], None] | None = None) -> None:
+    """A compare job's panels in one chart that stays in place from its first epoch to the end.
 
-    While training, the first epoch is drawn as soon as it exists, then a fragment redraws the
-    newest epoch every LIVE_SECONDS; when the job ends (the fragment waits for an end that is
-    due before its next turn) it reruns the page once, which draws the animation and stops polling.
-    Returns the chart's selection state (when `selectable` and done), else None.
+    While training, a fragment polls every LIVE_SECONDS and sends the chart each new epoch;
+    once the job ends the fragment stops polling and reruns the page once, which draws what
+    comes after a finished training. The chart is the same element throughout (same place,
+    same key), so the browser keeps it, its zoom and its frames. `on_pick(option, point)` is
+    called for a click on a point, before the page reruns.
     """
-    if not job.done:
-        st.markdown(SOLID_WHILE_LIVE, unsafe_allow_html=True)
-        job.wait_frames(1, timeout=FIRST_FRAME_WAIT)
-
-        @st.fragment(run_every=LIVE_SECONDS)
-        def live() -> None:
-            if job.done:
-                st.rerun()
-            job_status(job)
-            labels = job_labels(job)
-            if job.frames() == 0 or labels is None:
-                st.caption("The first epoch appears here in a moment…")
-            else:
-                fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, colour_by=colour_by,
-                                       zoom=zoom, animate=False, columns=columns, hover=False)
-                if fig is not None:
-                    plot_embedding(fig, f"{key}-live", static=True)
-            # Ending before the next redraw is due: wait for it here and show the animation at once.
-            if job.seconds_left() < LIVE_SECONDS and job.wait(LIVE_SECONDS):
-                st.rerun()
-
-        live()
-        return None
     if job.status == "error":
         st.error(job.error, icon="⚠️")
-        return None
-    if job.status == "stopped":
-        st.info(f"Stopped after epoch {max(0, job.frames() - 1)}: showing the epochs trained so far.")
-    labels = job_labels(job)
-    if job.frames() == 0 or labels is None:
-        return None
-    fig = animation_figure(f"{job.key}:{job.status}", job_runs(job), labels, method=method, colour_by=colour_by,
-                           zoom=zoom, frame=frame, highlight=highlight, columns=columns)
-    return None if fig is None else plot_embedding(fig, key, selectable)
+        return
+    if not job.done:
+        job.wait_frames(1, timeout=FIRST_FRAME_WAIT)  # the click's own run draws the first epoch
+    st.markdown(SOLID_WHILE_LIVE, unsafe_allow_html=True)
+
+    @st.fragment(run_every=None if job.done else LIVE_SECONDS)
+    def chart() -> None:
+        seen = st.session_state.setdefault("_live_jobs", {})
+        if job.done and seen.get(key) == (job.key, job.started, "live"):
+            seen[key] = (job.key, job.started, "done")
+            st.rerun()  # the whole page, once: it draws what follows a finished training
+        seen[key] = (job.key, job.started, "done" if job.done else "live")
+        labels = job_labels(job)
+        if job.frames() == 0 or labels is None:
+            st.caption("The first epoch appears here in a moment…")
+        else:
+            picked = show_runs(key, f"{job.key}:{job.started}", job_runs(job), labels, live=not job.done,
+                               method=method if job.done else "pca", colour_by=colour_by, zoom=zoom, frame=frame,
+                               highlight=highlight, columns=columns, selectable=on_pick is not None)
+            if picked is not None and on_pick is not None and 0 <= picked.get("panel", -1) < len(job.options):
+                on_pick(job.options[picked["panel"]], int(picked["point"]))
+                st.rerun()
+        if job.status == "stopped":
+            st.info(f"Stopped after epoch {max(0, job.frames() - 1)}: showing the epochs trained so far.")
+        elif not job.done:
+            job_status(job)
+
+    chart()

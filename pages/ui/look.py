@@ -41,18 +41,9 @@ def cached(fn: Callable[..., Any]) -> Callable[..., Any]:
     return st.cache_data(show_spinner=False, max_entries=64)(fn)
 
 
-def plot_embedding(fig, key: str, selectable: bool = False, static: bool = False):
-    """Draw an embedding figure the same way everywhere (our own style, not Streamlit's theme).
-
-    `static` draws a picture without hover, zoom or toolbar: the live view, replaced every few
-    seconds, which a laptop's browser then draws in about half the time. Returns the chart's
-    selection state when `selectable`, else None."""
+def plot_embedding(fig, key: str) -> None:
+    """Draw an embedding figure as a plotly chart with our own style (not Streamlit's theme): where
+    the live chart (pages/ui/live_chart.py) is not available."""
     config = {"displaylogo": False, "scrollZoom": True,
               "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "fatviz-embedding"}}
-    if static:
-        config = {"staticPlot": True}
-    if selectable:
-        return st.plotly_chart(fig, key=key, theme=None, on_select="rerun", selection_mode="points",
-                               config=config)
     st.plotly_chart(fig, key=key, theme=None, config=config)
-    return None
