@@ -160,6 +160,27 @@ def hardest_triplet(points: np.ndarray, labels: np.ndarray, option: str = "norm-
     return anchor, int(np.argmax(d_pos[anchor])), int(np.argmin(d_neg[anchor]))
 
 
+def moved_triplet(moved, labels: np.ndarray) -> tuple[np.ndarray, int, int, int] | None:
+    """The points and triplet a student left in the draggable view ({points, a, p, n} from the
+    browser), or None when that is not a valid triplet of these labels' points (another data set,
+    a point that is not a number): the page then shows its own points."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if not isinstance(moved, dict):
+        return None
+    try:
+        points = np.asarray(moved["points"], dtype=np.float64)
+        a, p, n = (int(moved[k]) for k in ("a", "p", "n"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if points.shape != (len(labels), 2) or not np.isfinite(points).all():
+        return None
+    try:
+        _check_triplet(labels, a, p, n)
+    except FatvizError:
+        return None
+    return points, a, p, n
+
+
 def whole_set_bounds(points: np.ndarray, labels: np.ndarray, margin: float | None = None,
                      options: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Exact mean triplet loss and the FAT bound over all triplets, one row per centroid option

@@ -10,6 +10,7 @@ from fatviz.bound_view import (
     bound_terms,
     hardest_triplet,
     inequality_latex,
+    moved_triplet,
     teaching_blobs,
     triangle_latex,
     whole_set_bounds,
@@ -21,8 +22,10 @@ from fatviz.figures.bound import (
     triplet_terms_figure,
     whole_set_figure,
 )
+from fatviz.figures.style import class_colour
 from fatviz.losses import default_margin
 from pages.ui.look import cached, presentation, show_error, start_page
+from pages.ui.web import component
 
 HARDEST = -1  # selectbox value: let the app pick the hardest
 DEFAULTS = {"tb_option": "norm-mean-norm", "tb_classes": 4, "tb_spread": 1.0, "tb_outliers": 0.0,
@@ -102,14 +105,34 @@ try:
                  format_func=lambda i: describe(i, "(nearest) negative"))
     p = hard_p if ss["tb_positive"] == HARDEST else int(ss["tb_positive"])
     n = hard_n if ss["tb_negative"] == HARDEST else int(ss["tb_negative"])
+    # The draggable view's state: the points and triplet a student left there (per set of blobs).
+    drag_key = "tb-drag-" + "-".join(map(str, data_args))
+    moved = moved_triplet((ss.get(drag_key) or {}).get("moved"), labels)
+    if moved is not None:
+        points, a, p, n = moved
     terms = bound_terms(points, labels, a, p, n, option, margin)
-    table = set_bounds(*data_args, margin)
+    table = set_bounds(*data_args, margin) if moved is None else whole_set_bounds(points, labels, margin)
 except FatvizError as exc:
     show_error(exc)
     st.stop()
 
 left, right = st.columns([3, 2], gap="large")
-left.plotly_chart(bound_view_figure(terms, labels, names, presentation=big), theme=None, key="tb_view")
+mount, why = component("bound_drag")
+with left:
+    if mount is None:
+        st.plotly_chart(bound_view_figure(terms, labels, names, presentation=big), theme=None, key="tb_view")
+        st.caption(f"A still view: {why}.")
+    else:
+        spec = CENTROIDS.get(option)
+        space = "unit circle" if spec.normalised_anchors else "raw features"
+        mount(key=drag_key, default={"moved": None}, on_moved_change=lambda: None, data={
+            "points": np.asarray(points).tolist(), "labels": labels.tolist(), "names": names,
+            "colours": [class_colour(k) for k in range(len(names))], "members": spec.normalise_members,
+            "centre": spec.normalise_centre, "margin": terms.margin, "a": a, "p": p, "n": n,
+            "title": f"One triplet, option {option} ({space})", "presentation": big})
+        if moved is not None:
+            st.caption("You moved points: every number on this page is for the points as you left them "
+                       "(**Reset the points** in the view brings the blobs back).")
 with right:
     st.markdown(f"**Triplet** a = #{a}, p = #{p} ({names[terms.anchor_class]}), "
                 f"n = #{n} ({names[terms.negative_class]}); margin m = {terms.margin:g}")

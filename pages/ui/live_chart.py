@@ -11,60 +11,25 @@ back) holds none and asks for them again with its "need" trigger, answered befor
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
 
 import streamlit as st
 
-import fatviz
 from fatviz.figures.embedding import PointLabels, live_chart_data
 from fatviz.projection import PanelFrames
+from pages.ui.web import component
 
-WEB = Path(fatviz.__file__).resolve().parent / "web"
 STEP_MS = 120  # while following training, each newly arrived epoch is on screen at least this long
 _SENT = "_live_chart_sent"  # session_state: {chart key: (view signature, frames sent)}
 
 
-def _plotly_js() -> str | None:
-    """Put plotly.py's own plotly.min.js beside live_chart.js, where the chart loads it from
-    (offline: no CDN); returns why not, if it cannot."""
-    import plotly
-
-    source = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
-    target = WEB / "plotly.min.js"
-    try:
-        if not target.is_file() or target.stat().st_size != source.stat().st_size:
-            partial = target.with_name(f"plotly.min.js.{os.getpid()}.tmp")
-            shutil.copyfile(source, partial)
-            os.replace(partial, target)  # whole or not at all, for a browser loading it now
-    except OSError as exc:
-        return f"plotly.js could not be put beside the live chart ({exc})"
-    return None
-
-
-_MOUNT: list = []  # the mounting command, once registered in a running app
-
-
 def unavailable() -> str | None:
-    """Why this app cannot draw the live chart (None when it can). The component is registered on
-    first use inside a running app: its runtime is what finds fatviz's pyproject.toml, which
-    declares fatviz/web as the component's asset folder."""
-    if _MOUNT:
-        return None if _MOUNT[0] else _MOUNT[1]
-    missing = _plotly_js()
-    if missing:
-        _MOUNT[:] = [None, missing]
-        return missing
-    try:
-        _MOUNT[:] = [st.components.v2.component("fatviz.live_chart", js="live_chart.js", isolate_styles=False), None]
-    except Exception as exc:  # noqa: BLE001 - Streamlit raises several kinds here; all mean "not available"
-        _MOUNT[:] = [None, f"the live chart is not registered ({exc}); install fatviz with `pip install -e .`"]
-    return _MOUNT[1]
+    """Why this app cannot draw the live chart (None when it can)."""
+    return component("live_chart", plotly=True)[1]
 
 
 def _mount(**kwargs):
-    return _MOUNT[0](on_need_change=lambda: _resend(kwargs["key"]), on_picked_change=lambda: None, **kwargs)
+    mount = component("live_chart", plotly=True)[0]
+    return mount(on_need_change=lambda: _resend(kwargs["key"]), on_picked_change=lambda: None, **kwargs)
 
 
 def forget_sent(sent: dict, key: str, need) -> None:
