@@ -42,6 +42,8 @@ WORKER_DIED = ("The training worker stopped unexpectedly (it may have run out of
                "so this job ended without a result and nothing was saved. The next job starts a fresh worker; "
                "smaller settings (fewer points, epochs or samples) fit better.")
 
+THREAD_STOP_SECONDS = 10.0  # at shutdown, how long a training or layout thread of this process is waited for
+
 
 # -- worker processes ------------------------------------------------------------------------------
 
@@ -138,6 +140,7 @@ class Job:
     finished_at: float | None = None  # time.monotonic() when it ended
     from_cache: bool = False
     viewers: set = field(default_factory=set)
+    layouts: dict[str, Any] = field(default_factory=dict)  # method -> fatviz.layouts.Layout
     _done: threading.Event = field(default_factory=threading.Event)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _stop_path: str = ""
@@ -226,6 +229,7 @@ class JobManager:
         self._lock = threading.RLock()
         self._stop_dir = tempfile.mkdtemp(prefix="fatviz-stop-")
         self._pool: ProcessPoolExecutor | None = None
+        self._layout_pool: ProcessPoolExecutor | None = None  # one process for t-SNE/UMAP, started on demand
         self._warming: list[Future] = []
         self._events: Any = None
         self._closing = False
@@ -236,12 +240,13 @@ class JobManager:
             import fatviz.train  # noqa: F401
 
             self._start_pool()
-            # Interpreter exit joins the pool's threads, which wait for the training in flight
-            # (seen: 13-41 s after SIGTERM). Registered here, this runs first and ends the workers.
-            try:
-                threading._register_atexit(self.shutdown)  # the hook concurrent.futures itself uses
-            except (AttributeError, RuntimeError):
-                pass
+        # Interpreter exit joins the pool's threads, which wait for the training in flight (seen:
+        # 13-41 s after SIGTERM); with workers=0 it would end the interpreter under a training
+        # thread (C++ "terminate called", exit 134). Registered here, this runs first and ends both.
+        try:
+            threading._register_atexit(self.shutdown)  # the hook concurrent.futures itself uses
+        except (AttributeError, RuntimeError):
+            pass
 
     def _start_pool(self) -> None:
         start_method, warm_up, niceness = self._pool_args
@@ -429,6 +434,48 @@ class JobManager:
                     if j.finished_at is not None and now - j.finished_at > self.forget_after]:
             del self._jobs[key]
 
+    # -- t-SNE and UMAP layouts ----------------------------------------------------------
+    def layout(self, job: Job, method: str):
+        """The t-SNE or UMAP layout of a snapshot job's epochs (fatviz.layouts.Layout): loaded from
+        beside its saved runs, or fitted in the background as its epochs arrive (one layout per
+        job and method, shared by every viewer)."""
+        from fatviz import layouts
+        from fatviz.runs import run_folders
+
+        def folders() -> dict:
+            folder = self.run_folder(job)
+            return {} if folder is None or not folder.is_dir() else run_folders(folder, job.options)
+
+        with self._lock:
+            layout = job.layouts.get(method)
+            if layout is not None and layout.status != "error":
+                return layout
+            if job.status == "done":
+                layout = layouts.load_saved(method, {o: list(job.snapshots.get(o, [])) for o in job.options},
+                                            folders())
+            if layout is None:
+                layout = layouts.Layout(method, job.options)
+                executor = self._layout_executor()
+                threading.Thread(target=layouts.follow,
+                                 args=(job, layout, job.settings.seed, executor, folders, lambda: self._closing),
+                                 daemon=True, name=f"fatviz-layout-{method}").start()
+            job.layouts[method] = layout
+            return layout
+
+    def _layout_executor(self) -> ProcessPoolExecutor | None:
+        """The process that fits layouts (None with workers=0: fitted in the following thread)."""
+        if self.workers == 0 or self._closing:
+            return None
+        pool = self._layout_pool
+        if pool is None or getattr(pool, "_broken", False):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            start_method, _, niceness = self._pool_args
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context(start_method),
+                                       initializer=_init_worker, initargs=(None, self._stop_dir, False, niceness))
+            self._layout_pool = pool
+        return pool
+
     # -- saved runs ------------------------------------------------------------------------
     def run_folder(self, job: Job) -> Path | None:
         """Where a job's results are saved."""
@@ -477,7 +524,12 @@ class JobManager:
             running = [j for j in self._jobs.values() if not j.done]
         for job in running:
             job.stop()
-        pool = self._pool
-        if pool is not None:
-            self._kill_workers(pool)
-            pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._layout_pool):
+            if pool is not None:
+                self._kill_workers(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
+        # Training and layouts in threads of this process stop at their next batch or epoch.
+        for job in running if self._pool is None else ():
+            job.wait(THREAD_STOP_SECONDS)
+        for layout in [la for j in list(self._jobs.values()) for la in j.layouts.values()]:
+            layout.wait(THREAD_STOP_SECONDS)

@@ -4,8 +4,9 @@ Every projection is causal (epoch k is drawn from epochs 0..k only): a live char
 new epoch and never redraws the old ones.
 
 Everything the embedding figures draw is computed here: each panel's projected points and
-centres per epoch (`panel_frames`), which epochs a slow projection animates, and a point's
-nearest neighbours. The figure builders in fatviz.figures receive the finished frames.
+centres per epoch (`panel_frames`), one epoch of a t-SNE/UMAP layout (`fit_epoch`, which
+fatviz.layouts runs in the background as snapshots arrive), and a point's nearest neighbours.
+The figure builders in fatviz.figures receive the finished frames.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from fatviz.errors import FatvizError
 
 PROJECTIONS: tuple[str, ...] = ("pca", "tsne", "umap")
-NONLINEAR_EPOCHS = 6  # t-SNE and UMAP fit every frame (seconds each): animate a few epochs
+PROJECTION_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,24 +54,27 @@ def panel_frames(title: str, snapshots: Sequence, method: str = "pca", seed: int
     with _blas_controller().limit(limits=1, user_api="blas"):
         points, centres = project_frames([s.embeddings for s in snapshots], method, seed,
                                          extra=[s.centres for s in snapshots], progress=progress)
+    return panel_of(title, snapshots, points, centres)
+
+
+def panel_of(title: str, snapshots: Sequence, points: Sequence[np.ndarray], centres: Sequence[np.ndarray]
+             ) -> PanelFrames:
+    """A panel of the first len(points) snapshots, from their projected points and centres (a
+    class without a centre in an epoch gets a NaN row)."""
+    snapshots = list(snapshots)[:len(points)]
+    if not snapshots:
+        raise FatvizError(f"The run {title!r} has no projected epoch yet: nothing to draw.")
     centres = [np.where(np.asarray(s.present, dtype=bool)[:, None], c, np.nan).astype(np.float32)
                for s, c in zip(snapshots, centres, strict=True)]
     last = np.asarray(snapshots[-1].embeddings)
     circle = last.shape[1] == 2 and bool(np.allclose(np.linalg.norm(last, axis=1), 1.0, atol=1e-3))
-    return PanelFrames(title, [int(s.epoch) for s in snapshots], points, centres,
+    return PanelFrames(title, [int(s.epoch) for s in snapshots], list(points), centres,
                        [dict(s.metrics) for s in snapshots], circle)
 
 
 def result_panels(results: Mapping, method: str = "pca") -> list[PanelFrames]:
     """One panel per saved run of {option: RunResult}, each projected with its run's seed."""
     return [panel_frames(option, r.snapshots, method, r.settings.seed) for option, r in results.items()]
-
-
-def spread_indices(n: int, k: int) -> list[int]:
-    """Up to k indices spread evenly over range(n), the first and the last included."""
-    if n <= k:
-        return list(range(n))
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
 def nearest_neighbours(embeddings: np.ndarray, index: int, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -121,21 +125,33 @@ def project_frames(frames: Sequence[np.ndarray], method: str = "pca", seed: int 
     if method == "pca":
         return _pca_frames(frames, extra)
     out: list[np.ndarray] = []
+    proj_extra: list[np.ndarray] | None = None if extra is None else []
     previous: np.ndarray | None = None
     for i, f in enumerate(frames):
         if progress is not None:
             progress(i / len(frames), f"{method.upper()} epoch {i + 1}/{len(frames)}")
-        emb = _fit_nonlinear(np.asarray(f, dtype=np.float32), method, seed, previous)
-        if previous is not None:
-            emb = _procrustes(previous, emb)
-        out.append(emb.astype(np.float32))
-        previous = emb
+        previous, placed = fit_epoch(f, method, seed, previous, None if extra is None else extra[i])
+        out.append(previous)
+        if proj_extra is not None:
+            proj_extra.append(placed)
     if progress is not None:
         progress(1.0, f"{method.upper()} done")
-    proj_extra = None
-    if extra is not None:
-        proj_extra = [_place_by_neighbours(f, p, e) for f, p, e in zip(frames, out, extra, strict=True)]
     return out, proj_extra
+
+
+def fit_epoch(frame: np.ndarray, method: str, seed: int, previous: np.ndarray | None = None,
+              extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One epoch of a t-SNE or UMAP layout: `frame`'s (V, D) points fitted from the previous
+    epoch's (V, 2) layout and turned onto it (Procrustes), so the picture moves only as much as
+    the embedding did; `extra` points (centres) sit at the mean of their 5 nearest frame points.
+    A pure function of its inputs: fatviz.layouts calls it epoch by epoch in a background process."""
+    x = np.asarray(frame, dtype=np.float32)
+    emb = _fit_nonlinear(x, method, seed, previous)
+    if previous is not None:
+        emb = _procrustes(previous, emb)
+    emb = emb.astype(np.float32)
+    placed = None if extra is None else _place_by_neighbours(x, emb, np.asarray(extra, dtype=np.float32))
+    return emb, placed
 
 
 def _pca_frames(frames: Sequence[np.ndarray], extra: Sequence[np.ndarray] | None

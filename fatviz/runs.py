@@ -1,6 +1,8 @@
 """Saved runs and groups of runs: the one place that knows their layout on disk.
 
-A run is a folder holding `run.pt` (written atomically, loaded with weights_only=True).
+A run is a folder holding `run.pt` (written atomically, loaded with weights_only=True) and,
+once a view asked for them, its t-SNE/UMAP layouts over all epochs (`layout-<method>.npz`,
+also atomic; fatviz.layouts fits them).
 A compare group is a folder with one run sub-folder per centroid option. A distillation
 folder (its own layout, in fatviz.distill.storage) is recognised here by its marker file,
 so listings can show it without reading it.
@@ -188,6 +190,49 @@ def _shape_problem(r: RunResult) -> str:
     return ""
 
 
+# -- a run's 2-D layouts (t-SNE, UMAP) -----------------------------------------------------------
+
+LAYOUT_FILE = "layout-{method}.npz"
+
+
+def save_layout(folder: str | os.PathLike, method: str, epochs: list[int], points: list[np.ndarray],
+                centres: list[np.ndarray]) -> Path:
+    """Write one run's layout (per epoch: (V, 2) points, (K, 2) centres) beside its run.pt, atomically."""
+    target = Path(folder) / LAYOUT_FILE.format(method=method)
+    fd, tmp = tempfile.mkstemp(prefix=".run-", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, epochs=np.asarray(epochs, dtype=np.int64), points=np.stack(points).astype(np.float32),
+                     centres=np.stack(centres).astype(np.float32))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_layout(folder: str | os.PathLike, method: str, snapshots: list
+                ) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """A saved layout of these snapshots (points, centres per epoch), or None when there is none,
+    or it belongs to other epochs or shapes, or it is damaged: then it is simply fitted again."""
+    path = Path(folder) / LAYOUT_FILE.format(method=method)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            epochs, points, centres = z["epochs"], z["points"], z["centres"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    n = len(snapshots)
+    if (epochs.shape != (n,) or [int(e) for e in epochs] != [int(s.epoch) for s in snapshots]
+            or points.shape != (n, len(snapshots[0].embeddings), 2)
+            or centres.shape != (n, len(snapshots[0].centres), 2)):
+        return None
+    return list(points), list(centres)
+
+
 # -- groups of runs ------------------------------------------------------------------------------
 
 
@@ -211,6 +256,15 @@ def save_group(results: dict[str, RunResult], folder: str | os.PathLike, overwri
     for option, result in results.items():
         save_run(result, base / option, overwrite=overwrite)
     return base
+
+
+def run_folders(folder: str | os.PathLike, options: tuple[str, ...]) -> dict[str, Path]:
+    """Each option's run folder in a saved compare group (or the one run, for a single option);
+    options without a saved run are left out."""
+    base = Path(folder)
+    if len(options) == 1 and (base / RUN_FILE).is_file():
+        return {options[0]: base}
+    return {o: base / o for o in options if (base / o / RUN_FILE).is_file()}
 
 
 def load_group(folder: str | os.PathLike, options: tuple[str, ...] | None = None) -> dict[str, RunResult]:

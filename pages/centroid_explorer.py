@@ -13,12 +13,11 @@ from fatviz.figures.curves import (
 )
 from fatviz.figures.embedding import COLOUR_BY, COLOUR_BY_LABELS, ZOOMS
 from fatviz.jobs import job_key
-from fatviz.projection import NONLINEAR_EPOCHS, PROJECTIONS, nearest_neighbours
+from fatviz.projection import PROJECTION_LABELS, PROJECTIONS, nearest_neighbours
 from pages.ui.live import job_manager, job_runs, prepared_data, show_job_animation, start_job, stop_job
 from pages.ui.look import presentation, start_page
 from pages.ui.sidebar import sidebar_settings
 
-PROJECTION_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 NEIGHBOURS = 6
 
 start_page()
@@ -64,8 +63,9 @@ if settings.embedding_dim == 2:
 else:
     method = controls[1].segmented_control(
         "Projection", PROJECTIONS, format_func=PROJECTION_LABELS.get, default="pca", key="explorer_projection",
-        required=True, help="PCA is fitted once across all epochs (stable axes, instant). t-SNE and UMAP fit "
-                            "every epoch (slow, once per run, then cached).")
+        required=True, help="PCA: each epoch on the axes of the epochs so far (stable axes, instant). t-SNE "
+                            "and UMAP lay out every epoch from the one before, in the background as epochs "
+                            "arrive (about a second per panel and epoch), then kept with the run.")
 zoom = controls[2].segmented_control(
     "Axes", ZOOMS, default="follow", key="explorer_zoom", required=True,
     format_func={"follow": "follow points", "fixed": "fixed"}.get,
@@ -73,8 +73,9 @@ zoom = controls[2].segmented_control(
 if not job.done and controls[3].button("Stop", icon=":material/stop:", help="Stop after the current batch"):
     stop_job(job)
 if method != "pca":
-    st.caption(f"{PROJECTION_LABELS[method]} fits each epoch on its own (seconds per panel and epoch), so it "
-               f"animates {NONLINEAR_EPOCHS} epochs spread over training, once training ends; PCA meanwhile.")
+    st.caption(f"{PROJECTION_LABELS[method]} lays out each epoch starting from the previous epoch's layout, "
+               "turned to match it, so points move only as far as the embedding moved. Distances between "
+               "clusters mean little in it; neighbourhoods do.")
 
 # A click on a point (in the finished chart) remembers the point for the inspector below.
 def pick(option: str, point: int) -> None:
@@ -95,7 +96,7 @@ if job.done and n > 1:
 # The epoch to inspect drives the frame shown, the table and the neighbours; its controls sit
 # under the chart, so the chart keeps its place on the page from the first epoch to the last.
 frame = st.session_state.get("explorer_epoch") if job.done and n > 1 else None
-show_job_animation(job, key=chart_key, method=method if job.done else "pca", colour_by=colour_by, zoom=zoom,
+show_job_animation(job, key=chart_key, method=method, colour_by=colour_by, zoom=zoom,
                    frame=frame, highlight=None if selected is None else selected[1], on_pick=pick,
                    columns=4 if presentation() else None)  # a projector is wide: one row
 if job.done and n > 1:

@@ -169,14 +169,22 @@ def test_explorer_2d_embedding_is_drawn_as_it_is_on_the_unit_circle() -> None:
     np.testing.assert_allclose(np.hypot(x, y), 1.0, atol=2e-3)
 
 
-def test_explorer_tsne_projection_is_computed_on_request() -> None:
-    at = page("centroid_explorer", tiny(seed="19", epochs="1", vis_points="24"))  # t-SNE fits are slow
-    pca = run_until_animated(at, frames=2)
+def test_explorer_tsne_lays_out_every_epoch_and_keeps_it_with_the_run() -> None:
+    at = page("centroid_explorer", tiny(seed="19", epochs="2", vis_points="24"))  # t-SNE fits are slow
+    pca = run_until_animated(at, frames=3)
     at.segmented_control(key="explorer_projection").set_value("tsne").run()
     no_trouble(at)
-    tsne = animation(at)
-    assert len(tsne["frames"]) == 2
+    tsne = run_until_animated(at, frames=3)  # every epoch, laid out in the background
     assert not np.allclose(values(tsne["data"][2]["x"]), values(pca["data"][2]["x"]))
+    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()},
+                                                              "seed": 19, "epochs": 2, "vis_points": 24})))
+    layout = job.layouts["tsne"]
+    assert layout.done and layout.frames() == 3
+    # Drawn as laid out: the chart's first panel at the last epoch is the layout's last frame.
+    last = tsne["frames"][-1]["data"][0]
+    np.testing.assert_allclose(values(last["x"]), layout.points[job.options[0]][-1][:, 0], atol=6e-4)  # sent to 3 decimals
+    folder = job_manager().run_folder(job)
+    assert all((folder / o / "layout-tsne.npz").is_file() for o in job.options)
 
 
 def test_explorer_changed_settings_train_on_request_with_more_epochs() -> None:

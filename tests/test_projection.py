@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fatviz.errors import FatvizError
-from fatviz.projection import nearest_neighbours, panel_frames, project_frames, spread_indices
+from fatviz.projection import fit_epoch, nearest_neighbours, panel_frames, project_frames
 from fatviz.train import Snapshot
 
 
@@ -66,6 +66,19 @@ def test_tsne_aligns_frames_and_places_centres():
     assert np.abs(proj[1] - proj[0]).mean() < 0.5 * spread
 
 
+def test_a_tsne_epoch_starts_from_the_previous_layout():
+    rng = np.random.default_rng(2)
+    base = np.concatenate([rng.normal(size=(15, 5)) + 8 * k for k in range(3)])
+    frames = [base, base + rng.normal(scale=0.05, size=base.shape)]
+    proj, _ = project_frames(frames, "tsne", seed=3)
+    first, _ = fit_epoch(frames[0], "tsne", 3)
+    second, _ = fit_epoch(frames[1], "tsne", 3, previous=first)
+    np.testing.assert_allclose(first, proj[0], atol=1e-5)
+    np.testing.assert_allclose(second, proj[1], atol=1e-5)
+    cold, _ = fit_epoch(frames[1], "tsne", 3)  # without the previous layout: another picture
+    assert np.abs(cold - proj[1]).mean() > np.abs(second - proj[0]).mean()
+
+
 def test_unknown_projection_is_refused():
     with pytest.raises(FatvizError, match="pca, tsne or umap"):
         project_frames([np.zeros((3, 3))], "isomap")
@@ -101,12 +114,6 @@ def test_panel_frames_project_every_epoch_and_hide_absent_centres():
 def test_panel_frames_without_snapshots_is_a_user_error():
     with pytest.raises(FatvizError, match="no snapshot"):
         panel_frames("mean", [])
-
-
-def test_spread_indices_keep_the_first_and_last_epoch():
-    assert spread_indices(31, 6) == [0, 6, 12, 18, 24, 30]
-    assert spread_indices(4, 6) == [0, 1, 2, 3]
-    assert spread_indices(10, 2) == [0, 9]
 
 
 def test_nearest_neighbours_match_brute_force_and_skip_the_point_itself():

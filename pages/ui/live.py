@@ -19,7 +19,7 @@ from fatviz.figures.embedding import PointLabels, embedding_figure
 from fatviz.jobs import Budget, Job, JobManager
 from fatviz.paths import allowed_roots
 from fatviz.progress import Pace, left_text
-from fatviz.projection import NONLINEAR_EPOCHS, PanelFrames, panel_frames, spread_indices
+from fatviz.projection import PROJECTION_LABELS, PanelFrames, panel_frames
 from fatviz.settings import RunSettings
 from pages.ui.live_chart import live_chart, unavailable
 from pages.ui.look import plot_embedding, presentation, show_error
@@ -167,14 +167,18 @@ def _figure(source: str, frames: int, method: str, view: tuple, _panels: list[Pa
     return embedding_figure(_panels, _labels, **dict(view))
 
 
-def chart_panels(source: str, runs: dict[str, list], method: str = "pca") -> list[PanelFrames] | None:
+def chart_panels(source: str, runs: dict[str, list], method: str = "pca", layout=None) -> list[PanelFrames] | None:
     """Every option's projected panel of `runs` (snapshots per option) from `source` (a job or a
-    run folder), for all sessions. t-SNE and UMAP fit every frame, so they keep a few epochs
-    spread over training. A user mistake shows one error and returns None."""
+    run folder), for all sessions. A t-SNE/UMAP `layout` (fatviz.layouts) gives the epochs it has
+    laid out so far. A user mistake shows one error and returns None."""
+    if layout is not None:
+        if layout.status == "error":
+            show_error(FatvizError(layout.error))
+            return None
+        return layout.panels(runs) if layout.frames() else None
     n = min((len(v) for v in runs.values()), default=0)
-    keep = list(range(n)) if method == "pca" else spread_indices(n, NONLINEAR_EPOCHS)
     try:
-        return _panels(source, n, method, {o: [snaps[i] for i in keep] for o, snaps in runs.items()})
+        return _panels(source, n, method, {o: snaps[:n] for o, snaps in runs.items()})
     except FatvizError as exc:
         show_error(exc)
     except ImportError as exc:
@@ -183,7 +187,7 @@ def chart_panels(source: str, runs: dict[str, list], method: str = "pca") -> lis
 
 
 def _frame_of(panels: list[PanelFrames], runs: dict[str, list], frame: int | None) -> int | None:
-    """The panels' frame nearest to epoch index `frame` of `runs` (t-SNE and UMAP keep a few epochs)."""
+    """The panels' frame nearest to epoch index `frame` of `runs` (a layout may not have reached it yet)."""
     if frame is None:
         return None
     full = next(iter(runs.values()))
@@ -194,10 +198,10 @@ def _frame_of(panels: list[PanelFrames], runs: dict[str, list], frame: int | Non
 
 def animation_figure(source: str, runs: dict[str, list], labels: PointLabels, *, method: str = "pca",
                      colour_by: str = "true", zoom: str = "follow", frame: int | None = None,
-                     highlight: int | None = None, columns: int | None = None):
+                     highlight: int | None = None, columns: int | None = None, layout=None):
     """The panels as one plotly figure with its own animation controls (an HTML export, or the
     chart where the live chart is not available), projected and built once for all sessions."""
-    panels = chart_panels(source, runs, method)
+    panels = chart_panels(source, runs, method, layout)
     if not panels:
         return None
     view = (("colour_by", colour_by), ("zoom", zoom), ("frame", _frame_of(panels, runs, frame)),
@@ -207,19 +211,20 @@ def animation_figure(source: str, runs: dict[str, list], labels: PointLabels, *,
 
 def show_runs(key: str, source: str, runs: dict[str, list], labels: PointLabels, *, live: bool = False,
               method: str = "pca", colour_by: str = "true", zoom: str = "follow", frame: int | None = None,
-              highlight: int | None = None, columns: int | None = None, selectable: bool = False) -> dict | None:
+              highlight: int | None = None, columns: int | None = None, selectable: bool = False,
+              layout=None) -> dict | None:
     """The panels of `runs` in the live chart `key`, updated in place (or, where that chart is not
-    available, as a plotly figure). `frame` is an epoch index to show. Returns a clicked point
-    {panel, point} of this run, if any."""
+    available, as a plotly figure). `frame` is an epoch index to show; `layout` the t-SNE/UMAP
+    layout being fitted (fatviz.layouts). Returns a clicked point {panel, point} of this run, if any."""
     why = unavailable()
     if why:
         fig = animation_figure(source, runs, labels, method=method, colour_by=colour_by, zoom=zoom, frame=frame,
-                               highlight=highlight, columns=columns)
+                               highlight=highlight, columns=columns, layout=layout)
         if fig is not None:
             plot_embedding(fig, key)
             st.caption(f"Plotly's own animation: {why}.")
         return None
-    panels = chart_panels(source, runs, method)
+    panels = chart_panels(source, runs, method, layout)
     if not panels:
         return None
     return live_chart(key, f"{source}:{method}", panels, labels, live=live, colour_by=colour_by, zoom=zoom,
@@ -232,33 +237,41 @@ def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: st
                        on_pick: Callable[[str, int], None] | None = None) -> None:
     """A compare job's panels in one chart that stays in place from its first epoch to the end.
 
-    While training, a fragment polls every LIVE_SECONDS and sends the chart each new epoch;
-    once the job ends the fragment stops polling and reruns the page once, which draws what
-    comes after a finished training. The chart is the same element throughout (same place,
-    same key), so the browser keeps it, its zoom and its frames. `on_pick(option, point)` is
-    called for a click on a point, before the page reruns.
+    While training (or while a t-SNE/UMAP layout is still being fitted in the background), a
+    fragment polls every LIVE_SECONDS and sends the chart each new epoch; once both end the
+    fragment stops polling and reruns the page once, which draws what comes after a finished
+    training. The chart is the same element throughout (same place, same key), so the browser
+    keeps it, its zoom and its frames. `on_pick(option, point)` is called for a click on a
+    point, before the page reruns.
     """
     if job.status == "error":
         st.error(job.error, icon="⚠️")
         return
     if not job.done:
         job.wait_frames(1, timeout=FIRST_FRAME_WAIT)  # the click's own run draws the first epoch
+    layout = None if method == "pca" else job_manager().layout(job, method)
+    if layout is not None and layout.frames() == 0:
+        layout.wait_frames(1, timeout=FIRST_FRAME_WAIT)
     st.markdown(SOLID_WHILE_LIVE, unsafe_allow_html=True)
+    live = not job.done or (layout is not None and not layout.done)
 
-    @st.fragment(run_every=None if job.done else LIVE_SECONDS)
+    @st.fragment(run_every=LIVE_SECONDS if live else None)
     def chart() -> None:
         seen = st.session_state.setdefault("_live_jobs", {})
-        if job.done and seen.get(key) == (job.key, job.started, "live"):
-            seen[key] = (job.key, job.started, "done")
+        now_live = not job.done or (layout is not None and not layout.done)
+        if not now_live and seen.get(key) == (job.key, job.started, method, "live"):
+            seen[key] = (job.key, job.started, method, "done")
             st.rerun()  # the whole page, once: it draws what follows a finished training
-        seen[key] = (job.key, job.started, "done" if job.done else "live")
+        seen[key] = (job.key, job.started, method, "live" if now_live else "done")
         labels = job_labels(job)
         if job.frames() == 0 or labels is None:
             st.caption("The first epoch appears here in a moment…")
+        elif layout is not None and layout.frames() == 0 and layout.status != "error":
+            st.caption(f"Laying out the first epoch with {PROJECTION_LABELS[method]}…")
         else:
-            picked = show_runs(key, f"{job.key}:{job.started}", job_runs(job), labels, live=not job.done,
-                               method=method if job.done else "pca", colour_by=colour_by, zoom=zoom, frame=frame,
-                               highlight=highlight, columns=columns, selectable=on_pick is not None)
+            picked = show_runs(key, f"{job.key}:{job.started}", job_runs(job), labels, live=now_live,
+                               method=method, colour_by=colour_by, zoom=zoom, frame=frame, highlight=highlight,
+                               columns=columns, selectable=on_pick is not None, layout=layout)
             if picked is not None and on_pick is not None and 0 <= picked.get("panel", -1) < len(job.options):
                 on_pick(job.options[picked["panel"]], int(picked["point"]))
                 st.rerun()
@@ -266,5 +279,9 @@ def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: st
             st.info(f"Stopped after epoch {max(0, job.frames() - 1)}: showing the epochs trained so far.")
         elif not job.done:
             job_status(job)
+        if layout is not None and not layout.done:
+            label, n, total = PROJECTION_LABELS[method], layout.frames(), max(1, job.frames())
+            st.progress(min(1.0, n / total), text=f"{label}: {n} of {total} epochs laid out so far, each from the "
+                                                  "one before (in the background; saved with the run)")
 
     chart()
