@@ -200,7 +200,8 @@ def whole_set_bounds(points: np.ndarray, labels: np.ndarray, margin: float | Non
 
 
 def inequality_latex(t: BoundTerms) -> str:
-    """The bound for this triplet as a LaTeX block, symbols first, then the numbers."""
+    """The bound for this triplet as a LaTeX block, symbols first, then the numbers (in lines short
+    enough for a 1024-px screen)."""
     def f(v: float) -> str:
         return f"{v:.3f}"
 
@@ -208,9 +209,9 @@ def inequality_latex(t: BoundTerms) -> str:
         r"\begin{aligned}"
         r"\big[d(a,p) - d(a,n) + m\big]_+ &= \big[" + f(t.d_ap) + " - " + f(t.d_an) + " + " + f(t.margin)
         + r"\big]_+ = \mathbf{" + f(t.loss) + r"}\\"
-        r"\le\ \big[d(a,c_a) - d(a,c_n) + m\big]_+ + R_a + R_n &= \big[" + f(t.d_a_ca) + " - " + f(t.d_a_cn)
+        r"&\le \big[d(a,c_a) - d(a,c_n) + m\big]_+ + R_a + R_n \\ &= \big[" + f(t.d_a_ca) + " - " + f(t.d_a_cn)
         + " + " + f(t.margin) + r"\big]_+ + " + f(t.radius_a) + " + " + f(t.radius_n)
-        + r" = " + f(t.point_to_set) + " + " + f(t.radius_a) + " + " + f(t.radius_n)
+        + r"\\ &= " + f(t.point_to_set) + " + " + f(t.radius_a) + " + " + f(t.radius_n)
         + r" = \mathbf{" + f(t.bound) + r"}"
         r"\end{aligned}"
     )

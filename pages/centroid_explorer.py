@@ -53,7 +53,8 @@ if job is None or job.status in ("error", "stopped"):
 if job is None:
     st.stop()
 
-controls = st.columns([2.2, 1.6, 1.4, 1], vertical_alignment="bottom")
+# Two rows of controls: one row of four cut the colouring's options off at 1280 px (a projector).
+controls = [*st.columns([1.4, 1], vertical_alignment="bottom"), *st.columns([1.4, 1], vertical_alignment="bottom")]
 colour_by = controls[0].segmented_control(
     "Colour points by", COLOUR_BY, format_func=lambda c: COLOUR_BY_LABELS[c], default="true",
     key="explorer_colour_by", required=True)

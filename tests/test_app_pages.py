@@ -302,6 +302,22 @@ def test_pages_open_from_the_app(page: str, title: str) -> None:
     assert at.title[0].value == title
 
 
+def test_a_page_without_the_noise_widgets_keeps_the_noise_after_others_drew_them() -> None:
+    """Streamlit forgets the state of widgets a run does not draw: Rank lists (no noise sliders), run
+    twice after a page with them, once raised KeyError 'w_noise_kind' for the whole page."""
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.query_params["noise"] = "symmetric:0.3"
+    at.run()
+    at.switch_page("pages/centroid_explorer.py").run()
+    no_trouble(at)
+    at.switch_page("pages/rank_list.py").run()
+    at.run()
+    no_trouble(at)
+    at.switch_page("pages/centroid_explorer.py").run()
+    no_trouble(at)
+    assert at.session_state["w_noise_kind"] == "symmetric" and at.session_state["w_noise_rate"] == 0.3
+
+
 # --------------------------------------------------------------------------- links the sidebar cannot show
 
 

@@ -2,14 +2,16 @@
 fatviz's on the same points: centres, radii, both sides of the bound and the hardest triplet, for
 every centroid option, and the check the page applies to what a student left in the view.
 
-The JavaScript runs in a blank page of headless Chromium (no app server). Skipped only when no
+The JavaScript runs in headless Chromium, served from fatviz/web by a small HTTP server (no app). Skipped only when no
 Chromium is installed, like tests/test_browser.py.
 """
 
 from __future__ import annotations
 
-import base64
+import functools
 import json
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -31,19 +33,30 @@ def js():
         pytest.skip("No Chromium browser installed (apt-get install -y chromium): the view's JavaScript runs there.")
     from playwright.sync_api import sync_playwright
 
-    source = (WEB / "bound_drag.js").read_text()
-    url = "data:text/javascript;base64," + base64.b64encode(source.encode()).decode()
-    with sync_playwright() as p:
-        browser = launch_browser(p)
-        page = browser.new_page()
-        page.goto("about:blank")
-        page.evaluate(f"async () => {{ window.bound = await import({json.dumps(url)}); }}")
+    # Served over HTTP, as Streamlit serves it: the module imports its neighbour page_style.js.
+    handler = functools.partial(QuietHandler, directory=str(WEB))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/bound_drag.js"
+    try:
+        with sync_playwright() as p:
+            browser = launch_browser(p)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.server_port}/")
+            page.evaluate(f"async () => {{ window.bound = await import({json.dumps(url)}); }}")
 
-        def call(name: str, *args):
-            return page.evaluate(f"(args) => window.bound.{name}(...args)", list(args))
+            def call(name: str, *args):
+                return page.evaluate(f"(args) => window.bound.{name}(...args)", list(args))
 
-        yield call
-        browser.close()
+            yield call
+            browser.close()
+    finally:
+        server.shutdown()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no request log in the test output
+        pass
 
 
 def triplets(labels: np.ndarray, rng) -> list[tuple[int, int, int]]:

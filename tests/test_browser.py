@@ -105,6 +105,8 @@ def test_run_the_demo_and_visit_every_page(server) -> None:
             assert timings["same_node"], "the live chart was remounted during the demo"
             assert timings["epochs_shown"] >= 25, f"the live chart showed only {timings['epochs_shown']} epochs"
             assert timings["frames"] == 31
+            # The chart's own stylesheet is in the page (its controls, sized for a projector).
+            assert page.locator(".fvz-bar").first.evaluate("el => getComputedStyle(el).display") == "flex"
 
             # Play: the animation starts over from epoch 0 and moves; Pause stops it.
             host = page.locator("[data-live='0']").first

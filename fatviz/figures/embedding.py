@@ -138,18 +138,19 @@ def _moving(panels: Sequence[PanelFrames], f: int, highlight: int | None = None)
 TITLE_LINE = 36  # px: the "Epoch n" title's line, above a row view's legend
 
 
-def _titles(panels: Sequence[PanelFrames], f: int, size: int, notes: bool = True) -> list[dict]:
-    """Panel titles (option, what its centre is, this epoch's P@1) as annotations above each panel."""
+def _titles(panels: Sequence[PanelFrames], f: int, size: int, row_view: bool = False) -> list[dict]:
+    """Panel titles (option, what its centre is, this epoch's P@1) as annotations above each panel;
+    a row of narrow panels gets the option's name and its P@1 on two lines, without the note."""
     out = []
     for i, panel in enumerate(panels):
         axis = _axis(i)
         text = f"<b><span style='color:{option_colour(panel.title)}'>{panel.title}</span></b>"
-        note = option_note(panel.title) if notes else ""
+        note = "" if row_view else option_note(panel.title)
         if note:
             text += f"<span style='font-size:{size - 4}px;color:#555555'>  ({note})</span>"
         caption = _caption(panel.metrics[f])
         if caption:
-            text += f"   {caption}"
+            text += f"<br>{caption}" if row_view else f"   {caption}"
         out.append({"text": text, "xref": f"x{axis} domain", "yref": f"y{axis} domain", "x": 0.5, "y": 1.0,
                     "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": size}})
     return out
@@ -183,7 +184,7 @@ def embedding_frames(panels: Sequence[PanelFrames], first: int = 0, *, zoom: str
     epochs = panels[0].epochs
     n_frames = min(len(p.points) for p in panels)
     return [{"name": str(f), "data": _moving(panels, f, highlight), "traces": traces,
-             "layout": {"annotations": _titles(panels, f, size, not row_view), **_ranges(panels, f, zoom),
+             "layout": {"annotations": _titles(panels, f, size, row_view), **_ranges(panels, f, zoom),
                         "title": {"text": title or f"Epoch {epochs[f]}"}}}
             for f in range(first, n_frames)]
 
@@ -297,14 +298,14 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     panel_height = (400 if presentation else 290) if row_view else 500  # row: near-square panels
     legend = {"title": {"text": COLOUR_BY_LABELS[colour_by]}, "itemsizing": "constant", "itemclick": False,
               "itemdoubleclick": False}
-    fig_height = height or (panel_height * rows + 100 + (110 if controls else 0) + (TITLE_LINE if row_view else 0))
+    fig_height = height or (panel_height * rows + 100 + (110 if controls else 0) + (TITLE_LINE + size if row_view else 0))
     if row_view:  # a line of its own under the "Epoch n" title: a long legend spans the whole width
         legend.update(orientation="h", x=1.0, xanchor="right", y=1.0 - TITLE_LINE / fig_height, yref="container",
                       yanchor="top")
     else:
         legend.update(x=1.01, xanchor="left", y=1.0, yanchor="top")
     layout.update(
-        annotations=_titles(panels, frame, size, not row_view), shapes=shapes,
+        annotations=_titles(panels, frame, size, row_view), shapes=shapes,
         uirevision="embedding",  # keep the zoom when the page reruns
         title={"text": title or f"Epoch {epochs[frame]}", "x": 0.01, "xanchor": "left", "y": 0.99,
                "yanchor": "top", "font": {"size": size + 4}},
@@ -339,7 +340,7 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
         }]
     fig = go.Figure(spec)
     apply_style(fig, presentation=presentation, height=fig_height)
-    fig.update_layout(legend=legend, margin={"l": 10, "r": 10, "t": 80 + TITLE_LINE if row_view else 90,
+    fig.update_layout(legend=legend, margin={"l": 10, "r": 10, "t": 80 + TITLE_LINE + size if row_view else 90,
                                              "b": 100 if controls else 10})
     return fig
 
@@ -383,7 +384,7 @@ def placeholder_figure(options: Sequence[str], message: str, columns: int | None
     layout: dict = _subplot_axes(len(options), rows, cols)
     for axis in layout.values():
         axis["range"] = [-1, 1]
-    titles = _titles([PanelFrames(o, [0], [], [], [{}]) for o in options], 0, size, not row_view)
+    titles = _titles([PanelFrames(o, [0], [], [], [{}]) for o in options], 0, size, row_view)
     note = {"text": message, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5, "showarrow": False,
             "font": {"size": size + 2, "color": "#555555"}, "bgcolor": "rgba(255,255,255,0.9)"}
     data = [{"type": "scatter", "x": [None], "y": [None], "showlegend": False, "hoverinfo": "skip", **_axis_refs(p)}

@@ -11,6 +11,7 @@
 // Data in:  {points (N x 2 raw), labels, names, colours, members, centre (the option's two
 //            normalisations), margin, a, p, n, title, presentation}
 // Out:      state "moved" {points, a, p, n} when a drag ends or the triplet changes here; null after Reset.
+import {linkStyle} from "./page_style.js";
 
 const EPS = 1e-12; // below this norm a vector is zero and stays zero (fatviz/centroids.py)
 const SIZE = 600; // the drawing's own units: it scales to the page's width
@@ -79,22 +80,6 @@ export function hardestTriplet(points, labels, members, centre, anchor = null) {
   return [anchor, p, n];
 }
 
-const CSS = `
-.fvz-bound { font-family: Inter, Helvetica, Arial, sans-serif; font-size: 1rem; }
-.fvz-bound svg { width: 100%; max-height: 68vh; touch-action: none; user-select: none; background: #fff; }
-.fvz-bound .pt { cursor: grab; }
-.fvz-bound .pt.drag { cursor: grabbing; }
-.fvz-bound .sides { font-variant-numeric: tabular-nums; line-height: 1.6; margin: 0.3rem 0; }
-.fvz-bound .sides b { font-size: 1.15em; }
-.fvz-bound .holds { color: #009E73; font-weight: 600; }
-.fvz-bound .fails { color: #C0392B; font-weight: 600; }
-.fvz-bound .bar { display: flex; gap: 0.6rem; align-items: center; flex-wrap: wrap; }
-.fvz-bound button { font: inherit; padding: 0.3rem 0.9rem; border: 1px solid #999; border-radius: 0.4rem;
-  background: #fff; cursor: pointer; }
-.fvz-bound .hint { color: #555; }
-.fvz-bound.present { font-size: 1.35rem; }
-`;
-
 const NS = "http://www.w3.org/2000/svg";
 
 function el(parent, tag, attrs = {}) {
@@ -109,12 +94,7 @@ function fmt(v) {
 }
 
 function build(root, setState) {
-  if (!document.getElementById("fvz-bound-css")) {
-    const style = document.createElement("style");
-    style.id = "fvz-bound-css";
-    style.textContent = CSS;
-    document.head.appendChild(style);
-  }
+  linkStyle("fvz-bound-css", new URL("./bound_drag.css", import.meta.url).href);
   root.innerHTML = "";
   const box = document.createElement("div");
   box.className = "fvz-bound";

@@ -13,7 +13,9 @@
 // For tests and benchmarks the root element carries data-frames (held), data-epoch (shown),
 // data-shown (distinct epochs shown so far), data-updates (data payloads applied), data-live, and
 // data-drawn and data-moved (frames plotly redrew in full, frames whose points were moved).
+import {linkStyle} from "./page_style.js";
 
+const MIN_HEIGHT = 260; // px: below this a chart's panels are too small to read from the back row
 const PLOTLY_URL = new URL("./plotly.min.js", import.meta.url).href;
 const TYPED = {f4: Float32Array, f8: Float64Array, i1: Int8Array, u1: Uint8Array, i2: Int16Array,
                u2: Uint16Array, i4: Int32Array, u4: Uint32Array};
@@ -54,28 +56,8 @@ function decode(value) {
   return value;
 }
 
-// The chart's own controls, large enough for a projector (in the page once: the chart is not in a shadow root).
-const CSS = `
-.fvz-live { width: 100%; font-family: Inter, Helvetica, Arial, sans-serif; }
-.fvz-plot { width: 100%; }
-.fvz-bar { display: flex; align-items: center; gap: 0.8rem; padding: 0.3rem 0.5rem 0.6rem; font-size: 1rem; }
-.fvz-bar button { font: inherit; padding: 0.3rem 0.9rem; border: 1px solid #999; border-radius: 0.4rem;
-  background: #fff; cursor: pointer; min-width: 6.5em; }
-.fvz-bar button:disabled { opacity: 0.45; cursor: default; }
-.fvz-slider { flex: 1; min-width: 8rem; accent-color: #0072B2; height: 1.6rem; }
-.fvz-epoch { min-width: 9em; font-variant-numeric: tabular-nums; }
-.fvz-badge { color: #D55E00; font-weight: 600; white-space: nowrap; }
-.fvz-note { color: #555; padding: 0 0.5rem; }
-.fvz-present .fvz-bar { font-size: 1.35rem; }
-`;
-
 function build(root, setTrigger) {
-  if (!document.getElementById("fvz-live-css")) {
-    const style = document.createElement("style");
-    style.id = "fvz-live-css";
-    style.textContent = CSS;
-    document.head.appendChild(style);
-  }
+  linkStyle("fvz-live-css", new URL("./live_chart.css", import.meta.url).href);
   root.innerHTML = "";
   const box = document.createElement("div");
   box.className = "fvz-live";
@@ -181,6 +163,25 @@ function rangesFor(st, frame) {
   return out;
 }
 
+// The chart's height for square panels at its present width: the figure's own height is the
+// most it takes (a 2x2 grid on a wide screen), a narrow page gets a shorter chart instead of
+// tall thin panels. Legends placed in pixels from the top (yref "container") stay where they were.
+function fitHeight(st, layout) {
+  const width = st.plot.clientWidth;
+  const most = st.figure.layout.height;
+  const xd = layout.xaxis?.domain;
+  const yd = layout.yaxis?.domain;
+  if (!width || !most || !xd || !yd) return;
+  const m = {l: 80, r: 80, t: 100, b: 80, ...(layout.margin || {})};
+  const panel = (width - m.l - m.r) * (xd[1] - xd[0]); // one panel's width in pixels
+  const height = Math.round(Math.min(most, Math.max(MIN_HEIGHT, m.t + m.b + panel / (yd[1] - yd[0]))));
+  layout.height = height;
+  const legend = st.figure.layout.legend;
+  if (legend && legend.yref === "container" && typeof legend.y === "number") {
+    layout.legend = {...legend, y: 1 - (1 - legend.y) * most / height};
+  }
+}
+
 // The figure as this chart draws it: its panels squared by rangesFor, not by plotly.
 function own(figure) {
   for (const key of axesOf(figure.layout)) {
@@ -227,6 +228,7 @@ function draw(st, i, glide = false) {
   for (const key of axesOf(base.layout)) {
     layout[key] = ranges[key] ? {...base.layout[key], range: ranges[key], autorange: false} : base.layout[key];
   }
+  fitHeight(st, layout);
   if (glide) layout.transition = {duration: st.transitionMs, easing: "cubic-in-out"};
   st.busy = true;
   st.marks = null;

@@ -109,8 +109,12 @@ def link_settings() -> tuple[RunSettings, list[str]]:
 
 
 def _init_state(settings: RunSettings, notes: list[str]) -> None:
-    """Seed widget state once per session, from the link, and keep the notes on what it changed."""
+    """Seed widget state once per session, from the link, and keep the notes on what it changed.
+
+    Streamlit forgets the state of a widget a page did not draw (the noise sliders on a page
+    without them): such a key is seeded again from the link, which mirrors the settings."""
     if st.session_state.get("_seeded"):
+        st.session_state.update({k: v for k, v in _widget_state(settings).items() if k not in st.session_state})
         return
     _write_state(settings)
     st.session_state.update({"_seeded": True, "_link_notes": notes})
@@ -118,8 +122,12 @@ def _init_state(settings: RunSettings, notes: list[str]) -> None:
 
 
 def _write_state(s: RunSettings) -> None:
-    st.session_state.update(noise_widgets(s.noise))
-    st.session_state.update({
+    st.session_state.update(_widget_state(s))
+
+
+def _widget_state(s: RunSettings) -> dict[str, Any]:
+    """Every sidebar widget's value for the settings `s`."""
+    return {**noise_widgets(s.noise), **{
         "w_dataset": s.dataset, "w_data_root": s.data_root, "w_subsample": s.subsample, "w_loss": s.loss,
         "w_centroid": s.centroid, "w_negatives": s.negatives, "w_hardest_k": s.hardest_k,
         "w_radius": s.radius, "w_margin": s.margin if s.margin is not None else 0.0,
@@ -128,7 +136,7 @@ def _write_state(s: RunSettings) -> None:
         "w_cw_auto": s.compactness_weight is None, "w_epochs": s.epochs,
         "w_embedding_dim": s.embedding_dim, "w_seed": s.seed, "w_centres": s.centres,
         "w_blob_outliers": s.blob_outliers, "w_blob_spread": s.blob_spread,
-    })
+    }}
 
 
 def _apply_preset() -> None:
