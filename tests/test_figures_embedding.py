@@ -308,7 +308,7 @@ def test_panel_axes_match_plotly_make_subplots(rows, cols, n) -> None:
 
     from fatviz.figures.embedding import _subplot_axes
 
-    ref = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.08).layout
+    ref = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.13).layout
     ours = _subplot_axes(n, rows, cols)
     assert len(ours) == 2 * n
     for p in range(n):
@@ -338,12 +338,15 @@ def test_a_long_run_labels_every_fifth_epoch_on_the_slider_but_keeps_a_step_per_
     assert [f.layout.title.text for f in fig.frames][7] == "Epoch 7"  # the title names every epoch
 
 
-def test_a_row_of_panels_puts_its_legend_on_a_line_below_the_epoch_title(panels) -> None:
-    from fatviz.figures.embedding import TITLE_LINE
+def test_a_row_of_panels_puts_its_legend_under_the_panels_and_titles_on_two_lines(panels) -> None:
+    from fatviz.figures.embedding import LEGEND_BELOW
 
     fig = embedding_figure(panels, fake_labels(), columns=4).to_dict()["layout"]
-    height, legend = fig["height"], fig["legend"]
-    # The legend's top sits one title line below the figure's top, where the "Epoch n" title is.
-    assert legend["yref"] == "container" and legend["yanchor"] == "top"
-    assert (1.0 - legend["y"]) * height == pytest.approx(TITLE_LINE)
-    assert fig["title"]["y"] > legend["y"] and fig["margin"]["t"] >= 80 + TITLE_LINE
+    legend = fig["legend"]
+    # At the figure's bottom, in a margin of its own: a long legend wraps there and covers no title.
+    assert (legend["yref"], legend["y"], legend["yanchor"], legend["x"]) == ("container", 0.0, "bottom", 0.0)
+    assert fig["margin"]["b"] >= LEGEND_BELOW
+    titles = [a["text"] for a in fig["annotations"]]
+    assert all(t.count("<br>") == 1 and "P@1" in t.split("<br>")[1] for t in titles)
+
+

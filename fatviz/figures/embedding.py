@@ -135,22 +135,23 @@ def _moving(panels: Sequence[PanelFrames], f: int, highlight: int | None = None)
     return out
 
 
-TITLE_LINE = 36  # px: the "Epoch n" title's line, above a row view's legend
+LEGEND_BELOW = 110  # px: a row view's legend under its panels (its title and up to three lines of classes)
 
 
 def _titles(panels: Sequence[PanelFrames], f: int, size: int, row_view: bool = False) -> list[dict]:
-    """Panel titles (option, what its centre is, this epoch's P@1) as annotations above each panel;
-    a row of narrow panels gets the option's name and its P@1 on two lines, without the note."""
+    """Panel titles as annotations above each panel, on two lines so that neighbours never run
+    into each other: a row of narrow panels shows the option's name over its P@1; a grid shows
+    the name and P@1 over what the option's centre is (a short note)."""
     out = []
     for i, panel in enumerate(panels):
         axis = _axis(i)
         text = f"<b><span style='color:{option_colour(panel.title)}'>{panel.title}</span></b>"
-        note = "" if row_view else option_note(panel.title)
-        if note:
-            text += f"<span style='font-size:{size - 4}px;color:#555555'>  ({note})</span>"
         caption = _caption(panel.metrics[f])
         if caption:
-            text += f"<br>{caption}" if row_view else f"   {caption}"
+            text += f"<br>{caption}" if row_view else f"  {caption}"
+        note = "" if row_view else option_note(panel.title)
+        if note:
+            text += f"<br><span style='font-size:{size - 4}px;color:#555555'>{note}</span>"
         out.append({"text": text, "xref": f"x{axis} domain", "yref": f"y{axis} domain", "x": 0.5, "y": 1.0,
                     "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": size}})
     return out
@@ -195,7 +196,7 @@ _FRAME = {"showticklabels": False, "zeroline": False, "showgrid": False, "showli
           "linecolor": "#c8c8c8", "ticks": ""}
 
 
-def _subplot_axes(n: int, rows: int, cols: int, hspace: float = 0.05, vspace: float = 0.08) -> dict[str, dict]:
+def _subplot_axes(n: int, rows: int, cols: int, hspace: float = 0.05, vspace: float = 0.13) -> dict[str, dict]:
     """Square, tick-free panel axes for n panels on a rows x cols grid, filled row by row from the
     top: the domains and anchors plotly's make_subplots lays out, written as plain layout keys
     (building the figure from dicts and validating it once is ten times faster than make_subplots
@@ -298,10 +299,13 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     panel_height = (400 if presentation else 290) if row_view else 500  # row: near-square panels
     legend = {"title": {"text": COLOUR_BY_LABELS[colour_by]}, "itemsizing": "constant", "itemclick": False,
               "itemdoubleclick": False}
-    fig_height = height or (panel_height * rows + 100 + (110 if controls else 0) + (TITLE_LINE + size if row_view else 0))
-    if row_view:  # a line of its own under the "Epoch n" title: a long legend spans the whole width
-        legend.update(orientation="h", x=1.0, xanchor="right", y=1.0 - TITLE_LINE / fig_height, yref="container",
-                      yanchor="top")
+    fig_height = height or (panel_height * rows + 100 + (110 if controls else 0) + (LEGEND_BELOW + size if row_view else 0))
+    if row_view:  # under the panels, from the left: a long legend wraps there without covering a title
+        legend.update(orientation="h", x=0.0, xanchor="left", y=0.0, yanchor="bottom", yref="container")
+        # Title on its own line and items in fifths of the width: left to its own wrapping, plotly
+        # ran the last item of a line past the figure's edge.
+        legend["title"]["side"] = "top left"
+        legend.update(entrywidth=0.2, entrywidthmode="fraction")
     else:
         legend.update(x=1.01, xanchor="left", y=1.0, yanchor="top")
     layout.update(
@@ -340,8 +344,8 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
         }]
     fig = go.Figure(spec)
     apply_style(fig, presentation=presentation, height=fig_height)
-    fig.update_layout(legend=legend, margin={"l": 10, "r": 10, "t": 80 + TITLE_LINE + size if row_view else 90,
-                                             "b": 100 if controls else 10})
+    fig.update_layout(legend=legend, margin={"l": 10, "r": 10, "t": 80 + size if row_view else 100,
+                                             "b": (100 if controls else 10) + (LEGEND_BELOW if row_view else 0)})
     return fig
 
 

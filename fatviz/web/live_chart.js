@@ -165,7 +165,7 @@ function rangesFor(st, frame) {
 
 // The chart's height for square panels at its present width: the figure's own height is the
 // most it takes (a 2x2 grid on a wide screen), a narrow page gets a shorter chart instead of
-// tall thin panels. Legends placed in pixels from the top (yref "container") stay where they were.
+// tall thin panels. A legend placed in pixels from the top (yref "container") stays where it was.
 function fitHeight(st, layout) {
   const width = st.plot.clientWidth;
   const most = st.figure.layout.height;
@@ -177,7 +177,7 @@ function fitHeight(st, layout) {
   const height = Math.round(Math.min(most, Math.max(MIN_HEIGHT, m.t + m.b + panel / (yd[1] - yd[0]))));
   layout.height = height;
   const legend = st.figure.layout.legend;
-  if (legend && legend.yref === "container" && typeof legend.y === "number") {
+  if (legend && legend.yref === "container" && legend.yanchor === "top" && typeof legend.y === "number") {
     layout.legend = {...legend, y: 1 - (1 - legend.y) * most / height};
   }
 }
