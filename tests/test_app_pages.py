@@ -310,12 +310,16 @@ def test_a_page_without_the_noise_widgets_keeps_the_noise_after_others_drew_them
     at.run()
     at.switch_page("pages/centroid_explorer.py").run()
     no_trouble(at)
+    at.slider(key="w_epochs").set_value(7).run()
     at.switch_page("pages/rank_list.py").run()
     at.run()
     no_trouble(at)
+    at.switch_page("pages/the_bound.py").run()  # a page without the sidebar: Streamlit forgets it all
+    at.run()
     at.switch_page("pages/centroid_explorer.py").run()
     no_trouble(at)
-    assert at.session_state["w_noise_kind"] == "symmetric" and at.session_state["w_noise_rate"] == 0.3
+    ss = at.session_state
+    assert (ss["w_noise_kind"], ss["w_noise_rate"], ss["w_epochs"], ss["w_loss"]) == ("symmetric", 0.3, 7, "hybrid")
 
 
 # --------------------------------------------------------------------------- links the sidebar cannot show

@@ -22,6 +22,11 @@ html, body, [class*="css"], .stMarkdown p {font-size: 1.35rem !important;}
 def start_page() -> None:
     """What every page does first: arrive through app.py's navigation, then apply presentation mode."""
     through_app_navigation()
+    # Streamlit forgets the state of widgets a run does not draw: a page without the sidebar (or
+    # without some of its sections) would hand the next page the widgets' minimums. Written back
+    # as the session's own values (the sidebar's keys start with "w_"), they live on.
+    for key in [k for k in st.session_state if str(k).startswith("w_")]:
+        st.session_state[key] = st.session_state[key]
     if presentation():
         st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
 

@@ -108,13 +108,18 @@ def link_settings() -> tuple[RunSettings, list[str]]:
     return settings, notes
 
 
+LAST_SETTINGS = "_sidebar_settings"  # this session's settings as the sidebar last built them
+
+
 def _init_state(settings: RunSettings, notes: list[str]) -> None:
     """Seed widget state once per session, from the link, and keep the notes on what it changed.
 
-    Streamlit forgets the state of a widget a page did not draw (the noise sliders on a page
-    without them): such a key is seeded again from the link, which mirrors the settings."""
+    Streamlit forgets the state of a widget a page did not draw (the noise sliders on Rank lists,
+    every setting on a page without a sidebar): such a key is seeded again from the settings this
+    session last had (the link's, before any)."""
     if st.session_state.get("_seeded"):
-        st.session_state.update({k: v for k, v in _widget_state(settings).items() if k not in st.session_state})
+        last = st.session_state.get(LAST_SETTINGS, settings)
+        st.session_state.update({k: v for k, v in _widget_state(last).items() if k not in st.session_state})
         return
     _write_state(settings)
     st.session_state.update({"_seeded": True, "_link_notes": notes})
@@ -274,6 +279,7 @@ def sidebar_settings(show: tuple[str, ...] = SIDEBAR_SECTIONS, base: RunSettings
         return None
     _show_link_notes(settings)
     _sync_url(settings)
+    st.session_state[LAST_SETTINGS] = settings
     return settings
 
 
