@@ -543,17 +543,24 @@ def step_present(walk: Walk, page, step: Step) -> None:
         tab.close()
 
 
+def train_and_wait(page, step: Step, button, result, where: str, what: str) -> bool:
+    """Press `button`, wait up to 5 minutes for `result`, check the page; True if it came."""
+    started = time.perf_counter()
+    button.click()
+    done = visible(result, 5 * MINUTE)
+    step.check(f"{where}: {what} finishes within 5 min", done, f"{time.perf_counter() - started:.0f} s")
+    print(f"    {where}: {time.perf_counter() - started:.1f} s", flush=True)
+    settle(page, timeout=30)
+    page_health(page, step, where)
+    return done
+
+
 def step_extras(walk: Walk, page, step: Step) -> None:
     """The two pages the lesson does not train on, trained once so the sweep shows their content."""
     via_sidebar(walk, page, "losses")
     settle(page, timeout=30)
-    started = time.perf_counter()
-    page.get_by_role("button", name="Compare the losses").click()
-    done = visible(page.locator('[data-testid="stPlotlyChart"]'), 5 * MINUTE)
-    step.check("FAT vs triplet: the comparison finishes within 5 min", done, f"{time.perf_counter() - started:.0f} s")
-    print(f"    loss comparison: {time.perf_counter() - started:.1f} s", flush=True)
-    settle(page, timeout=30)
-    page_health(page, step, "FAT vs triplet")
+    done = train_and_wait(page, step, page.get_by_role("button", name="Compare the losses"),
+                          page.locator('[data-testid="stPlotlyChart"]'), "FAT vs triplet", "the comparison")
     if done:
         bring_to_top(page, page.locator('[data-testid="stPlotlyChart"]').first)
         walk.shoot(page, step, "losses")
@@ -569,13 +576,8 @@ def step_extras(walk: Walk, page, step: Step) -> None:
     if use.count():
         use.click()
         settle(page, timeout=30)
-    started = time.perf_counter()
-    page.get_by_role("button", name="Train", exact=True).click()
-    done = visible(page.get_by_text("Worst queries first"), 5 * MINUTE)
-    step.check("Rank lists: reid-synth trains within 5 min", done, f"{time.perf_counter() - started:.0f} s")
-    print(f"    rank lists: {time.perf_counter() - started:.1f} s", flush=True)
-    settle(page, timeout=30)
-    page_health(page, step, "Rank lists")
+    done = train_and_wait(page, step, page.get_by_role("button", name="Train", exact=True),
+                          page.get_by_text("Worst queries first"), "Rank lists", "reid-synth")
     if done:
         walk.urls["rank_list"] = page.url
         bring_to_top(page, page.get_by_text("Worst queries first").first)
