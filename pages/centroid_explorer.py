@@ -54,7 +54,7 @@ if job is None:
     st.stop()
 
 # Two rows of controls: one row of four cut the colouring's options off at 1280 px (a projector).
-controls = [*st.columns([1.4, 1], vertical_alignment="bottom"), *st.columns([1.4, 1], vertical_alignment="bottom")]
+controls = [*st.columns([1.9, 1], vertical_alignment="bottom"), *st.columns([1.9, 1], vertical_alignment="bottom")]
 colour_by = controls[0].segmented_control(
     "Colour points by", COLOUR_BY, format_func=lambda c: COLOUR_BY_LABELS[c], default="true",
     key="explorer_colour_by", required=True)
@@ -105,7 +105,7 @@ if job.done and n > 1:
         st.session_state["explorer_epoch"] = int(np.clip(st.session_state["explorer_epoch"] + delta, 0, n - 1))
 
     epochs = [s.epoch for s in next(iter(job_runs(job).values()))]
-    cols = st.columns([1, 1, 1, 8], vertical_alignment="bottom")
+    cols = st.columns([1.4, 1.4, 1.1, 6], vertical_alignment="bottom")  # "◀ Step" whole at 1280 px
     cols[0].button("◀ Step", on_click=step, args=(-1,), width="stretch", key="explorer_back")
     cols[1].button("Step ▶", on_click=step, args=(1,), width="stretch", key="explorer_next")
     cols[2].button("Reset", on_click=step, args=(-n,), width="stretch", key="explorer_reset")
