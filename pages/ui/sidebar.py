@@ -108,18 +108,10 @@ def link_settings() -> tuple[RunSettings, list[str]]:
     return settings, notes
 
 
-LAST_SETTINGS = "_sidebar_settings"  # this session's settings as the sidebar last built them
-
-
 def _init_state(settings: RunSettings, notes: list[str]) -> None:
     """Seed widget state once per session, from the link, and keep the notes on what it changed.
-
-    Streamlit forgets the state of a widget a page did not draw (the noise sliders on Rank lists,
-    every setting on a page without a sidebar): such a key is seeded again from the settings this
-    session last had (the link's, before any)."""
+    (Pages keep it alive where the sidebar is not drawn: pages.ui.look.start_page.)"""
     if st.session_state.get("_seeded"):
-        last = st.session_state.get(LAST_SETTINGS, settings)
-        st.session_state.update({k: v for k, v in _widget_state(last).items() if k not in st.session_state})
         return
     _write_state(settings)
     st.session_state.update({"_seeded": True, "_link_notes": notes})
@@ -127,12 +119,8 @@ def _init_state(settings: RunSettings, notes: list[str]) -> None:
 
 
 def _write_state(s: RunSettings) -> None:
-    st.session_state.update(_widget_state(s))
-
-
-def _widget_state(s: RunSettings) -> dict[str, Any]:
     """Every sidebar widget's value for the settings `s`."""
-    return {**noise_widgets(s.noise), **{
+    st.session_state.update({**noise_widgets(s.noise), **{
         "w_dataset": s.dataset, "w_data_root": s.data_root, "w_subsample": s.subsample, "w_loss": s.loss,
         "w_centroid": s.centroid, "w_negatives": s.negatives, "w_hardest_k": s.hardest_k,
         "w_radius": s.radius, "w_margin": s.margin if s.margin is not None else 0.0,
@@ -141,7 +129,7 @@ def _widget_state(s: RunSettings) -> dict[str, Any]:
         "w_cw_auto": s.compactness_weight is None, "w_epochs": s.epochs,
         "w_embedding_dim": s.embedding_dim, "w_seed": s.seed, "w_centres": s.centres,
         "w_blob_outliers": s.blob_outliers, "w_blob_spread": s.blob_spread,
-    }}
+    }})
 
 
 def _apply_preset() -> None:
@@ -279,7 +267,6 @@ def sidebar_settings(show: tuple[str, ...] = SIDEBAR_SECTIONS, base: RunSettings
         return None
     _show_link_notes(settings)
     _sync_url(settings)
-    st.session_state[LAST_SETTINGS] = settings
     return settings
 
 
