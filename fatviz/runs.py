@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -109,25 +110,33 @@ def save_run(result: RunResult, path: str | os.PathLike, overwrite: bool = True)
         "test_metrics": dict(result.test_metrics),
         "evaluated_on": list(result.evaluated_on),
     }
+    try:
+        _write_atomically(target, lambda fh: torch.save(payload, fh), replace=overwrite)
+    except FileExistsError:
+        raise FatvizError(f"{target} was written by another process meanwhile; "
+                          "pass --overwrite to replace it.") from None
+    return target
+
+
+def _write_atomically(target: Path, write: Callable[[BinaryIO], None], replace: bool = True) -> None:
+    """Write `target` whole or not at all: into a temporary file beside it (a `.run-*.tmp` that
+    clean_temporary removes if the process is killed), then renamed into place, so a reader sees
+    the old file or the new one, never half. With `replace=False` it is linked into place instead,
+    which raises FileExistsError if a file is there (atomic and exclusive)."""
     fd, tmp = tempfile.mkstemp(prefix=".run-", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, target)  # atomic: a reader sees the old file or the new one, never half
+        if replace:
+            os.replace(tmp, target)
         else:
-            try:
-                os.link(tmp, target)  # atomic and exclusive
-            except FileExistsError:
-                raise FatvizError(f"{target} was written by another process meanwhile; "
-                                  "pass --overwrite to replace it.") from None
+            os.link(tmp, target)
             Path(tmp).unlink()
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
 
 
 def check_schema(payload: Any, schema: str, version: int, where: str | os.PathLike, kind: str) -> None:
@@ -199,17 +208,9 @@ def save_layout(folder: str | os.PathLike, method: str, epochs: list[int], point
                 centres: list[np.ndarray]) -> Path:
     """Write one run's layout (per epoch: (V, 2) points, (K, 2) centres) beside its run.pt, atomically."""
     target = Path(folder) / LAYOUT_FILE.format(method=method)
-    fd, tmp = tempfile.mkstemp(prefix=".run-", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, epochs=np.asarray(epochs, dtype=np.int64), points=np.stack(points).astype(np.float32),
-                     centres=np.stack(centres).astype(np.float32))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomically(target, lambda fh: np.savez(
+        fh, epochs=np.asarray(epochs, dtype=np.int64), points=np.stack(points).astype(np.float32),
+        centres=np.stack(centres).astype(np.float32)))
     return target
 
 
