@@ -11,7 +11,7 @@ from fatviz.settings import RunSettings
 
 # Rough costs of one training sample for one epoch on one CPU core, by model (seconds per input
 # value): measured on this project's 2-core machine (cnn on 28x28: about 1.7 ms a sample).
-_SECONDS_PER_INPUT = {"mlp": 2e-8, "lenet": 0.7e-6, "cnn-fast": 1.4e-6, "cnn": 2.2e-6, "resnet18": 1.2e-5}
+_SECONDS_PER_INPUT = {"mlp": 2e-8, "lenet": 0.7e-6, "lenet-bn": 0.8e-6, "cnn-fast": 1.4e-6, "cnn": 2.2e-6, "resnet18": 1.2e-5}
 _DATASET_SIZES = {"digits": (1347, 450, 64), "mnist": (60000, 10000, 784), "fashion-mnist": (60000, 10000, 784),
                   "cifar10": (50000, 10000, 3072), "folder": (20000, 5000, 3072),
                   "market1501": (12936, 19732, 6144), "reid-synth": (960, 320, 6144)}

@@ -38,7 +38,7 @@ BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 # What each kind of job reads: its sections, less the fields it overrides itself. Bump
 # KEY_VERSION whenever the same settings would train to a different result (a saved run under
 # an old key is then trained again instead of being served as if it were this code's result).
-KEY_VERSION = 3
+KEY_VERSION = 4  # 4: `auto` picks lenet-bn for small images (was cnn)
 JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train": (("data", "model", "training", "view"), ()),
     "compare": (("data", "model", "training", "view"), ("centroid",)),
@@ -97,7 +97,7 @@ class RunSettings:
     blob_spread: float = _setting(1.0, "data", "blobs: spread of each blob", low=1e-6, app=(0.2, 3.0))
     blob_outliers: float = _setting(0.0, "data", "blobs: fraction of outliers", low=0.0, high=0.99, app=(0.0, 0.3))
     # -- model and loss --
-    model: str = _setting("auto", "model", "embedding network (auto: MLP for vectors, cnn for small images)",
+    model: str = _setting("auto", "model", "embedding network (auto: MLP for vectors, lenet-bn for small images)",
                           choices=lambda: ("auto", *MODELS.names()))
     embedding_dim: int = _setting(32, "model", "embedding dimension", low=2, app=(2, 128))
     loss: str = _setting("hybrid", "model", "training loss", choices=lambda: LOSSES.names())

@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strokes-test", type=int, default=600)
     parser.add_argument("--strokes-epochs", type=int, default=4)
     parser.add_argument("--reid-epochs", type=int, default=10)
-    parser.add_argument("--image-model", default="auto", help="model for strokes and reid-synth (auto: cnn)")
+    parser.add_argument("--image-model", default="auto", help="model for strokes and reid-synth (auto: lenet-bn)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="change the base settings of every run (e.g. margin=0.3 batch_sampler=pk)")
     parser.add_argument("--variants", default="fat,hybrid,batch-hard",

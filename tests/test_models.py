@@ -1,4 +1,4 @@
-"""The model registry: every entry builds, `auto` picks cnn for small images, settings read the registry."""
+"""The model registry: every entry builds, `auto` picks lenet-bn for small images, settings read the registry."""
 
 import pytest
 import torch
@@ -17,7 +17,8 @@ def test_small_image_models_build_for_28_and_32_pixels(name):
 
 def test_auto_picks_by_input_shape():
     assert choose_model("auto", (64,)) == "mlp"
-    assert choose_model("auto", (1, 28, 28)) == "cnn"
+    assert choose_model("auto", (1, 28, 28)) == "lenet-bn"
+    assert choose_model("auto", (3, 32, 32)) == "lenet-bn"
     assert choose_model("auto", (3, 128, 128)) == "resnet18"
     assert choose_model("cnn", (1, 28, 28)) == "cnn"
 
