@@ -1,7 +1,12 @@
 """Benchmark label distillation on digits: teacher vs confident learning, student vs noisy-label baselines.
 
     python scripts/bench_distill.py [--seeds 0 1 2] [--noises symmetric:0.2 ...] [--cv-epochs 3 5]
-                                    [--baselines all]
+                                    [--baselines all] [--images 5000]
+
+`--images N` runs on N synthetic 28x28 stroke images (scripts/bench_real.py's, 1,000 test
+images) instead of --dataset, and for each row also times one 10-epoch `fatviz train` on the
+same noisy data, so the row shows what the distillation costs in trainings (target: at most
+6x, issue "Real images at the speed of a hand-written loop").
 
 Each setting runs `fatviz.distill.run_distillation` with default settings (only noise,
 seed, and the comparisons' cv_epochs and baselines change) and prints one table row, with
@@ -19,6 +24,10 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_real, beside this script
 
 from fatviz.distill import BASELINES, json_ready, run_distillation
 from fatviz.settings import BASELINE_SETS, RunSettings
@@ -33,21 +42,48 @@ COLUMNS = (  # (header, report or baselines key, width)
     ("t-s", "teacher_seconds", 6), ("st-s", "student_seconds", 6), ("cl-s", "cleanlab_seconds", 6),
     ("bl-s", "baselines_seconds", 6), ("s", "seconds", 6),
 )
+IMAGE_COLUMNS = (("train-s", "train_seconds", 8), ("x train", "trainings", 8))
 
 
-def bench_row(settings: RunSettings) -> dict[str, float | str]:
-    """One distillation: its report plus every model's test precision@1."""
-    result = run_distillation(settings)
+def image_data(settings: RunSettings, n: int):
+    """N synthetic 28x28 stroke images with the settings' label noise (as prepare_data adds it)."""
+    from bench_real import stroke_images
+
+    from fatviz.data import visualisation_indices
+    from fatviz.noise import apply_noise
+    from fatviz.train import PreparedData
+
+    dataset, noisy = apply_noise(stroke_images(n, 1000, seed=settings.seed).dataset, settings.noise, settings.seed)
+    return PreparedData(dataset, noisy, visualisation_indices(dataset.y_train, settings.vis_points, settings.seed))
+
+
+def train_seconds(settings: RunSettings, data) -> float:
+    """One 10-epoch `fatviz train` of these settings on this data (snapshots every epoch, as the CLI)."""
+    from fatviz.train import Trainer
+
+    t = time.perf_counter()
+    Trainer(replace(settings, epochs=10), data).fit()
+    return time.perf_counter() - t
+
+
+def bench_row(settings: RunSettings, images: int = 0) -> dict[str, float | str]:
+    """One distillation: its report plus every model's test precision@1 (and, on images, its cost
+    in 10-epoch trainings of the same data)."""
+    data = image_data(settings, images) if images else None
+    result = run_distillation(settings, data)
     row: dict[str, float | str] = {"noise": settings.noise, "seed": settings.seed, "cv_epochs": settings.cv_epochs,
                                    **dict.fromkeys(BASELINES, math.nan), **result.report}
     row.update({name: float(p) for name, p in result.baselines["precision_at_1"].items()})
+    if images:
+        row["train_seconds"] = train_seconds(settings, data)
+        row["trainings"] = row["seconds"] / row["train_seconds"]
     return row
 
 
 def format_row(row: dict) -> str:
     """One table line."""
     cells = []
-    for _, key, width in COLUMNS:
+    for _, key, width in COLUMNS + (IMAGE_COLUMNS if "trainings" in row else ()):
         value = row[key]
         cells.append(f"{value:>{width}}" if isinstance(value, (str, int)) else
                      f"{value:>{width}.1f}" if key.endswith("seconds") else f"{value:>{width}.3f}")
@@ -64,15 +100,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="epochs per cross-validation fold for confident learning (several: compared)")
     parser.add_argument("--baselines", default="all", choices=BASELINE_SETS,
                         help="models trained on the noisy labels (all: the table's three columns)")
+    parser.add_argument("--model", default="auto", help="embedding network (auto: the default for the data)")
+    parser.add_argument("--images", type=int, default=0,
+                        help="N synthetic 28x28 images instead of --dataset, with the cost in 10-epoch trainings")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    print(" ".join(f"{h:>{w}}" for h, _, w in COLUMNS), flush=True)
+    columns = COLUMNS + (IMAGE_COLUMNS if args.images else ())
+    print(" ".join(f"{h:>{w}}" for h, _, w in columns), flush=True)
     rows = []
     for noise in args.noises:
         for cv_epochs in args.cv_epochs:
             for seed in args.seeds:
-                rows.append(bench_row(RunSettings(dataset=args.dataset, noise=noise, seed=seed, cv_epochs=cv_epochs,
-                                                  baselines=args.baselines)))
+                dataset = ("mnist", "-") if args.images else (args.dataset, "")
+                rows.append(bench_row(RunSettings(dataset=dataset[0], data_root=dataset[1], noise=noise, seed=seed,
+                                                  cv_epochs=cv_epochs, baselines=args.baselines, model=args.model),
+                                      args.images))
                 print(format_row(rows[-1]), flush=True)
     if len(args.seeds) > 1:
         print("mean over seeds")
