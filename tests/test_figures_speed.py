@@ -73,3 +73,31 @@ def test_a_real_tiny_benchmark_draws() -> None:
     (fat,) = [t for t in fig.data if t.name.startswith("fat (slope")]
     np.testing.assert_allclose(fat.y, [1e3 * t for t in result["seconds"]["fat"]])
     assert fat.name == method_label("fat", log_log_slope([16, 32], result["seconds"]["fat"]))
+
+
+def test_a_loss_has_one_colour_on_the_speed_page_and_on_fat_vs_triplet() -> None:
+    """Batch-hard is "batch-hard" in the speed benchmark and "triplet-hard" in training: one colour."""
+    from fatviz.figures.losses import losses_figure
+
+    result = fake_result()
+    speed = {t.name.split(" (")[0]: t.line.color for t in speed_figure(result).data if t.name and "slope" in t.name}
+    rows = [{"variant": loss, "loss": loss, "precision_at_1": 0.5, "precision_at_1_sd": 0.0, "epoch_seconds": 1.0,
+             "epoch_seconds_sd": 0.0, "step_seconds": 0.001 * (i + 1), "seeds": 1}
+            for i, loss in enumerate(("fat", "triplet-hard"))]
+    study = {t["name"]: t["marker"]["color"] for t in losses_figure(rows).to_dict()["data"] if t["type"] == "scatter"}
+    assert speed["fat"] == study["fat"]
+    assert speed["batch-hard"] == study["triplet-hard"]
+    assert speed["fat"] != speed["batch-hard"]
+
+
+def test_log_axes_are_labelled_with_whole_numbers_not_minor_digits() -> None:
+    """Plotly labels minor log ticks "2" and "5" beside "10"; our ticks are the values themselves."""
+    from fatviz.figures.style import log_ticks
+
+    assert log_ticks(0.03, 200) == ([0.1, 1.0, 10.0, 100.0], ["0.1", "1", "10", "100"])
+    assert log_ticks(0.04, 0.9) == ([0.05, 0.1, 0.2, 0.5], ["0.05", "0.1", "0.2", "0.5"])
+    assert log_ticks(5, 1) == ([], []) and log_ticks(0, 1) == ([], [])
+    fig = speed_figure(fake_result())
+    lo, hi = (10 ** v for v in fig.layout.yaxis.range)
+    assert fig.layout.yaxis.tickvals and all(lo <= v <= hi for v in fig.layout.yaxis.tickvals)
+    assert list(fig.layout.yaxis.ticktext) == [f"{v:g}" for v in fig.layout.yaxis.tickvals]

@@ -8,19 +8,10 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from fatviz.figures.style import CLASS_COLOURS, apply_style
+from fatviz.figures.style import apply_style, log_ticks, loss_colour
 
 # Marker shapes for the configurations of one loss in a study (its colour stays the loss's).
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "star")
-
-
-def variant_colour(loss: str, index: int) -> str:
-    """One colour per variant, the FAT family (fat, hybrid) in oranges and reds."""
-    fat = ("#D55E00", "#E69F00", "#CC79A7", "#F0E442", "#8C564B", "#FF9DA7")
-    other = {"triplet-hard": "#0072B2", "triplet-all": "#56B4E9", "ce": "#7F7F7F"}
-    if loss in other:
-        return other[loss]
-    return fat[index % len(fat)] if loss in ("fat", "hybrid", "normalized-fat") else CLASS_COLOURS[index % 16]
 
 
 def losses_figure(summary: Sequence[dict[str, Any]], metric: str = "precision_at_1",
@@ -29,10 +20,10 @@ def losses_figure(summary: Sequence[dict[str, Any]], metric: str = "precision_at
     label = {"precision_at_1": "precision@1", "map": "mAP", "cmc_1": "rank-1", "minp": "mINP"}.get(metric, metric)
     data: list[dict] = []
     seen: dict[str, int] = {}  # rows so far per loss: a study's configurations of one loss differ by marker shape
-    for i, row in enumerate(summary):
+    for row in summary:
         if row.get(metric) is None:
             continue
-        colour = variant_colour(row["loss"], i)
+        colour = loss_colour(row["loss"])
         symbol = SYMBOLS[seen.get(row["loss"], 0) % len(SYMBOLS)]
         seen[row["loss"]] = seen.get(row["loss"], 0) + 1
         data.append({"type": "scatter", "mode": "markers", "name": row["variant"], "legendgroup": row["variant"],
@@ -45,14 +36,18 @@ def losses_figure(summary: Sequence[dict[str, Any]], metric: str = "precision_at
                      "xaxis": "x", "yaxis": "y"})
         data.append({"type": "bar", "orientation": "h", "name": row["variant"], "legendgroup": row["variant"],
                      "showlegend": False, "y": [row["variant"]], "x": [1000 * row["step_seconds"]],
-                     "marker": {"color": colour},
+                     "marker": {"color": colour}, "text": [row["variant"]], "textposition": "auto",
+                     "insidetextanchor": "start",
                      "hovertemplate": "%{y}: %{x:.3f} ms per step<extra></extra>", "xaxis": "x2", "yaxis": "y2"})
+    steps = [1000 * row["step_seconds"] for row in summary if row.get(metric) is not None and row["step_seconds"] > 0]
+    vals, texts = log_ticks(min(steps) / 1.5, max(steps) * 1.5) if steps else ([], [])
     fig = go.Figure({
         "data": data,
         "layout": {
             "xaxis": {"domain": [0.0, 0.5], "title": {"text": "seconds per epoch (whole run)"}},
             "yaxis": {"title": {"text": f"{label}, mean ± sd"}},  # short: a long title is cut off at 470 px
-            "xaxis2": {"domain": [0.68, 1.0], "type": "log", "title": {"text": "the loss alone: ms per step (log)"}},
+            "xaxis2": {"domain": [0.68, 1.0], "type": "log", "title": {"text": "the loss alone: ms per step (log)"},
+                       "tickvals": vals, "ticktext": texts},
             "yaxis2": {"anchor": "x2", "automargin": True, "autorange": "reversed", "showticklabels": False},
             "legend": {"orientation": "h", "y": -0.25, "x": 0.0},
         },

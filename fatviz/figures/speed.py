@@ -7,12 +7,8 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from fatviz.figures.style import apply_style
+from fatviz.figures.style import apply_style, log_ticks, loss_colour
 
-METHOD_COLOURS: dict[str, str] = {
-    "fat": "#D55E00", "triplet-all": "#0072B2", "triplet-all-dense": "#000000", "batch-hard": "#009E73",
-    "pml-triplet-all": "#56B4E9", "pml-batch-hard": "#E69F00", "floor": "#999999",
-}
 REFERENCE_SLOPES: tuple[int, ...] = (1, 2, 3)
 _SUPERSCRIPT = {1: "", 2: "²", 3: "³"}
 
@@ -48,7 +44,7 @@ def speed_figure(result: dict, presentation: bool = False) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=[s for s, _ in pts], y=[t for _, t in pts], mode="lines+markers",
             name=method_label(m, result["slopes"].get(m)),
-            line={"color": METHOD_COLOURS.get(m, "#7F7F7F"), "width": 5 if m == "fat" else 3},
+            line={"color": loss_colour(m), "width": 5 if m == "fat" else 3},
             marker={"size": 11 if m == "fat" else 8},
             hovertemplate="N=%{x}: %{y:.3f} ms<extra>" + m + "</extra>"))
     apply_style(fig, title="Time per training step (forward + backward)", presentation=presentation, height=560)
@@ -57,7 +53,9 @@ def speed_figure(result: dict, presentation: bool = False) -> go.Figure:
     if measured:
         lo, hi = 1e3 * min(measured), 1e3 * max(measured)
         # Keep the axes on the data: the reference lines may run off the top.
-        fig.update_yaxes(range=[math.log10(lo) - 0.2, math.log10(hi) + 0.2])
+        bottom, top = math.log10(lo) - 0.2, math.log10(hi) + 0.2
+        vals, texts = log_ticks(10 ** bottom, 10 ** top)
+        fig.update_yaxes(range=[bottom, top], tickvals=vals, ticktext=texts)
         fig.update_xaxes(range=[math.log10(sizes[0]) - 0.05, math.log10(sizes[-1]) + 0.25])
     fig.update_layout(legend={"x": 1.02, "y": 1, "xanchor": "left"})
     return fig
