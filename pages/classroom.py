@@ -20,6 +20,7 @@ from pages.ui.sidebar import sidebar_settings, use_preset
 
 SOURCES = ("these settings", "a saved run")
 MAX_SAVED = 30
+PRESETS_PER_ROW = 2
 
 
 def summary(s: RunSettings) -> str:
@@ -74,18 +75,22 @@ start_page()
 pres = presentation()
 settings = sidebar_settings()
 
-head, toggle = st.columns([4, 1], vertical_alignment="bottom")
+head, toggle = st.columns([3, 2], vertical_alignment="bottom")
 head.title("Classroom" if not pres else "FAT: four centroid options, side by side")
 toggle.toggle("Presentation mode", value=pres, key="classroom_present", on_change=toggle_presentation,
               help="Hides the controls and enlarges the charts for a projector (?present=1 in the link).")
 
 if not pres:
     st.subheader("Presets")
-    cols = st.columns(len(PRESETS))
-    for col, (name, (text, _)) in zip(cols, PRESETS.items(), strict=True):
-        col.button(name, key=f"preset-{name}", on_click=use_preset, args=(name,), width="stretch",
-                   type="primary" if settings is not None and PRESETS[name][1] == settings else "secondary")
-        col.caption(text)
+    # Two presets a row, each its button over its description: seven in a row cut every name to a
+    # few letters at 1024 px.
+    items = list(PRESETS.items())
+    for start in range(0, len(items), PRESETS_PER_ROW):
+        cols = st.columns(PRESETS_PER_ROW, gap="medium")
+        for col, (name, (text, _)) in zip(cols, items[start:start + PRESETS_PER_ROW], strict=False):
+            col.button(name, key=f"preset-{name}", on_click=use_preset, args=(name,), width="stretch",
+                       type="primary" if settings is not None and PRESETS[name][1] == settings else "secondary")
+            col.caption(text)
 if settings is None:
     st.stop()
 

@@ -13,7 +13,7 @@ from fatviz.figures.labels import (
     SORT_ORDERS,
     baselines_figure,
     confusion_figure,
-    enlarge,
+    enlarge_to,
     flag_outcomes,
     flagging_comparison,
     gallery_rows,
@@ -28,7 +28,7 @@ from fatviz.noise import SAMPLE_KINDS
 from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
 from pages.ui.live import finished_job, prepared_data
-from pages.ui.look import presentation, show_error, start_page
+from pages.ui.look import crisp_images, presentation, show_error, start_page
 from pages.ui.sidebar import choices, limits, link_settings, sidebar_settings
 
 # Distillation controls on this page: widget key -> RunSettings field.
@@ -39,7 +39,7 @@ DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_r
 BASELINE_WORDS = {"fat": "FAT only", "all": "FAT, batch-hard, cross-entropy", "none": "none"}
 GALLERY_COLUMNS = 8
 GALLERY_MAX = 48
-IMAGE_SCALE = 12  # 8x8 digits become 96x96, pixel for pixel
+GALLERY_PIXELS = 112  # each image's longer side, pixel for pixel: about a gallery column at 1280 px
 
 
 def _use_pairflip() -> None:
@@ -127,7 +127,7 @@ def _gallery(rows, total: int, images, names: list[str], soft, kinds) -> None:
     cols = st.columns(GALLERY_COLUMNS)
     for i, (idx, row) in enumerate(zip(sample_indices(rows), rows.itertuples(), strict=False)):
         col = cols[i % GALLERY_COLUMNS]
-        col.image(enlarge(images[idx], IMAGE_SCALE),
+        col.image(enlarge_to(images[idx], GALLERY_PIXELS),
                   caption=f"given {names[row.given_label]} · teacher {names[row.teacher_label]} · "
                           f"true {names[row.true_label]} · p {row.score:.2f}")
         if soft is not None:
@@ -172,10 +172,10 @@ def show_result(result, settings: RunSettings) -> None:
         st.caption(" · ".join(e for e in extra if e))
     with st.expander("How these numbers were made"):
         st.markdown("\n".join(f"- {note}" for note in result.notes))
-    c1, c2 = st.columns([2, 3], gap="large")
-    c1.markdown("**Side by side with confident learning** (cleanlab, out-of-sample probabilities)")
+    c1, c2 = st.columns([3, 2], gap="large")
+    c1.markdown("**The teacher side by side with confident learning** (cleanlab, out-of-sample probabilities)")
     c1.dataframe(flagging_comparison(rep).style.format("{:.3f}", na_rep="–").format(
-        "{:.0f}", subset=(["flagged"], slice(None)), na_rep="–"))
+        "{:.0f}", subset=(["flagged"], slice(None)), na_rep="–"), width="stretch")
     with c2:
         st.download_button("Download every sample as CSV", result.to_csv(), file_name=f"distill-{settings.key()}.csv",
                            mime="text/csv", icon=":material/download:")
@@ -212,6 +212,7 @@ def show_result(result, settings: RunSettings) -> None:
 
 
 start_page()
+crisp_images()
 st.title("Noisy labels")
 st.markdown(
     "A **teacher** trained briefly with cross-entropy is sure of clean samples first. Samples whose given label "

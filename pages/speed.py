@@ -40,7 +40,8 @@ def run_benchmark(sizes: tuple[int, ...], methods: tuple[str, ...], repeats: int
 def shown_table(table: pd.DataFrame, fmt: str, missing: str) -> None:
     """A numeric table as right-aligned text, with a word instead of an empty cell."""
     text = table.map(lambda v: missing if pd.isna(v) else fmt.format(v))
-    st.dataframe(text, column_config={c: st.column_config.TextColumn(alignment="right") for c in text.columns})
+    st.dataframe(text, width="stretch",
+                 column_config={c: st.column_config.TextColumn(alignment="right") for c in text.columns})
 
 
 for key, value in DEFAULTS.items():
@@ -94,16 +95,18 @@ st.caption(f"Median of {cfg['repeats']} repeats, {cfg['threads']} CPU thread(s),
            f"D = {cfg['dim']}, K = N/{cfg['classes_per']}, margin {cfg['margin']:g}. Slope: least-squares fit of "
            "log(time) on log(N) over the sizes measured; small batches are dominated by fixed overheads, so "
            "slopes are lower there than the operation counts say.")
-t1, t2 = st.columns([3, 2], gap="large")
+# The tables with a column per method take the page's width (beside the slopes, six methods ran
+# off its right edge).
+st.subheader("Milliseconds per step")
+shown_table(time_table(result), "{:.3f}", "skipped")
+if "fat" in result["methods"] and len(result["methods"]) > 1:
+    st.subheader("FAT speedup (time of method / time of FAT)")
+    shown_table(speedup_table(result), "{:.1f}×", "–")
+t1, t2 = st.columns([2, 3], gap="large")
 with t1:
-    st.subheader("Milliseconds per step")
-    shown_table(time_table(result), "{:.3f}", "skipped")
-    if "fat" in result["methods"] and len(result["methods"]) > 1:
-        st.subheader("FAT speedup (time of method / time of FAT)")
-        shown_table(speedup_table(result), "{:.1f}×", "–")
-with t2:
     st.subheader("Fitted slopes")
     shown_table(slope_table(result), "{:.2f}", "–")
+with t2:
     for method, why in result["skipped"].items():
         for size, reason in why.items():
             st.caption(f"{method} skipped at N = {size}: {reason}.")

@@ -157,8 +157,10 @@ st.markdown(
     "outliers inflate the radii, and with them the gap.")
 w1, w2 = st.columns(2, gap="large")
 w1.plotly_chart(whole_set_figure(table, presentation=big), theme=None, key="tb_whole")
+w2.markdown("- **exact**: the mean of [d(a,p) − d(a,n) + m]+ over all triplets (O(N³) work)\n"
+            "- **bound** = **point-to-set** + **radius term**, computed per anchor against the K centres "
+            "(O(N·K) work)\n- **gap** = bound − exact: what the bound gives away")
+# Below the chart at the page's width: beside it, its five columns ran off the right edge.
 shown = table[["exact", "point_to_set", "radius_term", "bound", "gap", "margin", "triplets"]].T.rename(
     index={"point_to_set": "point-to-set", "radius_term": "radius term"})
-w2.dataframe(shown.style.format("{:.4f}").format("{:,.0f}", subset=(["triplets"], slice(None))))
-w2.caption("exact: mean [d(a,p) − d(a,n) + m]+ over all triplets (O(N³) work). bound = point-to-set + radius "
-           "term, computed per anchor against K centres (O(N·K)). gap = bound − exact.")
+st.dataframe(shown.style.format("{:.4f}").format("{:,.0f}", subset=(["triplets"], slice(None))), width="stretch")

@@ -59,14 +59,22 @@ def test_enlarge_repeats_pixels() -> None:
     assert (big[:3, 3:] == 255).all() and (big[3:, :3] == 10).all()
 
 
+def test_enlarge_to_brings_any_small_image_near_the_size_asked() -> None:
+    from fatviz.figures.labels import enlarge_to
+
+    for side, factor in ((8, 14), (28, 4), (32, 4), (64, 2), (200, 1)):
+        big = enlarge_to(np.zeros((side, side // 2 if side == 64 else side, 3), np.uint8), 112)
+        assert big.shape[0] == side * factor, side
+
+
 def test_flagging_comparison_reads_the_report() -> None:
     r = fake_result().report
     table = flagging_comparison(r)
-    assert table.loc["precision", "teacher (fatviz)"] == pytest.approx(r["flag_precision"])
-    assert table.loc["F1", "teacher (fatviz)"] == pytest.approx(r["flag_f1"])
-    assert table.loc["flagged", "teacher (fatviz)"] == r["n_flagged"]
-    assert table.loc["recall", "confident learning (cleanlab)"] == 0.4
-    assert table.loc["flagged", "confident learning (cleanlab)"] == 9.0
+    assert table.loc["precision", "teacher"] == pytest.approx(r["flag_precision"])
+    assert table.loc["F1", "teacher"] == pytest.approx(r["flag_f1"])
+    assert table.loc["flagged", "teacher"] == r["n_flagged"]
+    assert table.loc["recall", "confident learning"] == 0.4
+    assert table.loc["flagged", "confident learning"] == 9.0
     assert np.isnan(flagging_comparison({})).all().all()
 
 

@@ -89,12 +89,19 @@ def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)
 
 
+def enlarge_to(image: np.ndarray, pixels: int) -> np.ndarray:
+    """`enlarge` by the whole factor that brings the image's longer side nearest to `pixels` (at least 1):
+    8x8 digits and 28x28 or 32x32 images alike end up about that large, pixel for pixel."""
+    side = max(np.asarray(image).shape[:2])
+    return enlarge(image, max(1, round(pixels / side)))
+
+
 def flagging_comparison(report: dict[str, float]) -> pd.DataFrame:
     """The teacher's flagging against confident learning's, on the same noisy labels."""
     rows = ("precision", "recall", "f1", "n_flagged")
     return pd.DataFrame({
-        "teacher (fatviz)": [report.get(f"flag_{r}" if r != "n_flagged" else r, np.nan) for r in rows],
-        "confident learning (cleanlab)": [report.get(f"cleanlab_{r}", np.nan) for r in rows],
+        "teacher": [report.get(f"flag_{r}" if r != "n_flagged" else r, np.nan) for r in rows],
+        "confident learning": [report.get(f"cleanlab_{r}", np.nan) for r in rows],
     }, index=pd.Index(["precision", "recall", "F1", "flagged"], name="flagging"), dtype=float)
 
 

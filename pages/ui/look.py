@@ -31,6 +31,12 @@ def start_page() -> None:
         st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
 
 
+def crisp_images() -> None:
+    """Enlarged small images stay pixel for pixel on this page (no browser smoothing): 8x8 digits
+    and 28x28 or 32x32 images are shown many times their size."""
+    st.markdown("<style>[data-testid='stImage'] img {image-rendering: pixelated;}</style>", unsafe_allow_html=True)
+
+
 def presentation() -> bool:
     """True in presentation mode (controls hidden, charts enlarged), set by ?present=1."""
     return st.query_params.get("present", "0") == "1"
