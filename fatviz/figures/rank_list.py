@@ -29,7 +29,11 @@ HARDEST_COLOUR = "#E6B000"  # gold: the hardest positive
 TEXT_COLOUR = "#222222"
 FRAME = 3  # frame width, pixels
 GAP = 6  # between images
-INFO_WIDTH = 170  # the text column at the start of each row
+INFO_WIDTH = 200  # the text column at the start of each row
+# Text sizes in the image's own pixels. The page shows the image at its column's width, about two
+# thirds of its own at 1280 px for ten 64x32 images a row: 22 px is then 15 px on the projector
+# (12 px had become 9 px, unreadable from the back row).
+SMALL_TEXT, TEXT = 22, 24
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -67,33 +71,32 @@ def rank_list_image(lists: RankLists, query_images: np.ndarray, gallery_images: 
     k = lists.top.shape[1]
     h, w = (np.asarray(query_images).shape[1] * scale, np.asarray(query_images).shape[2] * scale)
     cell_w, cell_h = w + 2 * FRAME, h + 2 * FRAME
-    label_h = 18  # rank above each image
-    row_h = label_h + cell_h + 18  # camera below
-    header_h = 28
+    label_h = SMALL_TEXT + 6  # rank above each image
+    row_h = max(label_h + cell_h + SMALL_TEXT + 6, label_h + 5 * (SMALL_TEXT + 4))  # camera below; five info lines
+    header_h = TEXT + 14
     sep = 3 * GAP
     x_query = INFO_WIDTH
     x_top = x_query + cell_w + sep
     x_hard = x_top + k * (cell_w + GAP) + sep
-    small, text = _font(12), _font(14)
+    small, text = _font(SMALL_TEXT), _font(TEXT)
     hard_title = "hardest match"
     width = x_hard - GAP + max(cell_w + GAP, int(text.getlength(hard_title)) + GAP + 2)
     canvas = Image.new("RGB", (width, header_h + rows * row_h + GAP), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((GAP, 6), "worst AP first", fill=TEXT_COLOUR, font=text)
     draw.text((x_query, 6), "query", fill=QUERY_COLOUR, font=text)
-    draw.text((x_top, 6), f"top {k} of the gallery: green = same identity, red = another", fill=TEXT_COLOUR,
-              font=text)
+    draw.text((x_top, 6), f"top {k}: green = same identity, red = another", fill=TEXT_COLOUR, font=text)
     draw.text((x_hard - GAP, 6), hard_title, fill="#8A6A00", font=text)
     for r in range(rows):
         y = header_h + r * row_h
         q = int(lists.query[r])
         name = query_names[q] if query_names is not None else str(q)
         cam = f"  cam {query_cams[q]}" if query_cams is not None else ""
-        lines = [f"query {q}: id {name}{cam}", f"AP {lists.ap[r]:.2f}   INP {lists.inp[r]:.2f}",
-                 f"first match: rank {lists.first_rank[r]}", f"hardest: rank {lists.hardest_rank[r]}",
+        lines = [f"query {q}", f"id {name}" + (f" · {cam.strip()}" if cam else ""),
+                 f"AP {lists.ap[r]:.2f} · INP {lists.inp[r]:.2f}", f"first match: {lists.first_rank[r]}",
                  f"{lists.num_matches[r]} true matches"]
         for i, line in enumerate(lines):
-            draw.text((GAP, y + label_h + i * 17), line, fill=TEXT_COLOUR, font=small)
+            draw.text((GAP, y + label_h + i * (SMALL_TEXT + 4)), line, fill=TEXT_COLOUR, font=small)
         canvas.paste(_framed(query_images[q], QUERY_COLOUR, scale), (x_query, y + label_h))
         for j in range(k):
             g = int(lists.top[r, j])
@@ -106,7 +109,7 @@ def rank_list_image(lists: RankLists, query_images: np.ndarray, gallery_images: 
                          (x, y + label_h))
             if hardest:
                 _ring(draw, x, y + label_h, cell_w, cell_h)
-            draw.text((x + 2, y + 2), f"{j + 1}" + (" hardest" if hardest else ""),
+            draw.text((x + 2, y + 2), f"{j + 1}",  # the hardest one's number in gold (its ring says which)
                       fill="#8A6A00" if hardest else TEXT_COLOUR, font=small)
             if gallery_cams is not None:
                 draw.text((x + 2, y + label_h + cell_h + 1), f"cam {gallery_cams[g]}", fill="#666666", font=small)
