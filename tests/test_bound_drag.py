@@ -96,6 +96,40 @@ def test_the_browser_computes_what_fatviz_computes(js, case) -> None:
             list(hardest_triplet(points, labels, option, 3))
 
 
+def test_the_view_holds_both_radius_circles_on_the_unit_circle(js) -> None:
+    """Normalised options: the drawing widens (up to its cap) until both dashed radius circles of the
+    starting triplet are whole; unnormalised ones frame the points."""
+    points, labels = teaching_blobs(4, 1.0, 0.0, 0)
+    for option in CENTROIDS.names():
+        spec = CENTROIDS.get(option)
+        flags = (spec.normalise_members, spec.normalise_centre)
+        a, p, n = hardest_triplet(points, labels, option)
+        view = js("viewFor", points.tolist(), labels.tolist(), a, p, n, *flags, 0.1)
+        half = view["span"] / 2
+        if not (spec.normalise_members or spec.normalise_centre):
+            assert view["x0"] <= points[:, 0].min() and view["x0"] + view["span"] >= points[:, 0].max()
+            continue
+        assert 1.45 <= half <= 2.2
+        t = bound_terms(points, labels, a, p, n, option, 0.1)
+        _, centres, _ = option_space(points, labels, option)
+        for c, r in ((labels[a], t.radius_a), (labels[n], t.radius_n)):
+            reach = float(np.abs(centres[c]).max() + r)
+            assert reach <= half or half == pytest.approx(2.2), (option, reach, half)
+
+
+def test_labels_of_points_on_one_spot_keep_apart(js) -> None:
+    """a, p and n (and a centre) drawn at one spot get labels at least a label's size apart."""
+    placed: list = []
+    spots = []
+    for _ in range(4):
+        spot = js("placeLabel", placed, 400.0, 150.0, 24.0)
+        placed.append(spot)
+        spots.append(np.array(spot))
+    for i in range(4):
+        for j in range(i):
+            assert np.linalg.norm(spots[i] - spots[j]) >= 24.0, (i, j, spots)
+
+
 def test_a_point_dragged_far_away_moves_the_centre_and_radius_in_both() -> None:
     # No browser needed: what the page does with the state the view reports.
     points, labels = teaching_blobs(3, 1.0, 0.0, 1)

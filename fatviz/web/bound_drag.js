@@ -137,17 +137,48 @@ function report(st) {
   st.setState("moved", {points: st.points, a: st.a, p: st.p, n: st.n});
 }
 
-// The drawing's data range: the unit circle's square for normalised options, else the points'
-// square with room around them. Fixed while dragging, so the picture does not slide.
-function fit(st) {
-  if (st.data.members || st.data.centre) {
-    st.view = {x0: -1.45, y0: -1.45, span: 2.9};
-    return;
+// The drawing's data range: for normalised options the unit circle's square, widened (up to
+// MAX_HALF) so that the starting triplet's two radius circles are whole; else the points' square
+// with room around them. Fixed while dragging, so the picture does not slide.
+const MAX_HALF = 2.2; // wider, and the unit circle's points would be too small to grab
+export function viewFor(points, labels, a, p, n, members, centre, margin) {
+  if (members || centre) {
+    const t = boundTerms(points, labels, a, p, n, members, centre, margin);
+    let half = 1.45;
+    for (const [c, r] of [[labels[a], t.radius_a], [labels[n], t.radius_n]]) {
+      const [x, y] = t.centres[c];
+      half = Math.max(half, Math.abs(x) + r + 0.05, Math.abs(y) + r + 0.05);
+    }
+    half = Math.min(half, MAX_HALF);
+    return {x0: -half, y0: -half, span: 2 * half};
   }
-  const xs = st.points.map((q) => q[0]);
-  const ys = st.points.map((q) => q[1]);
+  const xs = points.map((q) => q[0]);
+  const ys = points.map((q) => q[1]);
   const span = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 1e-6) * 1.3;
-  st.view = {x0: (Math.max(...xs) + Math.min(...xs) - span) / 2, y0: (Math.max(...ys) + Math.min(...ys) - span) / 2, span};
+  return {x0: (Math.max(...xs) + Math.min(...xs) - span) / 2, y0: (Math.max(...ys) + Math.min(...ys) - span) / 2, span};
+}
+
+function fit(st) {
+  const d = st.data;
+  st.view = viewFor(st.points, d.labels, st.a, st.p, st.n, d.members, d.centre, d.margin);
+}
+
+// Where a label goes: the first of a few spots around its point that keeps clear of the labels
+// placed so far (a and n drawn on top of each other were unreadable). Spots start away from the
+// drawing's middle, so a label on the unit circle sits outside it.
+export function placeLabel(placed, cx, cy, size) {
+  const out = Math.atan2(cy - SIZE / 2, cx - SIZE / 2);
+  const gap = 1.1 * size;
+  let best = null;
+  for (const turn of [0, 0.9, -0.9, 1.8, -1.8, Math.PI]) {
+    const x = cx + Math.cos(out + turn) * gap;
+    const y = cy + Math.sin(out + turn) * gap;
+    const clear = placed.every(([u, v]) => Math.hypot(u - x, v - y) >= gap);
+    if (!best || clear) best = [x, y];
+    if (clear) break;
+  }
+  placed.push(best);
+  return best;
 }
 
 function px(st, v) {
@@ -184,6 +215,7 @@ function render(st) {
     el(svg, "line", {x1, y1, x2, y2, stroke: colour, "stroke-width": width, ...(dash ? {"stroke-dasharray": dash} : {})});
   };
   const x = t.anchors;
+  const placed = []; // label spots so far (the roles', then the centres')
   line(x[st.a], t.centres[ya], "#000000", 2, "3 5");
   line(x[st.a], t.centres[yn], "#C0392B", 2, "3 5");
   line(x[st.a], x[st.p], "#000000", 4);
@@ -200,11 +232,14 @@ function render(st) {
       st.svg.setPointerCapture(ev.pointerId);
       ev.preventDefault();
     });
-    if (role) {
-      const label = el(svg, "text", {x: cx + 12 * big, y: cy - 12 * big, "font-size": 24 * big, "font-weight": 700});
-      label.textContent = role;
-    }
   });
+  for (const [i, role] of [[st.a, "a"], [st.p, "p"], [st.n, "n"]]) { // after every mark: they stay on top
+    const [lx, ly] = placeLabel(placed, ...px(st, x[i]), 24 * big);
+    const label = el(svg, "text", {x: lx, y: ly, "font-size": 24 * big, "font-weight": 700, "text-anchor": "middle",
+                                   "dominant-baseline": "central", "paint-order": "stroke", stroke: "#fff",
+                                   "stroke-width": 4});
+    label.textContent = role;
+  }
   for (const [c, name] of [[ya, "a"], [yn, "n"]]) { // the two centres
     const [cx, cy] = px(st, t.centres[c]);
     const s = 9 * big;
@@ -212,7 +247,10 @@ function render(st) {
       el(svg, "line", {x1: cx - dx, y1: cy - dy, x2: cx + dx, y2: cy + dy, stroke: "#000", "stroke-width": 5});
       el(svg, "line", {x1: cx - dx, y1: cy - dy, x2: cx + dx, y2: cy + dy, stroke: d.colours[c], "stroke-width": 3});
     }
-    const label = el(svg, "text", {x: cx + 10, y: cy + 26 * big, "font-size": 20 * big});
+    const [lx, ly] = placeLabel(placed, cx, cy, 26 * big);
+    const label = el(svg, "text", {x: lx, y: ly, "font-size": 20 * big, "text-anchor": "middle",
+                                   "dominant-baseline": "central", "paint-order": "stroke", stroke: "#fff",
+                                   "stroke-width": 4});
     label.textContent = `c_${name}`;
   }
   const holds = t.loss <= t.bound + 1e-12;
