@@ -7,6 +7,9 @@ import streamlit as st
 
 from fatviz.figures.curves import (
     bound_curves,
+    evaluated_on,
+    evaluation_note,
+    final_metrics_table,
     loss_curves,
     metric_curves,
     metrics_table,
@@ -14,15 +17,14 @@ from fatviz.figures.curves import (
 from fatviz.figures.embedding import COLOUR_BY, COLOUR_BY_LABELS, ZOOMS
 from fatviz.jobs import job_key
 from fatviz.projection import PROJECTION_LABELS, PROJECTIONS, nearest_neighbours
-from pages.ui.live import job_manager, job_runs, prepared_data, show_job_animation, start_job, stop_job
-from pages.ui.look import presentation, start_page
+from pages.ui.live import job_labels, job_manager, job_runs, prepared_data, show_job_animation, start_job, stop_job
+from pages.ui.look import crisp_images, presentation, start_page
 from pages.ui.sidebar import sidebar_settings
 
 NEIGHBOURS = 6
 
 start_page()
-# Digits are 8x8 pixels: keep them crisp when enlarged.
-st.markdown("<style>[data-testid='stImage'] img {image-rendering: pixelated;}</style>", unsafe_allow_html=True)
+crisp_images()
 st.title("Centroid explorer")
 st.caption("The same network, data and seed, trained once per centroid option. Points are the "
            "visualisation subset of the training split; diamonds are the class centres.")
@@ -77,6 +79,11 @@ if method != "pca":
     st.caption(f"{PROJECTION_LABELS[method]} lays out each epoch starting from the previous epoch's layout, "
                "turned to match it, so points move only as far as the embedding moved. Distances between "
                "clusters mean little in it; neighbourhoods do.")
+shown_labels = job_labels(job)
+if colour_by != "true" and shown_labels is not None and not shown_labels.flipped.any():
+    st.caption("No point shown has a flipped label: every given label is the true one, so "
+               + ("every point is “kept”." if colour_by == "flipped" else "the colours equal the true labels'.")
+               + " Add **Label noise** in the sidebar (or pick a noisy preset) to see flipped labels.")
 
 # A click on a point (in the finished chart) remembers the point for the inspector below.
 def pick(option: str, point: int) -> None:
@@ -169,6 +176,12 @@ pres = presentation()
 table = metrics_table(runs, index)
 st.subheader(f"Test metrics at epoch {int(table['epoch'].iloc[0])}")
 st.dataframe(table.style.format(precision=3, na_rep="–"), width="stretch")
+sizes = evaluated_on(job.results)
+if sizes is not None:
+    st.caption(evaluation_note(*sizes))
+    if sizes[0] < sizes[1]:  # a subset each epoch: the whole split's numbers too
+        st.markdown(f"**Final metrics on all {sizes[1]:,} test images**")
+        st.dataframe(final_metrics_table(job.results).style.format(precision=3, na_rep="–"), width="stretch")
 tabs = st.tabs(["Metrics over epochs", "Loss terms", "The bound vs the exact triplet loss"])
 with tabs[0]:
     st.plotly_chart(metric_curves(runs, presentation=pres), theme=None, width="stretch")

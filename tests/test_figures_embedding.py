@@ -302,6 +302,30 @@ def test_metrics_table_rows_are_options_at_the_chosen_epoch(runs) -> None:
         metrics_table({})
 
 
+def test_the_final_table_and_the_note_say_what_the_metrics_were_computed_on() -> None:
+    from fatviz.figures.curves import evaluated_on, evaluation_note, final_metrics_table
+
+    def result(test_metrics: dict, sizes: tuple[int, int]) -> RunResult:
+        snap = Snapshot(epoch=1, embeddings=np.zeros((2, 2), np.float32), centres=np.zeros((1, 2), np.float32),
+                        radius=np.zeros(1, np.float32), present=np.ones(1, bool), losses={}, bound={},
+                        metrics={"precision_at_1": 0.1}, seconds=1.0)
+        empty = np.zeros(0, int)
+        return RunResult(settings=RunSettings(), snapshots=[snap], state_dict={}, vis_idx=empty, vis_true=empty,
+                         vis_given=empty, vis_flipped=empty.astype(bool), class_names=["a"], model_kind="mlp",
+                         device="cpu", seconds=1.0, test_metrics=test_metrics, evaluated_on=sizes)
+
+    runs = {"mean": result({"precision_at_1": 0.7, "map": 0.6}, (2000, 10000)),
+            "norm-mean-norm": result({"precision_at_1": 0.8, "map": 0.5}, (2000, 10000))}
+    assert evaluated_on(runs) == (2000, 10000)
+    assert evaluation_note(2000, 10000).startswith("Per-epoch metrics: evaluated on 2,000 of 10,000 test images")
+    table = final_metrics_table(runs)
+    assert table.loc["norm-mean-norm", "precision@1"] == 0.8 and table.loc["mean", "mAP"] == 0.6  # not the snapshot's
+    assert evaluated_on({"mean": result({}, (0, 500))}) == (500, 500)
+    assert evaluation_note(500, 500) == "Metrics on all 500 test images, every epoch."
+    mixed = {"mean": result({}, (100, 500)), "x": result({}, (200, 500))}
+    assert evaluated_on(mixed) is None and evaluated_on({}) is None
+
+
 @pytest.mark.parametrize(("rows", "cols", "n"), [(2, 2, 4), (1, 4, 4), (2, 2, 3), (1, 1, 1), (3, 2, 5)])
 def test_panel_axes_match_plotly_make_subplots(rows, cols, n) -> None:
     from plotly.subplots import make_subplots

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -108,4 +109,28 @@ def metrics_table(runs: Mapping[str, Sequence], index: int = -1) -> pd.DataFrame
         row["FAT bound"] = _value(s.bound, "bound")
         row["seconds"] = round(float(s.seconds), 2)
         rows[option] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def evaluated_on(results: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(test images the per-epoch metrics used, test split size) shared by finished runs, else None."""
+    sizes = {tuple(getattr(r, "evaluated_on", (0, 0))) for r in results.values()}
+    if len(sizes) != 1:
+        return None
+    (subset, total), = sizes
+    return (subset or total, total) if total > 0 else None
+
+
+def evaluation_note(subset: int, total: int) -> str:
+    """Says what the metrics were computed on."""
+    if subset < total:
+        return (f"Per-epoch metrics: evaluated on {subset:,} of {total:,} test images (a fixed stratified subset, "
+                f"the eval_points setting); the final metrics use all {total:,}.")
+    return f"Metrics on all {total:,} test images, every epoch."
+
+
+def final_metrics_table(results: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per option: its final metrics on the whole test split (RunResult.final_metrics)."""
+    rows = {option: {METRIC_LABELS[m]: _value(r.final_metrics, m) for m in TABLE_METRICS if m in r.final_metrics}
+            for option, r in results.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
