@@ -4,7 +4,8 @@ Starts `streamlit run app.py` (a fresh server and runs folder per repeat), opens
 Chromium with Playwright, waits until Home says the training workers are ready, presses
 **Run the demo**, and measures:
 
-- first paint: the request to a fresh server until Home's title and Run button are on screen;
+- first paint: the request to a fresh server until Home's title and Run button are painted, by
+  the page's own clock (and as Playwright sees it, its polling included);
 - first frame: click -> the first epoch's panels on screen;
 - full animation: click -> the finished four-panel animation on screen (the same chart, no
   longer training);
@@ -106,17 +107,44 @@ def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+# Installed in a tab before Streamlit's page loads: the times (ms after the navigation began, the
+# browser's own clock) at which Home's title and its Run button were first painted, taken in the
+# animation frame after they entered the page. Playwright's own polling and messaging add about
+# 0.1-0.4 s on top of that here, which is not part of what the visitor sees.
+PAINT_PROBE = """
+window.__fvzPaint = {};
+new MutationObserver((_, observer) => {
+  const t = window.__fvzPaint;
+  const text = document.body ? document.body.textContent : "";
+  const mark = (key) => requestAnimationFrame(() => { t[key] = t[key] || performance.now(); });
+  if (!t.seen_title && text.includes(TITLE_TEXT)) { t.seen_title = true; mark("title"); }
+  if (!t.seen_button && [...document.querySelectorAll("button")].some((b) => b.textContent.includes("Run the demo"))) {
+    t.seen_button = true; mark("button");
+  }
+  if (t.seen_title && t.seen_button) observer.disconnect();
+}).observe(document, {subtree: true, childList: true, characterData: true});
+""".replace("TITLE_TEXT", json.dumps(TITLE))
+
+
 def open_home_when_ready(browser, url: str, timings: dict[str, float] | None = None):
     """A new tab on Home, waited on until it says by itself that the training workers are ready;
-    (page, seconds waited). `timings` gets `first_paint_s`: the request until Home's title and its
-    Run button are on screen (the first visit to a fresh server pays the server's first script run)."""
+    (page, seconds waited). `timings` gets `first_paint_s`: from the request (the browser's
+    navigation start) until Home's title and its Run button are both painted, by the page's own
+    clock; and `first_paint_wall_s`, the same as Playwright sees it (its polling included). The
+    first visit to a fresh server pays the server's first script run."""
     page = browser.new_page(viewport=VIEW)
+    page.add_init_script(PAINT_PROBE)
     opened = time.perf_counter()
     page.goto(url)
     page.get_by_text(TITLE).wait_for(timeout=SLOW * 1000)
     page.get_by_role("button", name="Run the demo").wait_for(timeout=SLOW * 1000)
     if timings is not None:
-        timings["first_paint_s"] = round(time.perf_counter() - opened, 2)
+        timings["first_paint_wall_s"] = round(time.perf_counter() - opened, 2)
+        page.wait_for_function("window.__fvzPaint.title && window.__fvzPaint.button", timeout=SLOW * 1000)
+        probe = page.evaluate("window.__fvzPaint")
+        nav = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
+        timings["first_paint_s"] = round(max(probe["title"], probe["button"]) / 1000, 2)
+        timings["page_loaded_s"] = round(nav / 1000, 2)  # Streamlit's own page and JavaScript
     page.get_by_text(READY).wait_for(timeout=SLOW * 1000)  # the line polls the workers itself
     return page, time.perf_counter() - opened
 
@@ -275,14 +303,16 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir()
             rows.append(one_repeat(p, workdir))
             row = rows[-1]
-            print(f"repeat {r + 1}: first paint {row['first_paint_s']:.2f} s, "
+            print(f"repeat {r + 1}: first paint {row['first_paint_s']:.2f} s "
+                  f"(Streamlit's page {row['page_loaded_s']:.2f} s; {row['first_paint_wall_s']:.2f} s to Playwright), "
                   f"first frame {row['first_frame_s']:.2f} s, full {row['full_animation_s']:.2f} s, "
                   f"cached {row['cached_animation_s']:.2f} s | live chart: {row['epochs_shown']} epochs shown, "
                   f"same node {row['same_node']}, {row['cpu_browser_per_epoch_s']:.3f} browser CPU-s per epoch | "
                   f"CPU s: browser {row['cpu_browser_s']:.1f}, "
                   f"server {row['cpu_server_s']:.1f}, workers {row['cpu_workers_s']:.1f} | {row['server_caption']}",
                   flush=True)
-    keys = ("first_paint_s", "first_frame_s", "full_animation_s", "cached_animation_s", "cpu_browser_per_epoch_s",
+    keys = ("first_paint_s", "first_paint_wall_s", "page_loaded_s", "first_frame_s", "full_animation_s",
+            "cached_animation_s", "cpu_browser_per_epoch_s",
             "epochs_shown", "cpu_browser_s", "cpu_server_s", "cpu_workers_s")
     summary = {k: statistics.median(r[k] for r in rows) for k in keys}
     targets = {"first_paint_s": 1.5, "first_frame_s": 2.0, "full_animation_s": 10.0, "cached_animation_s": 1.0,
