@@ -18,6 +18,12 @@ would give:
 8. sweep     Every page of app.py's PAGES at 1280x720, 1024x768 and 1280x720 with ?present=1:
              one screenshot at the top, and one a screen further down where the page is longer.
 
+Not in the lesson, asked for with `--only real`: a folder of 6,000 + 1,000 synthetic 28x28
+images in torchvision's MNIST layout, the four options compared on it for 10 epochs in the
+explorer (progress line with the time left, which test images the metrics used) and a point
+inspected (its image at least 5x its size, pixel for pixel); then 2,000 of the images with 40%
+symmetric noise on Noisy labels, and its flagged gallery (images at least 80 px, pixel for pixel).
+
 Every page visited is checked: no Streamlit exception or error box, nothing wider than the
 main area (no horizontal scrolling), and the step's own expectations (the chart trained, the
 drag moved the numbers...). The smallest text on screen is measured for each screenshot and
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -43,6 +50,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_browser import (  # noqa: E402  (the import needs the path above)
@@ -64,6 +73,8 @@ from app import PAGES  # noqa: E402
 PROJECTOR = {"width": 1280, "height": 720}
 SMALL_SCREEN = {"width": 1024, "height": 768}
 STEPS = ("home", "explorer", "bound", "speed", "noisy", "present", "extras", "sweep")
+EXTRA_STEPS = ("real",)  # not in the ten-minute lesson: asked for with --only
+REAL_TRAIN, REAL_TEST = 6000, 1000  # the "real" step's MNIST-layout folder of 28x28 images
 SHOT_NAME = re.compile(r"^\d{2,3}-.+\.png$")  # what this script writes (and clears) in --out
 SMALL_PX = 12.0  # text below this many CSS pixels is listed as small in the report
 MINUTE = 60_000  # ms
@@ -210,6 +221,7 @@ class Walk:
     shots: int = 0
     steps: list[Step] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)  # page path -> the address the lesson left it at
+    data_root: Path | None = None  # the "real" step's image folder
     report: list[dict] = field(default_factory=list)  # per screenshot: small text, overflow
 
     def new_page(self, view: dict | None = None):
@@ -631,8 +643,100 @@ def step_sweep(walk: Walk, page, step: Step) -> None:
                 tab.close()
 
 
+def write_real_images(root: Path) -> Path:
+    """REAL_TRAIN + REAL_TEST 28x28 stroke images (scripts/bench_real.py's) in torchvision's MNIST
+    layout (MNIST/raw/*-ubyte) under `root`, as a user's downloaded MNIST folder looks."""
+    from bench_real import stroke_images
+
+    ds = stroke_images(REAL_TRAIN, REAL_TEST, seed=4).dataset
+
+    def to_bytes(x):
+        x = x[:, 0]
+        return np.clip((x - x.min()) / (x.max() - x.min()) * 255, 0, 255).astype(np.uint8)
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, array in (("train-images-idx3-ubyte", to_bytes(ds.x_train)), ("train-labels-idx1-ubyte", ds.y_train),
+                        ("t10k-images-idx3-ubyte", to_bytes(ds.x_test)), ("t10k-labels-idx1-ubyte", ds.y_test)):
+        array = np.asarray(array, dtype=np.uint8)
+        header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+        (raw / name).write_bytes(header + array.tobytes())
+    return root
+
+
+def step_real(walk: Walk, page, step: Step) -> None:
+    """A researcher's own 28x28 images: the explorer compares the four options on 6,000 of them for 10
+    epochs with a progress line and an ETA, then the point inspector shows a real image, large and crisp."""
+    query = f"?dataset=mnist&data_root={walk.data_root}&epochs=10"
+    started = time.perf_counter()
+    open_path(walk, page, "centroid_explorer", query)
+    train = page.get_by_role("button", name="Train the four options")
+    if visible(train, 5_000):  # the explorer may start training these settings by itself
+        train.click()
+    bar = page.locator('[data-testid="stProgress"]', has_text="Training")
+    step.check("a progress line appears while the four options train", visible(bar, 3 * MINUTE), "none")
+    eta = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "left" not in eta:
+        time.sleep(2)
+        eta = bar.first.inner_text() if bar.count() else ""
+    step.check("the progress line gives the time left", "left" in eta, eta or "no progress line")
+    walk.shoot(page, step, "training")
+    print(f"    progress: {eta!r}", flush=True)
+    done = visible(page.locator(ANIMATION), 15 * MINUTE)
+    seconds = time.perf_counter() - started
+    step.check("6,000 images x 10 epochs x 4 options finish within 15 min", done, f"{seconds:.0f} s")
+    print(f"    trained in {seconds:.1f} s", flush=True)
+    settle(page, timeout=60)
+    page_health(page, step, "Centroid explorer on real images")
+    walk.shoot(page, step, "trained")
+    note = page.get_by_text(re.compile(r"evaluated on [\d,]+ of [\d,]+ test images|Metrics on all [\d,]+ test"))
+    step.check("the page says which test images the metrics used", visible(note, 30_000), "no such caption")
+    bring_to_top(page, page.locator(".fvz-live").first, margin=90)
+    spot = page.evaluate(PICK_POINT_JS)
+    if not step.check("a point of the first panel is on screen to click", spot is not None, "none found"):
+        return
+    page.mouse.click(spot["x"], spot["y"])
+    heading = page.get_by_role("heading", name=re.compile(r"^Sample \d+ in the "))
+    if not step.check("a click opens the point inspector", visible(heading, 30_000), "no inspector"):
+        return
+    settle(page, timeout=30)
+    bring_to_top(page, heading)
+    image = page.locator('[data-testid="stImage"] img').first
+    box = image.bounding_box() or {"width": 0}
+    rendering = image.evaluate("(el) => getComputedStyle(el).imageRendering")
+    step.check("the sample's 28x28 image is shown at least 5x its size", box["width"] >= 140, f"{box['width']:.0f} px")
+    step.check("and pixel for pixel (no smoothing)", rendering == "pixelated", rendering)
+    walk.shoot(page, step, "inspector")
+
+    # The flagged gallery on the same images: 2,000 of them with 40% symmetric noise, no baselines.
+    open_path(walk, page, "noisy_labels", f"?dataset=mnist&data_root={walk.data_root}&subsample=2000"
+                                          "&noise=symmetric:0.4&baselines=none")
+    settle(page, quiet=1.5, timeout=60)
+    started = time.perf_counter()
+    page.get_by_role("button", name="Run the teacher and the student").click()
+    scores = page.get_by_text("How well the teacher finds the flipped labels")
+    done = visible(scores, 10 * MINUTE)
+    step.check("the distillation of 2,000 28x28 images finishes within 10 min", done,
+               f"{time.perf_counter() - started:.0f} s")
+    print(f"    distillation: {time.perf_counter() - started:.1f} s", flush=True)
+    if not done:
+        return
+    settle(page, timeout=30)
+    page_health(page, step, "Noisy labels on real images")
+    bring_to_top(page, page.get_by_role("tab", name=re.compile(r"^Flagged samples")))
+    image = page.locator('[data-testid="stImage"] img').first
+    if step.check("the flagged gallery shows images", visible(image, 20_000), "none"):
+        box = image.bounding_box() or {"width": 0}
+        rendering = image.evaluate("(el) => getComputedStyle(el).imageRendering")
+        step.check("a flagged 28x28 image is at least 80 px wide, pixel for pixel",
+                   box["width"] >= 80 and rendering == "pixelated", f"{box['width']:.0f} px, {rendering}")
+    walk.shoot(page, step, "gallery")
+
+
 LESSON = {"home": step_home, "explorer": step_explorer, "bound": step_bound, "speed": step_speed,
-          "noisy": step_noisy, "present": step_present, "extras": step_extras, "sweep": step_sweep}
+          "noisy": step_noisy, "present": step_present, "extras": step_extras, "sweep": step_sweep,
+          "real": step_real}
 
 
 # -- running it -----------------------------------------------------------------------------------
@@ -676,12 +780,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "walkthrough",
                         help="folder for the screenshots, report.json and the server log (default walkthrough/)")
-    parser.add_argument("--only", default="", help=f"run only these steps, comma-separated: {', '.join(STEPS)}")
+    parser.add_argument("--only", default="", help=f"run only these steps, comma-separated: {', '.join(STEPS)} "
+                        f"(and, not in the lesson, {', '.join(EXTRA_STEPS)}: 6,000 28x28 images in the explorer)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()] or list(STEPS)
-    unknown = [s for s in only if s not in STEPS]
+    unknown = [s for s in only if s not in STEPS + EXTRA_STEPS]
     if unknown:
-        parser.error(f"unknown step(s) {', '.join(unknown)}: choose from {', '.join(STEPS)}")
+        parser.error(f"unknown step(s) {', '.join(unknown)}: choose from {', '.join(STEPS + EXTRA_STEPS)}")
     if CHROMIUM is None:
         print("No Chromium found (apt-get install -y chromium); nothing walked through.", file=sys.stderr)
         return 2
@@ -694,13 +799,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fatviz-walkthrough-") as tmp, sync_playwright() as p:
         log = args.out / "streamlit.log"
+        data_root = write_real_images(Path(tmp) / "data") if "real" in only else None
+        if data_root is not None:
+            os.environ["FATVIZ_DATA_DIRS"] = str(data_root)  # the server reads data under it only
         with streamlit_server(Path(tmp) / "runs", log) as (url, _):
             browser = launch_browser(p)
             try:
-                walk = Walk(browser, url, args.out)
+                walk = Walk(browser, url, args.out, data_root=data_root)
                 page = walk.new_page(PROJECTOR)
                 page.set_default_timeout(60_000)
-                for name in STEPS:
+                for name in STEPS + EXTRA_STEPS:
                     if name in only:
                         run_step(walk, page, name)
             finally:
