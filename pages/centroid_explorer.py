@@ -79,8 +79,8 @@ if method != "pca":
     st.caption(f"{PROJECTION_LABELS[method]} lays out each epoch starting from the previous epoch's layout, "
                "turned to match it, so points move only as far as the embedding moved. Distances between "
                "clusters mean little in it; neighbourhoods do.")
-shown_labels = job_labels(job)
-if colour_by != "true" and shown_labels is not None and not shown_labels.flipped.any():
+shown_labels = job_labels(job) if colour_by != "true" and job.status != "error" else None  # (a failed job said why)
+if shown_labels is not None and not shown_labels.flipped.any():
     st.caption("No point shown has a flipped label: every given label is the true one, so "
                + ("every point is “kept”." if colour_by == "flipped" else "the colours equal the true labels'.")
                + " Add **Label noise** in the sidebar (or pick a noisy preset) to see flipped labels.")
