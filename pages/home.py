@@ -106,11 +106,13 @@ with maths:
     st.markdown("**The bound**: for any centre point, by the triangle inequality")
     # Three short lines each: the column is about 400 px wide on a 1280 px projector.
     st.latex(r"""\begin{aligned}&\max\bigl(0,\ d(a,p) - d(a,n) + m\bigr)\\
-             \le\ &\max\bigl(0,\ d(a,c_{y_a}) - d(a,c_k) + m\bigr)\\ &+ R_{y_a} + R_k\end{aligned}""")
+             \le\ &\max\bigl(0,\ d(a,c_a) - d(a,c_k) + m\bigr)\\ &+ R_a + R_k\end{aligned}""")
     st.markdown("**The FAT loss** minimises it: a point-to-set term plus a compactness term")
-    st.latex(r"""\begin{aligned}L_{\mathrm{FAT}} = &\frac{1}{N(K-1)} \sum_{a} \sum_{k \ne y_a}\\
-             &\max\bigl(0,\ d(a,c_{y_a}) - d(a,c_k) + m\bigr)\\ &+ \lambda\, \mathrm{compactness}\end{aligned}""")
+    st.latex(r"""\begin{aligned}L_{\mathrm{FAT}} = &\frac{1}{N(K-1)} \sum_{a} \sum_{k \ne y(a)}\\
+             &\max\bigl(0,\ d(a,c_a) - d(a,c_k) + m\bigr)\\ &+ \lambda\, \mathrm{compactness}\end{aligned}""")
+    # c_a rather than c_{y_a}: a subscript of a subscript is 9.7 px on a projector.
     st.caption("d: Euclidean distance in the anchor space · c_k: centre of class k, recomputed from the "
-               "whole training set every epoch · R_k: radius of class k · m: margin · λ: compactness weight")
+               "whole training set every epoch · R_k: radius of class k · c_a, R_a: those of a's class y(a) · "
+               "m: margin · λ: compactness weight")
 
 _demo(clicked)

@@ -94,7 +94,7 @@ def test_home_says_what_fat_is_and_runs_the_demo(saved_default_demo) -> None:
     at = page("home")
     no_trouble(at)
     latex = [x.value for x in at.latex]
-    assert any(r"R_{y_a} + R_k" in x and r"d(a,c_k)" in x for x in latex)
+    assert any(r"R_a + R_k" in x and r"d(a,c_k)" in x for x in latex)
     assert any(r"L_{\mathrm{FAT}}" in x for x in latex)
     assert animation(at) is None  # nothing trains before the button, the panels wait empty
     (placeholder,) = chart_figures(at)  # the live chart's own placeholder: plotly.js loads while the class reads
