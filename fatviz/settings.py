@@ -38,7 +38,7 @@ BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 # What each kind of job reads: its sections, less the fields it overrides itself. Bump
 # KEY_VERSION whenever the same settings would train to a different result (a saved run under
 # an old key is then trained again instead of being served as if it were this code's result).
-KEY_VERSION = 4  # 4: `auto` picks lenet-bn for small images (was cnn)
+KEY_VERSION = 5  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
 JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train": (("data", "model", "training", "view"), ()),
     "compare": (("data", "model", "training", "view"), ("centroid",)),
@@ -111,7 +111,7 @@ class RunSettings:
     margin: float | None = _setting(None, "model", "hinge margin (unset: 1.0 raw, 0.1 normalised)", low=0.0,
                                     app=(0.0, 10.0))
     compactness_weight: float | None = _setting(
-        None, "model", "compactness weight (unset: 0.1 raw, 1.0 normalised)", low=0.0, app=(0.0, 10.0))
+        None, "model", "compactness weight (unset: 0.1 raw, 0.3 normalised)", low=0.0, app=(0.0, 10.0))
     ce_weight: float = _setting(1.0, "model", "hybrid: cross-entropy weight", low=0.0, app=(0.0, 10.0))
     centres: str = _setting("epoch", "model", "centres from the whole training set each epoch, or each batch",
                             choices=lambda: CENTRE_SCOPES)

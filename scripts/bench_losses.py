@@ -71,7 +71,7 @@ STUDY: dict[str, dict[str, Any]] = {
     "margin 0.2": {"margin": 0.2},
     "margin 0.3": {"margin": 0.3},
     "margin 0.5": {"margin": 0.5},
-    "compactness 0.3": {"compactness_weight": 0.3},
+    "compactness 1": {"compactness_weight": 1.0},  # the public code's weight (the default is 0.3)
     "compactness 3": {"compactness_weight": 3.0},
     "hardest-5 negatives": {"negatives": "hardest", "hardest_k": 5},
     "batch centres": {"centres": "batch"},

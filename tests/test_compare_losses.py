@@ -82,7 +82,7 @@ def test_settings_a_loss_does_not_read_train_to_the_same_result_and_are_trained_
     bh = TINY.replace(loss="triplet-hard")
     assert run_reads(bh.replace(**fat_only)) == run_reads(bh)
     assert run_reads(TINY.replace(loss="fat", margin=0.1)) == run_reads(TINY.replace(loss="fat"))  # the default
-    for loss, change in (("fat", {"compactness_weight": 0.3}), ("hybrid", {"ce_weight": 0.5}),
+    for loss, change in (("fat", {"compactness_weight": 0.7}), ("hybrid", {"ce_weight": 0.5}),
                          ("triplet-hard", {"margin": 0.3}), ("triplet-hard", {"batch_sampler": "pk"}),
                          ("fat", {"negatives": "hardest"}), ("fat", {"pk_k": 8, "batch_sampler": "pk"})):
         assert run_reads(TINY.replace(loss=loss, **change)) != run_reads(TINY.replace(loss=loss)), (loss, change)
@@ -157,7 +157,7 @@ def test_the_study_script_shares_unread_runs_reports_the_goal_and_resumes(tmp_pa
     from scripts.bench_losses import main
 
     args = ["--study", "--datasets", "digits", "--digits-epochs", "1", "--seeds", "0", "--configs", "default",
-            "compactness 0.3", "--out", str(tmp_path)]
+            "compactness 1", "--out", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
     report = json.loads(out.strip().splitlines()[-1])
@@ -165,9 +165,9 @@ def test_the_study_script_shares_unread_runs_reports_the_goal_and_resumes(tmp_pa
     def accuracy(config, loss):
         return {k: v for k, v in rows[config][loss].items() if k in ("precision_at_1", "map", "minp")}
 
-    assert accuracy("compactness 0.3", "batch-hard") == accuracy("default", "batch-hard")  # trained once
-    assert accuracy("compactness 0.3", "fat") != accuracy("default", "fat")
-    assert set(report["meets_goal"]) == {"default", "compactness 0.3"}
+    assert accuracy("compactness 1", "batch-hard") == accuracy("default", "batch-hard")  # trained once
+    assert accuracy("compactness 1", "fat") != accuracy("default", "fat")
+    assert set(report["meets_goal"]) == {"default", "compactness 1"}
     assert "| default |" in out and "fat − bh (worst)" in out
     # --resume answers from the saved rows: nothing trains again.
     monkeypatch.setattr(Trainer, "fit", lambda self, **kw: pytest.fail("trained again"))

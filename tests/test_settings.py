@@ -8,7 +8,7 @@ from fatviz.settings import RunSettings
 
 def test_defaults_validate_and_effective_margins_follow_the_option():
     s = RunSettings()  # validated at construction
-    assert s.effective_margin == 0.1 and s.effective_compactness_weight == 1.0
+    assert s.effective_margin == 0.1 and s.effective_compactness_weight == 0.3
     raw = s.replace(centroid="mean")
     assert raw.effective_margin == 1.0 and raw.effective_compactness_weight == 0.1
     assert s.replace(margin=0.3).effective_margin == 0.3
