@@ -36,7 +36,8 @@ def losses_figure(summary: Sequence[dict[str, Any]], metric: str = "precision_at
                      "xaxis": "x", "yaxis": "y"})
         data.append({"type": "bar", "orientation": "h", "name": row["variant"], "legendgroup": row["variant"],
                      "showlegend": False, "y": [row["variant"]], "x": [1000 * row["step_seconds"]],
-                     "marker": {"color": colour}, "text": [row["variant"]], "textposition": "auto",
+                     "marker": {"color": colour}, "text": [row["variant"].split(" (")[0]],  # short: cut off outside a bar
+                     "textposition": "auto",
                      "insidetextanchor": "start",
                      "hovertemplate": "%{y}: %{x:.3f} ms per step<extra></extra>", "xaxis": "x2", "yaxis": "y2"})
     steps = [1000 * row["step_seconds"] for row in summary if row.get(metric) is not None and row["step_seconds"] > 0]
