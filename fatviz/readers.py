@@ -95,6 +95,21 @@ def _idx_data(stream: BinaryIO, path: Path, dims: tuple[int, ...]) -> np.ndarray
     return out.reshape(dims)
 
 
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """Write a uint8 array in the IDX format of torchvision's MNIST files (read_idx reads it back);
+    `gz` writes PATH.gz instead. Returns the path written."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    data = header + np.asarray(array).astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
 def read_idx(path: Path, ndim: int, count: int | None = None) -> np.ndarray:
     """Parse an IDX file of unsigned bytes (plain or gzip) with `ndim` dimensions.
 

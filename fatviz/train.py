@@ -56,6 +56,12 @@ def prepare_data(settings: RunSettings) -> PreparedData:
                      outlier_fraction=settings.blob_outliers)
     dataset = load_dataset(settings.dataset, data_root=settings.data_root or None,
                            subsample=settings.subsample or None, seed=settings.seed, blobs=blobs)
+    return prepare(dataset, settings)
+
+
+def prepare(dataset: Dataset, settings: RunSettings) -> PreparedData:
+    """A loaded dataset with the settings' label noise and visualisation subset (prepare_data's second half,
+    for data that does not come from a registered dataset name, such as a benchmark's own images)."""
     if len(np.unique(dataset.y_train)) < 2:
         raise FatvizError("The training split holds a single class: a triplet needs at least two classes.")
     dataset, noisy = apply_noise(dataset, settings.noise, settings.seed)  # outlier/multi change the data

@@ -49,12 +49,9 @@ def image_data(settings: RunSettings, n: int):
     """N synthetic 28x28 stroke images with the settings' label noise (as prepare_data adds it)."""
     from bench_real import stroke_images
 
-    from fatviz.data import visualisation_indices
-    from fatviz.noise import apply_noise
-    from fatviz.train import PreparedData
+    from fatviz.train import prepare
 
-    dataset, noisy = apply_noise(stroke_images(n, 1000, seed=settings.seed).dataset, settings.noise, settings.seed)
-    return PreparedData(dataset, noisy, visualisation_indices(dataset.y_train, settings.vis_points, settings.seed))
+    return prepare(stroke_images(n, 1000, seed=settings.seed).dataset, settings)
 
 
 def train_seconds(settings: RunSettings, data) -> float:

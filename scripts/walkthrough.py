@@ -648,6 +648,8 @@ def write_real_images(root: Path) -> Path:
     layout (MNIST/raw/*-ubyte) under `root`, as a user's downloaded MNIST folder looks."""
     from bench_real import stroke_images
 
+    from fatviz.readers import write_idx
+
     ds = stroke_images(REAL_TRAIN, REAL_TEST, seed=4).dataset
 
     def to_bytes(x):
@@ -655,12 +657,9 @@ def write_real_images(root: Path) -> Path:
         return np.clip((x - x.min()) / (x.max() - x.min()) * 255, 0, 255).astype(np.uint8)
 
     raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
     for name, array in (("train-images-idx3-ubyte", to_bytes(ds.x_train)), ("train-labels-idx1-ubyte", ds.y_train),
                         ("t10k-images-idx3-ubyte", to_bytes(ds.x_test)), ("t10k-labels-idx1-ubyte", ds.y_test)):
-        array = np.asarray(array, dtype=np.uint8)
-        header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
-        (raw / name).write_bytes(header + array.tobytes())
+        write_idx(raw / name, np.asarray(array, dtype=np.uint8))
     return root
 
 

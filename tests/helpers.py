@@ -7,7 +7,6 @@ pyproject.toml), so no test module imports another.
 
 from __future__ import annotations
 
-import gzip
 import pickle
 import tracemalloc
 import zlib
@@ -23,6 +22,7 @@ from PIL import Image
 
 from fatviz.data import load_dataset
 from fatviz.errors import FatvizError
+from fatviz.readers import write_idx  # noqa: F401  (tests import it from here)
 from fatviz.settings import RunSettings
 
 # -- centroids (tests/test_centroids.py, tests/test_losses.py)
@@ -135,18 +135,6 @@ def fake_result(n: int = 60, k: int = 3, seed: int = 0, settings: RunSettings | 
 
 
 # -- dataset files (tests/test_data.py, tests/test_data_fuzz.py)
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
-    """Write a uint8 array in the IDX format torchvision's MNIST files use."""
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
-    data = header + array.astype(np.uint8).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        data = gzip.compress(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def make_idx_root(root: Path, folder: str = "MNIST", gz: bool = False, seed: int = 0) -> dict:

@@ -114,7 +114,7 @@ def metrics_table(runs: Mapping[str, Sequence], index: int = -1) -> pd.DataFrame
 
 def evaluated_on(results: Mapping[str, Any]) -> tuple[int, int] | None:
     """(test images the per-epoch metrics used, test split size) shared by finished runs, else None."""
-    sizes = {tuple(getattr(r, "evaluated_on", (0, 0))) for r in results.values()}
+    sizes = {tuple(r.evaluated_on) for r in results.values()}
     if len(sizes) != 1:
         return None
     (subset, total), = sizes
