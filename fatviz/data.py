@@ -96,6 +96,12 @@ class Dataset:
     cam_test: np.ndarray | None = None  # market1501: camera id per test sample
     is_query_test: np.ndarray | None = None  # market1501: True for query, False for gallery
     notes: tuple[str, ...] = field(default=())  # what loading changed (skips, subsampling)
+    # A user's own table (fatviz.user_data): the labels it came with when it also says the truth
+    # (y_train is then the truth), its row ids for exports, and whether any truth is known at all.
+    given_train: np.ndarray | None = None
+    ids_train: np.ndarray | None = None
+    ids_test: np.ndarray | None = None
+    truth_known: bool = True
 
     @property
     def num_classes(self) -> int:
@@ -638,8 +644,15 @@ class DatasetSpec:
     # Called with keyword arguments data_root (a Path, or None unless needs_folder), subsample,
     # seed, test_fraction, blobs and image_size; returns a Dataset.
     load: Callable[..., Dataset]
-    needs_folder: bool  # True: data_root must be a local folder holding `layout`
+    needs_folder: bool  # True: data_root must name a local folder holding `layout` (or a file, see `root`)
     layout: str  # what that folder holds, for error messages and the docs
+    root: str = "folder"  # what data_root names: a "folder", a "file", or an "upload" held by the app's session
+    in_sidebar: bool = True  # offered in the app's dataset choice (an upload appears there once uploaded)
+
+    @property
+    def private(self) -> bool:
+        """Data one app session holds (an upload): its runs are never saved on the server, its id never linked."""
+        return self.root == "upload"
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -671,7 +684,13 @@ def _require_root(spec: DatasetSpec, data_root: str | None) -> Path:
             f"{spec.name} needs data_root: the folder holding {spec.layout}."
             + (f" {FETCH_HINT}." if spec.name in DOWNLOADABLE else "")
         )
+    if spec.root == "upload":
+        return Path(data_root)  # an upload's id: fatviz.uploads resolves it
     root = Path(data_root).expanduser()
+    if spec.root == "file":
+        if not root.is_file():
+            raise FatvizError(f"data_root {root} is not a file: expected {spec.layout}.")
+        return root
     if not root.is_dir():
         raise FatvizError(f"data_root {root} is not a folder: expected {spec.layout} inside it.")
     return root

@@ -478,8 +478,12 @@ class JobManager:
 
     # -- saved runs ------------------------------------------------------------------------
     def run_folder(self, job: Job) -> Path | None:
-        """Where a job's results are saved."""
-        return None if self.runs_dir is None else self.runs_dir / job.key
+        """Where a job's results are saved (None for data a session uploaded: never saved on the server)."""
+        from fatviz.data import DATASETS
+
+        if self.runs_dir is None or DATASETS.get(job.settings.dataset).private:
+            return None
+        return self.runs_dir / job.key
 
     def _save(self, job: Job, spec: JobKind) -> None:
         folder = self.run_folder(job)

@@ -233,7 +233,9 @@ def _take(dataset: Dataset, train: np.ndarray, test: np.ndarray) -> Dataset:
     return dataclasses.replace(
         dataset, x_train=dataset.x_train[train], y_train=dataset.y_train[train], images_train=pick(dataset.images_train, train),
         x_test=dataset.x_test[test], y_test=dataset.y_test[test], images_test=pick(dataset.images_test, test),
-        cam_test=pick(dataset.cam_test, test), is_query_test=pick(dataset.is_query_test, test))
+        cam_test=pick(dataset.cam_test, test), is_query_test=pick(dataset.is_query_test, test),
+        given_train=pick(dataset.given_train, train), ids_train=pick(dataset.ids_train, train),
+        ids_test=pick(dataset.ids_test, test))
 
 
 def apply_noise(dataset: Dataset, spec: str, seed: int) -> tuple[Dataset, NoisyLabels]:
@@ -254,6 +256,14 @@ def apply_noise(dataset: Dataset, spec: str, seed: int) -> tuple[Dataset, NoisyL
     """
     terms = dict(parse_noise(spec))
     k = dataset.num_classes
+    if dataset.given_train is not None:
+        # A user's table with its own given labels and their truth: its noise is already there.
+        if terms:
+            raise FatvizError(f"This table brings its own labels and their truth (true_label), so its noise is known: "
+                              f"set noise to none (not {spec}).")
+        given = dataset.given_train.astype(np.int64)
+        flipped = given != dataset.y_train
+        return dataset, NoisyLabels(given, flipped, "given", float(flipped.mean()))
     if not terms:
         noisy = add_label_noise(dataset.y_train, "none", 0.0, k, seed)
         return dataset, dataclasses.replace(noisy, kind="none")

@@ -273,23 +273,30 @@ def image_files(folder: Path) -> list[Path]:
     )
 
 
+def decode_image(source: Path | BinaryIO, size: tuple[int, int]) -> np.ndarray | None:
+    """One image file (a path or an open binary stream) as uint8 RGB (H, W, 3) resized to `size`;
+    None when it is damaged, not an image, or over MAX_IMAGE_PIXELS (checked on the header, before decoding)."""
+    height, width = size
+    try:
+        with Image.open(source) as image:  # reads the header only
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                return None
+            image.draft("RGB", (width, height))  # JPEG: decode at reduced scale, faster
+            return np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR))
+    except Exception:  # PIL raises OSError, SyntaxError, struct.error, DecompressionBombError, ...
+        return None
+
+
 def _read_images(paths: list[Path], size: tuple[int, int]) -> tuple[np.ndarray, list[Path]]:
     """Decode, convert to RGB and resize to (H, W); returns uint8 images and unreadable paths."""
-    height, width = size
-    out = np.zeros((len(paths), height, width, 3), np.uint8)
+    out = np.zeros((len(paths), *size, 3), np.uint8)
     bad = []
     for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:  # reads the header only
-                if image.width * image.height > MAX_IMAGE_PIXELS:
-                    bad.append(path)
-                    continue
-                image.draft("RGB", (width, height))  # JPEG: decode at reduced scale, faster
-                out[i] = np.asarray(
-                    image.convert("RGB").resize((width, height), Image.BILINEAR)
-                )
-        except Exception:  # PIL raises OSError, SyntaxError, struct.error, ... on damaged files
+        image = decode_image(path, size)
+        if image is None:
             bad.append(path)
+        else:
+            out[i] = image
     return out, bad
 
 

@@ -63,13 +63,19 @@ def embed_test_split(result: RunResult, dataset: Dataset) -> np.ndarray:
 def run_rank_lists(result: RunResult, data: PreparedData | None = None, k: int = 10) -> RunRankLists:
     """Rank lists of a run's test queries against its gallery (data: the run's settings' data by default)."""
     dataset = (data if data is not None else prepare_data(result.settings)).dataset
-    if dataset.is_query_test is None:
+    if dataset.is_query_test is None and dataset.ids_test is None:
         raise FatvizError(f"{dataset.name} has no query/gallery split, so it has no rank lists; train on "
-                          "reid-synth or market1501.")
+                          "reid-synth or market1501, or upload your own images.")
     emb = embed_test_split(result, dataset)
-    is_query = dataset.is_query_test
-    query_idx, gallery_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
-    cams = dataset.cam_test
+    if dataset.is_query_test is None:
+        # A user's own set: every test image queries all the others. Giving each image a camera of its
+        # own makes the same-camera rule remove exactly the query itself from its gallery.
+        query_idx = gallery_idx = np.arange(len(dataset.y_test))
+        cams = np.arange(len(dataset.y_test))
+    else:
+        is_query = dataset.is_query_test
+        query_idx, gallery_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
+        cams = dataset.cam_test
     lists = rank_lists(emb[query_idx], dataset.y_test[query_idx], emb[gallery_idx], dataset.y_test[gallery_idx],
                        query_cams=None if cams is None else cams[query_idx],
                        gallery_cams=None if cams is None else cams[gallery_idx], k=k)

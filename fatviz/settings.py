@@ -227,8 +227,10 @@ class RunSettings:
     def to_query(self) -> dict[str, str]:
         """URL query parameters: only the fields that differ from the defaults."""
         default = RunSettings()
+        # Uploaded data is the session's own: a link names the dataset, never the upload's id.
+        private = {"data_root"} if DATASETS.get(self.dataset).private else set()
         return {f.name: _to_text(getattr(self, f.name)) for f in fields(self)
-                if getattr(self, f.name) != getattr(default, f.name)}
+                if getattr(self, f.name) != getattr(default, f.name) and f.name not in private}
 
     @classmethod
     def from_query(cls, params: dict[str, str | list[str]]) -> RunSettings:

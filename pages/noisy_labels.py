@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import streamlit as st
 
+from fatviz.data import DATASETS
 from fatviz.distill.report import PHASES
 from fatviz.errors import FatvizError
 from fatviz.figures.labels import (
@@ -19,6 +21,7 @@ from fatviz.figures.labels import (
     gallery_rows,
     kept_per_round_figure,
     kind_table,
+    nearest_rows_text,
     noise_kinds,
     sample_indices,
     score_figure,
@@ -87,6 +90,10 @@ def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
     table = result.table.assign(outcome=flag_outcomes(result.table))
     data = prepared_data(settings)
     images = None if data is None else data.dataset.images_train
+    if data is not None and data.dataset.ids_train is not None:  # the user's own rows: their ids first
+        table.insert(0, "row_id", data.dataset.ids_train[sample_indices(table)])
+    if not truth_known(data):  # nothing is known to be flipped: every flag is a question, not a score
+        table = table.assign(outcome=np.where(table["flagged"], "correctly flagged", "kept"))
     f1, f2 = st.columns([2, 1])
     classes = f1.multiselect("Given label", list(range(len(names))), format_func=lambda k: names[k],
                              key="nl_classes", placeholder="every class")
@@ -97,7 +104,9 @@ def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
     kinds = noise_kinds(result.table)
     noisy_kinds = [k for k in SAMPLE_KINDS.names()[1:] if (kinds == k).any()]
     soft = getattr(result, "soft_labels", None)
-    tabs = st.tabs([f"{o.capitalize()} ({int(counts.get(o, 0))})" for o in shown])
+    if not truth_known(data):
+        shown = OUTCOMES[:1]
+    tabs = st.tabs([f"{o.capitalize() if truth_known(data) else 'Flagged'} ({int(counts.get(o, 0))})" for o in shown])
     for tab, outcome in zip(tabs, shown, strict=False):
         rows = gallery_rows(table, outcome, classes, order)
         with tab:
@@ -108,16 +117,29 @@ def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
             for place, kind in zip(places, split, strict=False):
                 with place:
                     part = rows if kind is None else rows[kinds[rows.index] == kind]
-                    _gallery(part.head(GALLERY_MAX), len(part), images, names, soft, kinds)
+                    _gallery(part.head(GALLERY_MAX), len(part), images, names, soft, kinds, data)
 
 
-def _gallery(rows, total: int, images, names: list[str], soft, kinds) -> None:
+def truth_known(data) -> bool:
+    """Whether the true labels are known (a user's own table without true_label: they are not)."""
+    return data is None or data.dataset.truth_known
+
+
+def _gallery(rows, total: int, images, names: list[str], soft, kinds, data) -> None:
     """One gallery: images with their soft label as a bar row, or a table for vector data."""
     if rows.empty:
         st.caption("No sample here.")
         return
     if images is None:
-        frame = rows.assign(**{c: rows[c].map(names.__getitem__) for c in ("given_label", "teacher_label", "true_label")})
+        columns = ("given_label", "teacher_label", "true_label") if truth_known(data) else ("given_label", "teacher_label")
+        frame = rows.assign(**{c: rows[c].map(names.__getitem__) for c in columns})
+        if not truth_known(data):
+            frame = frame.drop(columns=["true_label", "was_flipped", "noise_kind", "second_label", "outcome"],
+                               errors="ignore")
+        if data is not None and data.dataset.ids_train is not None:
+            ds = data.dataset
+            frame.insert(1, "nearest rows", nearest_rows_text(ds.x_train, sample_indices(rows), ds.ids_train,
+                                                              data.given_labels, names))
         config = {}
         if soft is not None:
             frame = frame.assign(soft_label=[soft[i].tolist() for i in sample_indices(rows)])
@@ -127,9 +149,11 @@ def _gallery(rows, total: int, images, names: list[str], soft, kinds) -> None:
     cols = st.columns(GALLERY_COLUMNS)
     for i, (idx, row) in enumerate(zip(sample_indices(rows), rows.itertuples(), strict=False)):
         col = cols[i % GALLERY_COLUMNS]
+        truth = f"true {names[row.true_label]} · " if truth_known(data) else ""
+        where = f"{row.row_id} · " if hasattr(row, "row_id") else ""
         col.image(enlarge_to(images[idx], GALLERY_PIXELS),
-                  caption=f"given {names[row.given_label]} · teacher {names[row.teacher_label]} · "
-                          f"true {names[row.true_label]} · p {row.score:.2f}")
+                  caption=f"{where}given {names[row.given_label]} · teacher {names[row.teacher_label]} · {truth}"
+                          f"p {row.score:.2f}")
         if soft is not None:
             second = getattr(row, "second_label", -1)
             true = (row.true_label,) if second < 0 else (row.true_label, second)
@@ -144,11 +168,40 @@ def _number(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.3f}"
 
 
+def _downloads(result, settings: RunSettings, data) -> None:
+    """Every sample as CSV, and the flagged ones alone; with the user's row ids when the data is theirs."""
+    table = result.table
+    if data is not None and data.dataset.ids_train is not None:
+        table = table.assign(row_id=data.dataset.ids_train[sample_indices(table)])
+        table = table[["row_id", *result.table.columns]]
+    name = f"distill-{settings.key('distill')}"
+    st.download_button("Download every sample as CSV", table.to_csv(index=False), file_name=f"{name}.csv",
+                       mime="text/csv", icon=":material/download:")
+    st.download_button("Download the flagged samples as CSV", table[table["flagged"]].to_csv(index=False),
+                       file_name=f"{name}-flagged.csv", mime="text/csv", icon=":material/download:")
+
+
 def show_result(result, settings: RunSettings) -> None:
     """Everything the distillation measured."""
     big = presentation()
     names = list(result.student.class_names)
     rep = result.report
+    data = prepared_data(settings)
+    if not truth_known(data):
+        st.subheader("What the teacher flags in your labels")
+        m = st.columns(3)
+        m[0].metric("Flagged", f"{int(rep['n_flagged'])} of {len(result.table)}",
+                    help="Samples whose given label the teacher doubts, and drops from the student's training.")
+        m[1].metric("Confident learning flags", "–" if math.isnan(rep["cleanlab_n_flagged"])
+                    else f"{int(rep['cleanlab_n_flagged'])}")
+        m[2].metric("Student P@1", _number(rep["student_precision_at_1"]),
+                    help="Retrieval on the test split, against the given labels (no truth is known).")
+        st.info("Your data came without true labels, so flag precision, recall and F1 need the truth and are not "
+                "shown: add a `true_label` column (or array) to score them. Below: what the teacher flagged, and "
+                "the CSV with your row ids.", icon=":material/help:")
+        _downloads(result, settings, data)
+        show_gallery(result, settings, names)
+        return
     st.subheader("How well the teacher finds the flipped labels")
     m = st.columns(5)
     m[0].metric("Precision", _number(rep["flag_precision"]), help="Of the flagged samples, the share really flipped.")
@@ -177,8 +230,7 @@ def show_result(result, settings: RunSettings) -> None:
     c1.dataframe(flagging_comparison(rep).style.format("{:.3f}", na_rep="–").format(
         "{:.0f}", subset=(["flagged"], slice(None)), na_rep="–"), width="stretch")
     with c2:
-        st.download_button("Download every sample as CSV", result.to_csv(), file_name=f"distill-{settings.key()}.csv",
-                           mime="text/csv", icon=":material/download:")
+        _downloads(result, settings, data)
         times = seconds_text(rep, PHASES)
         st.caption(f"One row per training sample: given, teacher's and true label, score, flagged, round "
                    f"discarded. Took {rep['seconds']:.1f} s" + (f": {times}." if times else "."))
@@ -224,7 +276,7 @@ fields = distill_controls(base)
 settings = sidebar_settings(base=base.replace(**fields))
 if settings is None:
     st.stop()
-if settings.noise == "none":
+if settings.noise == "none" and DATASETS.get(settings.dataset).in_sidebar:  # a user's own labels bring their noise
     st.info("There is no label noise, so every flag is a false alarm. Choose noise in the sidebar, or:",
             icon=":material/lightbulb:")
     st.button("Use 40% pairflip noise", on_click=_use_pairflip)

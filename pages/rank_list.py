@@ -53,13 +53,18 @@ def show_rank_lists(result, settings: RunSettings) -> None:
             ("minp", "mINP", "Mean over queries of G / rank of the hardest match: how far down the list the "
                              "last true match hides.")), strict=True):
         col.metric(label, f"{metrics.get(key, float('nan')):.3f}", help=why)
-    st.caption(f"{len(lists)} queries against {len(run.gallery_idx)} gallery images of people never seen in "
-               "training. Gallery images of the query's person under the query's own camera are removed before "
-               "ranking (Market-1501 protocol), so a match must be found across cameras.")
+    if ds.is_query_test is None:
+        st.caption(f"Your images: each of the {len(lists)} test images queries the other {len(lists) - 1} (itself "
+                   "left out); a match is an image of the same class.")
+    else:
+        st.caption(f"{len(lists)} queries against {len(run.gallery_idx)} gallery images of people never seen in "
+                   "training. Gallery images of the query's person under the query's own camera are removed before "
+                   "ranking (Market-1501 protocol), so a match must be found across cameras.")
     c1, c2 = st.columns([1, 3])
     shown = c1.slider("Queries shown", 1, min(24, len(lists)), min(8, len(lists)), key="rl_queries")
     cams = ds.cam_test
-    names = [str(int(v)) for v in ds.y_test[run.query_idx]]
+    names = ([ds.class_names[int(v)] for v in ds.y_test[run.query_idx]] if ds.is_query_test is None
+             else [str(int(v)) for v in ds.y_test[run.query_idx]])
     image = rank_list_image(lists, run.query_images, run.gallery_images, queries=shown, query_names=names,
                             query_cams=None if cams is None else cams[run.query_idx],
                             gallery_cams=None if cams is None else cams[run.gallery_idx], scale=IMAGE_SCALE)
@@ -90,7 +95,12 @@ settings = sidebar_settings(show=("data", "loss", "training"))
 if settings is None:
     st.stop()
 available = [name for name in REID_DATASETS if name in DATASETS]
-if settings.dataset not in available:
+own = DATASETS.get(settings.dataset).private
+if own and prepared_data(settings) is not None and prepared_data(settings).dataset.images_test is None:
+    st.info("Rank lists draw the gallery's images, and your table has features only: the Centroid explorer and "
+            "Noisy labels show it (with each row's nearest rows).", icon=":material/lightbulb:")
+    st.stop()
+if settings.dataset not in available and not own:
     offered = ", ".join(available) or "none is registered"
     st.info(f"Rank lists need a dataset with queries, a gallery and cameras ({offered}); {settings.dataset} "
             "has none.", icon=":material/lightbulb:")

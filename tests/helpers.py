@@ -313,3 +313,47 @@ def chart_figures(at) -> list[dict]:
         mirror[payload["sig"]] = held
         out.append(held)
     return out
+
+
+# -- your own data (tests/test_user_data.py, tests/test_browser_upload.py)
+
+
+def class_zip(classes: int = 3, per_class: int = 12, top: str = "mine", seed: int = 0) -> bytes:
+    """A zip of `classes` folders of small PNGs under one top folder, each class its own colour (so it trains)."""
+    import io
+    import zipfile
+
+    rng = np.random.default_rng(seed)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for k in range(classes):
+            colour = rng.integers(0, 256, 3)
+            for i in range(per_class):
+                pixels = np.clip(colour + rng.normal(0, 25, (16, 16, 3)), 0, 255).astype(np.uint8)
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).save(buffer, format="PNG")
+                archive.writestr(f"{top}/class_{k}/img_{i}.png", buffer.getvalue())
+        archive.writestr(f"{top}/notes.txt", "not in a class folder")
+    return out.getvalue()
+
+
+def feature_table(n: int = 240, k: int = 4, d: int = 12, seed: int = 0, flip: float = 0.0):
+    """Separable features (n x d), their class ids, and given labels with a share `flip` moved to the next class."""
+    rng = np.random.default_rng(seed)
+    truth = np.arange(n) % k
+    x = (rng.normal(size=(k, d)) * 4)[truth] + rng.normal(size=(n, d))
+    given = truth.copy()
+    moved = rng.random(n) < flip
+    given[moved] = (truth[moved] + 1) % k
+    return x.astype(np.float32), given, truth
+
+
+def feature_npz(n: int = 240, k: int = 4, d: int = 12, seed: int = 0, flip: float = 0.0, truth: bool = False) -> bytes:
+    """feature_table as .npz bytes (with true_label when `truth`)."""
+    import io
+
+    x, given, true = feature_table(n, k, d, seed, flip)
+    out = io.BytesIO()
+    extra = {"true_label": true} if truth else {}
+    np.savez(out, features=x, labels=given, names=np.array([f"row-{i}" for i in range(n)]), **extra)
+    return out.getvalue()

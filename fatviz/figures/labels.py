@@ -186,3 +186,16 @@ def baselines_figure(baselines: pd.DataFrame, presentation: bool = False) -> go.
     fig.update_layout(barmode="group", yaxis={"title": "test split, true labels", "range": [0, 1.1]},
                       legend={"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"})
     return fig
+
+
+def nearest_rows_text(features: np.ndarray, indices: np.ndarray, ids: np.ndarray, given: np.ndarray,
+                      names: list[str], k: int = 5) -> list[str]:
+    """For each training sample in `indices`: its k nearest other training samples (Euclidean, in the
+    features the model reads) as 'ID (given label)', nearest first: the gallery of a table without images."""
+    from fatviz.projection import nearest_neighbours
+
+    out = []
+    for i in np.asarray(indices, dtype=np.int64):
+        order, _ = nearest_neighbours(features, int(i), k)
+        out.append(", ".join(f"{ids[j]} ({names[given[j]]})" for j in order))
+    return out

@@ -23,6 +23,7 @@ from fatviz.projection import PROJECTION_LABELS, PanelFrames, panel_frames
 from fatviz.settings import RunSettings
 from pages.ui.live_chart import live_chart, unavailable
 from pages.ui.look import plot_embedding, presentation, show_error
+from pages.ui.uploads import upload_store
 
 # Worker processes for training; 0 trains in a thread of the app (used by tests).
 WORKERS = int(os.environ.get("FATVIZ_WORKERS", str(min(2, os.cpu_count() or 1))))
@@ -41,6 +42,7 @@ def job_manager() -> JobManager:
     """One manager per app process: identical requests from every session share one job."""
     # The budget keeps one visitor's link from taking the server down: it refuses a job that
     # would not fit (memory, time) or one too many, with one message, before anything starts.
+    upload_store()  # first: the workers spawned next read uploads from its folder
     return JobManager(workers=WORKERS, runs_dir=allowed_roots("runs")[0].path, niceness=WORKER_NICENESS,
                       budget=Budget.for_machine(max(1, WORKERS)))
 
@@ -116,11 +118,20 @@ def _prepared(key: str, _settings: RunSettings):
 
 
 def prepared_data(settings: RunSettings):
-    """The dataset, noisy labels and visual subset for these settings, shared by all sessions."""
-    from fatviz.train import data_settings_key
+    """The dataset, noisy labels and visual subset for these settings, shared by all sessions (an upload's:
+    kept in its own session, so it leaves memory with it)."""
+    from fatviz.data import DATASETS
+    from fatviz.train import data_settings_key, prepare_data
 
+    key = data_settings_key(settings)
     try:
-        return _prepared(data_settings_key(settings), settings)
+        if DATASETS.get(settings.dataset).private:
+            mine = st.session_state.setdefault("_upload_prepared", {})
+            if key not in mine:
+                mine.clear()  # one upload's data at a time per session
+                mine[key] = prepare_data(settings)
+            return mine[key]
+        return _prepared(key, settings)
     except FatvizError as exc:
         show_error(exc)
         return None

@@ -25,6 +25,7 @@ from fatviz.presets import PRESETS
 from fatviz.registry import Registry
 from fatviz.settings import RunSettings, SettingField, setting_fields
 from pages.ui.look import show_error
+from pages.ui.uploads import held_upload, upload_widget
 
 # The embedding sizes the slider offers; a link asking for another gets the nearest.
 EMBEDDING_DIMS: tuple[int, ...] = (2, 3, 8, 16, 32, 64, 128)
@@ -100,12 +101,41 @@ def link_settings() -> tuple[RunSettings, list[str]]:
         notes += [note] if note else []
     settings, problems = RunSettings.read_query(params)
     notes += problems
+    settings, note = _own_data(settings)
+    notes += [note] if note else []
     if settings.embedding_dim not in EMBEDDING_DIMS:
         nearest = min(EMBEDDING_DIMS, key=lambda d: (abs(d - settings.embedding_dim), d))
         notes.append(f"embedding_dim = {settings.embedding_dim} is not one of the sizes this app offers "
                      f"({', '.join(map(str, EMBEDDING_DIMS))}): using {nearest}.")
         settings = settings.replace(embedding_dim=nearest)
     return settings, notes
+
+
+def _own_data(settings: RunSettings) -> tuple[RunSettings, str]:
+    """A link's dataset as this session can have it: an upload only if this session holds one (its id is
+    never in a link), and no dataset the sidebar does not offer (one that reads a server file)."""
+    spec = DATASETS.get(settings.dataset)
+    if spec.in_sidebar:
+        return settings, ""
+    upload = held_upload()
+    if spec.private and upload is not None:
+        return settings.replace(data_root=upload.id), ""
+    default = RunSettings()
+    why = ("uploaded data, which is never part of a link: upload your own file under Data › Your data"
+           if spec.private else "a file on the server, which this app does not read")
+    return settings.replace(dataset=default.dataset, data_root=default.data_root), \
+        f"dataset = {settings.dataset} names {why}. Using {default.dataset}."
+
+
+def sidebar_datasets() -> list[str]:
+    """The datasets the sidebar offers: the registry's, and this session's upload once there is one."""
+    names = [n for n, spec in DATASETS.items() if spec.in_sidebar]
+    return names + (["upload"] if held_upload() is not None else [])
+
+
+def _dataset_words(name: str) -> str:
+    upload = held_upload()
+    return upload.describe() if name == "upload" and upload is not None else name
 
 
 def _init_state(settings: RunSettings, notes: list[str]) -> None:
@@ -145,8 +175,15 @@ def use_preset(name: str) -> None:
 
 
 def data_folder(dataset: str, typed: str) -> str:
-    """The folder a dataset reads, resolved under the data roots ("" for a dataset that reads none)."""
-    if not DATASETS.get(dataset).needs_folder or not typed.strip():
+    """The folder a dataset reads, resolved under the data roots ("" for a dataset that reads none;
+    an upload's id for this session's upload)."""
+    spec = DATASETS.get(dataset)
+    if spec.private:
+        upload = held_upload()
+        if upload is None:
+            raise FatvizError("Your uploaded data is gone from this session: upload the file again.")
+        return upload.id
+    if not spec.needs_folder or not typed.strip():
         return ""
     return str(resolve_under(typed, allowed_roots("data"), "data folder"))
 
@@ -163,9 +200,14 @@ def _draw(show: tuple[str, ...]) -> None:
                  placeholder="Choose a classroom preset…", help="Load a ready-made setting.")
     if "data" in show:
         sb.subheader("Data")
-        sb.selectbox("Dataset", choices("dataset"), key="w_dataset", help=_described(DATASETS))
+        offered = sidebar_datasets()
+        if ss.get("w_dataset") not in offered:  # an upload this session no longer holds
+            ss["w_dataset"] = RunSettings().dataset
+        sb.selectbox("Dataset", offered, key="w_dataset", format_func=_dataset_words,
+                     help=_described(DATASETS))
+        upload_widget(sb)
         spec = DATASETS.get(ss["w_dataset"])
-        if spec.needs_folder:
+        if spec.needs_folder and not spec.private:
             roots = allowed_roots("data")
             fetchable = ss["w_dataset"] in DOWNLOADS
             sb.text_input("Data folder", key="w_data_root",
