@@ -93,8 +93,8 @@ def _whole_numbers(values: np.ndarray, what: str) -> np.ndarray:
         finite = np.isfinite(values)
         if finite.all() and (values == np.round(values)).all() and np.abs(values).max(initial=0) < 2**53:
             return values.astype(np.int64)
-        bad = values[~finite | (values != np.round(values))][0]
-        raise FatvizError(f"{what} must be whole numbers (class ids); found {bad!r}. Number the classes 0, 1, 2, …")
+        bad = values[~finite | (values != np.round(values))][0].item()
+        raise FatvizError(f"{what} must be whole numbers (class ids); found {bad:g}. Number the classes 0, 1, 2, …")
     sample = next(iter(values.ravel()), "")
     raise FatvizError(f"{what} must be whole numbers (class ids), not text such as {str(sample)[:40]!r}: "
                       "number the classes 0, 1, 2, … (keep their names in a separate file).")
