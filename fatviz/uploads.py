@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -21,15 +20,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from fatviz.errors import FatvizError
-from fatviz.user_data import UserTable, read_upload
-
-UPLOAD_DIR_ENV = "FATVIZ_UPLOAD_DIR"  # set by the store for the workers it spawns
-_ID = re.compile(r"^[0-9a-f]{24}$")
-GONE = ("This uploaded data is no longer on the server (the session that uploaded it ended, or the app "
-        "restarted): upload the file again. Uploaded data is never part of a link.")
+from fatviz.user_data import UPLOAD_DIR_ENV, read_upload, save_table
 
 
 @dataclass(frozen=True)
@@ -105,33 +96,3 @@ class UploadStore:
             self._held.pop(uid, None)
             self._known.pop(uid, None)
         self.path(uid).unlink(missing_ok=True)
-
-
-def save_table(table: UserTable, path: Path) -> None:
-    """A checked table as one .npz (no pickles), written atomically."""
-    arrays = {"labels": table.labels, "class_names": np.asarray(table.class_names, dtype=str),
-              "row_ids": np.asarray(table.row_ids, dtype=str), "name": np.asarray(table.name),
-              "notes": np.asarray(table.notes, dtype=str)}
-    for key in ("features", "images", "true_labels"):
-        if getattr(table, key) is not None:
-            arrays[key] = getattr(table, key)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
-
-
-def load_upload(uid: str) -> UserTable:
-    """The table the app's store keeps under `uid` (read in the training workers)."""
-    folder = os.environ.get(UPLOAD_DIR_ENV, "")
-    if not _ID.match(uid) or not folder:
-        raise FatvizError(GONE if folder else "Uploaded data lives in the app: on the command line use "
-                          "--dataset table --data-root FILE.npz|FILE.csv|FILE.parquet.")
-    path = Path(folder) / f"{uid}.npz"
-    if not path.is_file():
-        raise FatvizError(GONE)
-    with np.load(path, allow_pickle=False) as npz:
-        get = {k: npz[k] for k in npz.files}
-    return UserTable(str(get["name"]), get["labels"], [str(c) for c in get["class_names"]], get["row_ids"],
-                     features=get.get("features"), images=get.get("images"), true_labels=get.get("true_labels"),
-                     notes=tuple(str(n) for n in get["notes"]))

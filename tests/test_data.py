@@ -25,12 +25,15 @@ from fatviz.errors import FatvizError
 
 def test_dataset_names():
     assert DATASETS.names() == (
-        "digits", "blobs", "mnist", "fashion-mnist", "cifar10", "folder", "market1501", "reid-synth"
-    )  # reid-synth registers itself from fatviz.reid_synth, which fatviz/__init__.py imports
+        "digits", "blobs", "mnist", "fashion-mnist", "cifar10", "folder", "market1501", "reid-synth", "table", "upload"
+    )  # reid-synth, table and upload register themselves from their modules, which fatviz/__init__.py imports
     # Modules that read DATASETS as a tuple of names keep working.
-    assert "mnist" in DATASETS and tuple(DATASETS) == DATASETS.names() and len(DATASETS) == 8
-    folders = [name for name, spec in DATASETS.items() if spec.needs_folder]
+    assert "mnist" in DATASETS and tuple(DATASETS) == DATASETS.names() and len(DATASETS) == 10
+    folders = [name for name, spec in DATASETS.items() if spec.needs_folder and spec.root == "folder"]
     assert folders == ["mnist", "fashion-mnist", "cifar10", "folder", "market1501"]
+    # The sidebar offers every set but the two that name a file or an upload; only an upload is private.
+    assert [n for n, spec in DATASETS.items() if not spec.in_sidebar] == ["table", "upload"]
+    assert [n for n, spec in DATASETS.items() if spec.private] == ["upload"]
     assert all(spec.layout and spec.description for _, spec in DATASETS.items() if spec.needs_folder)
 
 
@@ -72,7 +75,8 @@ def test_a_folder_dataset_without_data_root_names_its_layout(name):
     assert spec.layout in str(err.value)
     assert ("--download" in str(err.value)) == (name in DOWNLOADABLE)
     assert {"mnist": "MNIST/raw/", "cifar10": "data_batch_1..5", "folder": "sub-folder per class",
-            "market1501": "0002_c1s1_000451_03.jpg"}.get(name, "FashionMNIST/raw/") in spec.layout
+            "market1501": "0002_c1s1_000451_03.jpg", "table": "features (N x D) and labels (N)",
+            "upload": "uploaded in the app"}.get(name, "FashionMNIST/raw/") in spec.layout
 
 
 def test_digits_shapes_labels_and_standardisation():

@@ -7,7 +7,6 @@ import io
 import json
 import subprocess
 import sys
-import tomllib
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tomllib
 from helpers import class_zip, feature_npz, feature_table, png_claiming
 
 from fatviz import user_data
@@ -22,8 +22,8 @@ from fatviz.data import load_dataset
 from fatviz.errors import FatvizError
 from fatviz.figures.labels import nearest_rows_text
 from fatviz.settings import RunSettings
-from fatviz.uploads import GONE, UploadStore, load_upload
-from fatviz.user_data import read_upload, user_dataset
+from fatviz.uploads import UploadStore
+from fatviz.user_data import GONE, load_upload, read_upload, user_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_LIMIT = 1.5 * 2**30
