@@ -38,6 +38,15 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+# torch.distributed.nn.functional names `group.WORLD` as the default group of its functions, which
+# binds whatever group is up when it is first imported, and DistributedDataParallel imports it
+# (through torch._dynamo). Imported after init_process_group, it would hold the group for the life
+# of the process: destroy_process_group could not free it, so gloo's worker threads (which end only
+# when it is freed) would outlive the interpreter, and one of them letting go of a finished
+# collective's tensors then needs the GIL during finalisation: the process aborts at exit (SIGABRT,
+# 'terminate called without an active exception'). Imported here, before any group, it binds None.
+import torch.distributed.nn.functional  # noqa: F401
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from torch.nn.parallel import DistributedDataParallel
 
