@@ -28,6 +28,7 @@ whole fatviz run this way under `torchrun --standalone --nproc-per-node N`.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -38,6 +39,15 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+# torch.distributed.nn.functional names `group.WORLD` as the default group of its functions, which
+# binds whatever group is up when it is first imported, and DistributedDataParallel imports it
+# (through torch._dynamo). Imported after init_process_group, it would hold the group for the life
+# of the process: destroy_process_group could not free it, so gloo's worker threads (which end only
+# when it is freed) would outlive the interpreter, and one of them letting go of a finished
+# collective's tensors then needs the GIL during finalisation: the process aborts at exit (SIGABRT,
+# 'terminate called without an active exception'). Imported here, before any group, it binds None.
+import torch.distributed.nn.functional  # noqa: F401
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from torch.nn.parallel import DistributedDataParallel
 
@@ -377,23 +387,44 @@ def run_distributed_train(settings: RunSettings, out: str | os.PathLike, overwri
     from fatviz.runs import save_run
 
     with joined_job(settings) as ranks:
-        trainer = DistributedTrainer(settings, sync_batchnorm=sync_batchnorm)
-        result = trainer.fit(on_progress=on_progress if ranks.rank == 0 else None)
+        # No name keeps the trainer: its DDP wrapper holds the group, which leave_job frees.
+        result = DistributedTrainer(settings, sync_batchnorm=sync_batchnorm).fit(
+            on_progress=on_progress if ranks.rank == 0 else None)
         path = save_run(result, out, overwrite=overwrite) if ranks.rank == 0 else None
     return result, path
+
+
+def leave_job(ranks: Ranks) -> None:
+    """Leave the job on every rank alike, after its last collective: a barrier, then the group destroyed.
+
+    No rank tears its end down while another is still in a collective, and the group is freed
+    here, which joins gloo's worker threads while the interpreter is whole (a worker still letting
+    go of a finished collective's tensors at exit would need the GIL during finalisation, and the
+    process would abort). Keep no trainer past this: its DDP wrapper holds the group.
+    """
+    # nccl's barrier is a collective on this rank's GPU: name it rather than let torch guess.
+    dist.barrier(device_ids=[ranks.local_rank] if ranks.backend == "nccl" else None)
+    # DistributedDataParallel sits in a reference cycle, so a finished trainer's wrapper, and the
+    # group it holds, would only go at some later collection, perhaps the interpreter's last.
+    gc.collect()
+    dist.destroy_process_group()
 
 
 @contextmanager
 def joined_job(settings: RunSettings) -> Iterator[Ranks]:
     """This process's place in the torchrun job for one command, on the settings' device.
 
-    Joins the job from the environment when no group is up, and leaves it again at the end
-    (a group someone else set up is left as it was).
+    Joins the job from the environment when no group is up, and leaves it again at the end:
+    after success through `leave_job` on every rank; after an error at once, without waiting for
+    ranks that may never come (a group someone else set up is left as it was).
     """
     owns_group = not dist.is_initialized()
     ranks = init_from_env(pick_device(settings.device))
     try:
         yield ranks
-    finally:
+    except BaseException:
         if owns_group and dist.is_initialized():
             dist.destroy_process_group()
+        raise
+    if owns_group and dist.is_initialized():
+        leave_job(ranks)

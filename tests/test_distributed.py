@@ -30,15 +30,25 @@ FIELDS = ("centres", "counts", "radius", "mean_distance")
 LAUNCH_LIMIT_S = 240
 
 
-def launch(scenario: str, out: Path) -> tuple[subprocess.CompletedProcess, float]:
-    """Run this file as a two-process torchrun job; return the finished process and its wall time."""
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """A two-process torchrun job of `args` (a script and its arguments, or -m and a module), finished."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           __file__, scenario, str(out)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LAUNCH_LIMIT_S)
+
+
+def launch(scenario: str, out: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """Run this file as a two-process torchrun job; return the finished process and its wall time."""
     start = time.time()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LAUNCH_LIMIT_S)
+    proc = torchrun(__file__, scenario, str(out))
     return proc, time.time() - start
+
+
+def gloo_threads() -> list[str]:
+    """This process's threads that gloo started (Linux names them in /proc)."""
+    tasks = Path("/proc/self/task")
+    return [n for n in ((t / "comm").read_text().strip() for t in tasks.iterdir()) if "gloo" in n]
 
 
 def centre_case(n: int = 41, dim: int = 4, k: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -113,12 +123,13 @@ def _commands_worker(out: Path) -> None:
     import io
 
     from fatviz.cli import main
-    from fatviz.distributed import init_from_env
+    from fatviz.distributed import init_from_env, leave_job
 
     # One group for both commands (joining a torchrun job a second time after leaving it can
     # hang in gloo's rendezvous; a user runs one command per launch, which joins once).
-    init_from_env("cpu")
+    ranks = init_from_env("cpu")
     rank = os.environ["RANK"]
+    threads = {"joined": gloo_threads()}
     common = ["--dataset", "blobs", "--blob-classes", "3", "--blob-dim", "4", "--embedding-dim", "4",
               "--batch-size", "32", "--vis-points", "30", "--device", "cpu", "--json"]
     distill = ["--noise", "symmetric:0.2+outlier:0.1", "--epochs", "2", "--teacher-epochs", "2", "--teacher-rounds", "1",
@@ -129,7 +140,9 @@ def _commands_worker(out: Path) -> None:
         with contextlib.redirect_stdout(printed):
             code = main(argv)
         (out / f"{name}{rank}.json").write_text(json.dumps({"code": code, "stdout": printed.getvalue()}))
-    torch.distributed.destroy_process_group()
+    leave_job(ranks)
+    threads["left"] = gloo_threads()
+    (out / f"threads{rank}.json").write_text(json.dumps(threads))
 
 
 def _fail_worker(out: Path) -> None:
@@ -266,6 +279,30 @@ def test_distill_under_torchrun_saves_one_distillation_from_rank_0(commands) -> 
     assert set(saved.baselines.index) >= {"fat (noisy labels)", "batch-hard (noisy labels)"}
     for phase in ("teacher", "student", "cleanlab", "baselines"):
         assert line[f"{phase}_seconds"] > 0, phase
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names are read from Linux's /proc")
+def test_leaving_the_job_ends_gloos_threads(commands) -> None:
+    # DDP had imported torch.distributed.nn.functional, whose default arguments would have held the
+    # group had it been imported after the group was up; still alive at exit, gloo's threads then
+    # aborted about 1 launch in 8 at interpreter exit (issue #27).
+    for r in (0, 1):
+        threads = json.loads((commands / f"threads{r}.json").read_text())
+        assert threads["joined"] and threads["left"] == [], threads
+
+
+def test_train_launches_exit_cleanly_every_time(tmp_path) -> None:
+    # The exit race of issue #27 ended about 1 launch in 8 with SIGABRT: ten in a row, as a user launches them.
+    argv = ["-m", "fatviz", "train", "--dataset", "digits", "--subsample", "200", "--epochs", "1", "--vis-points", "30",
+            "--device", "cpu", "--json"]
+    failed = []
+    for i in range(10):
+        proc = torchrun(*argv, "--out", str(tmp_path / f"run{i}"))
+        if proc.returncode != 0:
+            failed.append(f"launch {i}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+        else:
+            assert json.loads(proc.stdout.strip().splitlines()[-1])["world_size"] == 2
+    assert not failed, "\n".join(failed)
 
 
 def test_a_failing_rank_stops_the_launch_with_one_message(tmp_path) -> None:
