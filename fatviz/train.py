@@ -257,8 +257,8 @@ class Trainer:
 
         x = self.x_test if pick is None else self.x_test[torch.as_tensor(pick, device=self.device)]
         test_emb, test_logits = _embed(self.model, x)
-        metrics = evaluate_embeddings(
-            anchor_space(test_emb, self.settings.centroid).cpu().numpy(), part(ds.y_test),
+        metrics = evaluate_embeddings(  # the embeddings stay on the device: the ranking runs there
+            anchor_space(test_emb, self.settings.centroid), part(ds.y_test),
             logits=test_logits.cpu().numpy() if self.loss_spec.uses_logits else None,
             cams=part(ds.cam_test), is_query=part(ds.is_query_test), seed=self.settings.seed)
         return {k: float(v) for k, v in metrics.items()}
