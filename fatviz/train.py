@@ -116,8 +116,10 @@ class RunResult:
         return self.snapshots[-1].metrics if self.snapshots else {}
 
 
-def _embed(model: EmbeddingNet, x: torch.Tensor, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def _embed(model: EmbeddingNet, x: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings and logits of x in eval mode, in batches, without gradients."""
+    # 256 images a batch: on 2 CPU cores a 1024-image batch's activations outgrow the cache, and
+    # lenet-bn took 181 us an image at 1024 against 111 at 256 (cnn 469 against 277).
     was_training = model.training
     model.eval()
     embs, logits = [], []
