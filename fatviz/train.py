@@ -202,6 +202,7 @@ class Trainer:
         self._eval_idx = (None if n_test <= settings.eval_points
                           else visualisation_indices(ds.y_test, settings.eval_points, settings.seed))
         self.test_metrics: dict[str, float] = {}
+        self.eval_seconds = 0.0  # spent in evaluate(): the test metrics, per epoch and at the end
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
         torch.manual_seed(settings.seed)
@@ -251,6 +252,7 @@ class Trainer:
     def evaluate(self, subset: bool = False) -> dict[str, float]:
         """Test metrics (true labels) of the model as it is now: the whole test split, or with
         `subset` the fixed stratified evaluation subset the per-epoch snapshots use."""
+        start = time.perf_counter()
         ds = self.data.dataset
         pick = self._eval_idx if subset else None
 
@@ -263,6 +265,7 @@ class Trainer:
             anchor_space(test_emb, self.settings.centroid), part(ds.y_test),
             logits=test_logits.cpu().numpy() if self.loss_spec.uses_logits else None,
             cams=part(ds.cam_test), is_query=part(ds.is_query_test), seed=self.settings.seed)
+        self.eval_seconds += time.perf_counter() - start
         return {k: float(v) for k, v in metrics.items()}
 
     def final_evaluation(self) -> dict[str, float]:
