@@ -191,6 +191,8 @@ def _rank_ties(ranks: torch.Tensor, tied: torch.Tensor, dist: torch.Tensor, cand
         index = cand[r, nth.int().argmax(1)]
         before = (dist[r] == value[:, None]) & (torch.arange(n, device=device)[None, :] < index[:, None])
         ranks[r, k] += before.sum(1)
+
+
 def _map_chunks(work: Callable[[int], dict[str, np.ndarray]], starts: range,
                 device: torch.device) -> list[dict[str, np.ndarray]]:
     """work(start) for every chunk, in order; on the CPU on one thread per core, each chunk single-threaded.
