@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fatviz.bench import METHODS, MIN_REPEAT_SECONDS
 from fatviz.errors import FatvizError
 from fatviz.progress import ProgressBar
 from fatviz.settings import RunSettings, SettingField, setting_fields
@@ -280,6 +279,8 @@ def cmd_bench_loss(args: argparse.Namespace) -> int:
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     """The bench-loss options."""
+    from fatviz.bench import METHODS, MIN_REPEAT_SECONDS  # torch, for the loss functions it times
+
     p.add_argument("--sizes", nargs="+", default=["256,512,1024,2048,4096"], help="batch sizes B")
     p.add_argument("--dim", type=int, default=128, help="embedding dimension D")
     p.add_argument("--classes-per", type=int, default=8, help="samples per class (K = B // this)")

@@ -1,52 +1,62 @@
 """Evaluation on held-out samples with TRUE labels: retrieval, clustering, classification.
 
 Retrieval ranks gallery entries by Euclidean distance to each query and reports
-precision@1 (Recall@1), mAP, mINP (mean inverse negative penalty) and CMC rank-k. With cameras it follows the Market-1501
-protocol: gallery entries that share the query's identity AND camera are removed before
+precision@1 (Recall@1), R-precision, mAP, mINP (mean inverse negative penalty) and CMC rank-k. With cameras it
+follows the Market-1501 protocol: gallery entries that share the query's identity AND camera are removed before
 ranking, and queries left without a true match are skipped. Ties in distance are broken
 by a stable sort, so the gallery entry with the lower index ranks first.
+
+Every retrieval score depends only on the ranks of each query's true matches, so
+`retrieval_metrics` never orders the gallery by index: it sorts each row's distances as
+plain values and looks the matches' distances up in them (a match's rank is 1 + the
+number of kept entries strictly nearer). A match whose distance equals another entry's
+also counts its equals of lower index, which keeps the lower-index-first rule exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import normalized_mutual_info_score
+import torch
 
 from fatviz.errors import FatvizError
 
-# Entries of the query-by-gallery distance matrix held at once. Each entry also needs an
-# argsort index, masks and cumulative counts (~40 bytes in all), so 2**21 entries keep a
-# chunk near 100 MB whether the gallery has 100 or 60,000 samples.
-_CHUNK_ENTRIES = 2**21
+# Entries of the query-by-gallery distance matrix held at once. Retrieval keeps each entry
+# twice (as computed and sorted, 8 bytes in float32); rank lists also need an argsort index,
+# masks and cumulative counts (~40 bytes in all). 2**22 entries keep a chunk near 160 MB at
+# most, whether the gallery has 100 or 60,000 samples.
+_CHUNK_ENTRIES = 2**22
+# k-means (NMI) on at most this many samples: it costs O(n) per iteration, and a seeded sample
+# of 10,000 scores a large split as closely as the split's noise allows.
+MAX_CLUSTER_POINTS = 10_000
 
 
 def _to_numpy(x: Any) -> np.ndarray:
-    # torch is not imported here: anything with .detach() is treated as a tensor.
-    if hasattr(x, "detach"):
+    if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-def _as_embeddings(x: Any, name: str) -> np.ndarray:
-    arr = _to_numpy(x)
-    if arr.ndim != 2:
+def _as_embeddings(x: Any, name: str) -> torch.Tensor:
+    """x as a 2-D float tensor on its own device (numpy input: on the CPU, without a copy)."""
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.ndim != 2:
         raise FatvizError(
-            f"{name} must be a 2-D array (samples x features), got shape {arr.shape}."
+            f"{name} must be a 2-D array (samples x features), got shape {tuple(t.shape)}."
         )
     # float32 is precise enough to rank; float64 input is kept as it is.
-    if arr.dtype != np.float64:
-        arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all():
+    if t.dtype != torch.float64:
+        t = t.to(torch.float32)
+    if not bool(torch.isfinite(t).all()):
         raise FatvizError(
             f"{name} contains NaN or inf values; training probably diverged "
             "(try a lower learning rate)."
         )
-    return arr
+    return t
 
 
 def _as_vector(x: Any, n: int, name: str) -> np.ndarray:
@@ -73,6 +83,14 @@ def _stable_argsort(dist: np.ndarray) -> np.ndarray:
     return order
 
 
+def _sort_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row's values in ascending order (no indices)."""
+    if x.device.type == "cpu":
+        # numpy's vectorised sort: 1.7 s per 10^8 float32 on one core here, torch's CPU sort 11 s.
+        return torch.from_numpy(np.sort(x.numpy(), axis=1))
+    return torch.sort(x, dim=1).values
+
+
 def _silhouette(x: np.ndarray, y: np.ndarray) -> float:
     """Mean silhouette (Euclidean) of labels y, as sklearn defines it, in plain numpy.
 
@@ -95,66 +113,130 @@ def _silhouette(x: np.ndarray, y: np.ndarray) -> float:
     return float(s.mean())
 
 
-def _ranked(
-    q: np.ndarray,
-    q_lab: np.ndarray,
-    q_cam: np.ndarray | None,
-    g: np.ndarray,
-    g_lab: np.ndarray,
-    g_cam: np.ndarray | None,
-    offset: int | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each query's gallery order, and along it: kept (not removed), true match, and rank.
-
-    `offset` is the index of q[0] in the gallery when the gallery is the query set
-    (leave-one-out), else None. Removed entries take no rank: a match's rank counts only the
-    kept entries up to it.
-    """
+def _sq_distances(q: torch.Tensor, g: torch.Tensor, g_sq: torch.Tensor) -> torch.Tensor:
+    """(len(q), len(g)) squared Euclidean distances; g_sq holds g's squared norms."""
     # Squared distances rank exactly like distances, so the square root is skipped.
-    dist = (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2.0 * (q @ g.T)
-    same_id = q_lab[:, None] == g_lab[None, :]
-    keep = np.ones(dist.shape, dtype=bool)
-    if q_cam is not None:
-        keep &= ~(same_id & (q_cam[:, None] == g_cam[None, :]))
-    if offset is not None:
-        rows = np.arange(len(q))
-        keep[rows, rows + offset] = False
-    order = _stable_argsort(dist)
-    keep_sorted = np.take_along_axis(keep, order, axis=1)
-    good_sorted = np.take_along_axis(same_id & keep, order, axis=1)
-    rank = np.cumsum(keep_sorted, axis=1, dtype=np.int32)
-    return order, keep_sorted, good_sorted, rank
+    dist = torch.addmm(g_sq.expand(len(q), -1), q, g.T, alpha=-2.0)
+    return dist.add_((q * q).sum(1)[:, None])
 
 
-def _query_scores(
-    good_sorted: np.ndarray, rank: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per query: valid (has a match), first-match rank, AP, hardest-match rank and INP.
+def _members(g_cls: np.ndarray, n_classes: int) -> np.ndarray:
+    """(classes, largest class) gallery indices of each class in index order, -1 after its last."""
+    order = np.argsort(g_cls, kind="stable")
+    counts = np.bincount(g_cls, minlength=n_classes)
+    starts = np.cumsum(counts) - counts
+    table = np.full((n_classes, max(int(counts.max()), 1)), -1, dtype=np.int64)
+    table[g_cls[order], np.arange(len(order)) - np.repeat(starts, counts)] = order
+    return table
 
-    The scores are 0 for a query without a match; `valid` says which those are.
+
+def _positive_ranks(dist: torch.Tensor, cand: torch.Tensor, good: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks of each query's true matches in ascending order (1 = nearest), and how many it has.
+
+    `dist` (B, N) holds the chunk's squared distances (overwritten: removed entries become inf),
+    `cand` (B, M) the gallery index of each entry that shares the query's identity, in index
+    order (-1: none), `good` (B, M) which of those are kept. Entry k < count of a row is its
+    (k+1)-th match's rank among the kept entries; entries after it are meaningless.
     """
-    rows = np.arange(len(good_sorted))
-    hits = np.cumsum(good_sorted, axis=1, dtype=np.int32)
-    n_good = hits[:, -1]
+    removed = (cand >= 0) & ~good
+    rows, cols = removed.nonzero(as_tuple=True)
+    dist[rows, cand[rows, cols]] = torch.inf  # removed entries take no rank: they sort after every kept one
+    n_good = good.sum(1)
+    pos_dist = dist.gather(1, cand.clamp(min=0)).masked_fill_(~good, torch.inf)
+    pos = _sort_rows(pos_dist)
+    ranked = _sort_rows(dist)
+    below = torch.searchsorted(ranked, pos)  # kept entries strictly nearer than each match
+    n = dist.shape[1]
+    live = torch.arange(pos.shape[1], device=dist.device)[None, :] < n_good[:, None]
+    tied = live & (below + 1 < n) & (ranked.gather(1, (below + 1).clamp(max=n - 1)) == pos)
+    ranks = below + 1
+    if bool(tied.any()):
+        _rank_ties(ranks, tied, dist, cand, pos_dist, pos)
+    return ranks, n_good
+
+
+# A row with more matches level with another entry than this is ranked by a stable argsort
+# (N log N) rather than by counting, per tied match, its equals of lower index (N each).
+_TIES_PER_ROW_TO_SORT = 64
+
+
+def _rank_ties(ranks: torch.Tensor, tied: torch.Tensor, dist: torch.Tensor, cand: torch.Tensor,
+               pos_dist: torch.Tensor, pos: torch.Tensor) -> None:
+    """Add to each tied match's rank its equals of lower gallery index (the stable order's rule).
+
+    Float32 distances tie often (at 10,000 entries a row holds about one tied match), so a
+    few ties are counted one by one; a row of many is ranked by a stable sort.
+    """
+    n, device = dist.shape[1], dist.device
+    many = tied.sum(1) > _TIES_PER_ROW_TO_SORT
+    sort_rows = many.nonzero(as_tuple=True)[0]
+    if len(sort_rows):
+        order = torch.sort(dist[sort_rows], dim=1, stable=True).indices
+        is_good = torch.zeros(len(sort_rows), n, dtype=torch.bool, device=device)
+        r, c = torch.isfinite(pos_dist[sort_rows]).nonzero(as_tuple=True)
+        is_good[r, cand[sort_rows][r, c]] = True
+        at = torch.arange(1, n + 1, device=device).expand(len(sort_rows), -1)
+        marked = torch.where(is_good.gather(1, order), at, n + 1)
+        ranks[sort_rows] = torch.sort(marked, dim=1).values[:, :ranks.shape[1]]
+    t_row, t_col = (tied & ~many[:, None]).nonzero(as_tuple=True)
+    step = max(1, _CHUNK_ENTRIES // n)
+    for start in range(0, len(t_row), step):
+        r, k = t_row[start:start + step], t_col[start:start + step]
+        value = pos[r, k]
+        # Equal matches are one run of the sorted list, and in index order within it (cand is):
+        # the one at sorted place k is the (k - first)-th match of that distance by index.
+        first = torch.searchsorted(pos[r], value[:, None]).squeeze(1)
+        same = pos_dist[r] == value[:, None]
+        nth = same & (same.cumsum(1) == (k - first + 1)[:, None])
+        index = cand[r, nth.int().argmax(1)]
+        before = (dist[r] == value[:, None]) & (torch.arange(n, device=device)[None, :] < index[:, None])
+        ranks[r, k] += before.sum(1)
+
+
+def _map_chunks(work: Callable[[int], dict[str, np.ndarray]], starts: range,
+                device: torch.device) -> list[dict[str, np.ndarray]]:
+    """work(start) for every chunk, in order; on the CPU on one thread per core, each chunk single-threaded.
+
+    A chunk's operations are small, and torch's own threads wait for each other after every
+    one: on 2 busy cores that made the ranking 2.5x slower than one thread alone. Chunks
+    share nothing, so whole chunks run side by side instead (torch and numpy's sort release
+    the GIL).
+    """
+    workers = torch.get_num_threads()
+    if device.type != "cpu" or workers == 1 or len(starts) == 1:
+        return [work(start) for start in starts]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(work, starts))
+    finally:
+        torch.set_num_threads(workers)
+
+
+def _rank_scores(ranks: torch.Tensor, n_good: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per query, from its matches' ascending ranks: valid (has a match), first-match rank, AP,
+    hardest-match rank, INP and R-precision. The scores are 0 for a query without a match."""
+    live = torch.arange(ranks.shape[1], device=ranks.device)[None, :] < n_good[:, None]
     valid = n_good > 0
-    # Precision at each true match's rank, summed per query; non-matches add nothing.
-    match_row, match_col = np.nonzero(good_sorted)
-    precision = hits[match_row, match_col] / rank[match_row, match_col]
-    ap_sum = np.bincount(match_row, weights=precision, minlength=len(rows))
-    safe = np.maximum(n_good, 1)
-    ap = np.where(valid, ap_sum / safe, 0.0)
-    first = np.where(valid, rank[rows, good_sorted.argmax(axis=1)], 0)
-    last_col = good_sorted.shape[1] - 1 - good_sorted[:, ::-1].argmax(axis=1)
-    last = np.where(valid, rank[rows, last_col], 0)
+    safe = n_good.clamp(min=1).double()
+    # Precision at each match's rank: the k-th match is the k-th true entry of the list.
+    hits = torch.arange(1, ranks.shape[1] + 1, device=ranks.device, dtype=torch.float64)[None, :]
+    ap = torch.where(live, hits / ranks.double(), 0.0).sum(1) / safe
+    first = torch.where(valid, ranks[:, 0], 0)
+    last = torch.where(valid, ranks.gather(1, (n_good - 1).clamp(min=0)[:, None])[:, 0], 0)
     # INP = G / r_G: how much of the list must be read to find every match (METHOD.md 7.2).
-    inp = np.where(valid, n_good / np.maximum(last, 1), 0.0)
-    return valid, first, ap, last, inp
+    inp = torch.where(valid, n_good / last.clamp(min=1).double(), 0.0)
+    # R-precision: the share of matches among the first G entries, G the query's match count.
+    r_precision = (live & (ranks <= n_good[:, None])).sum(1) / safe
+    out = {"valid": valid, "first": first, "ap": torch.where(valid, ap, 0.0), "last": last, "inp": inp,
+           "r_precision": r_precision}
+    return {k: v.cpu().numpy() for k, v in out.items()}
 
 
 def _gallery_inputs(
-    q: np.ndarray, query_cams: Any, gallery_emb: Any, gallery_labels: Any, gallery_cams: Any
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Checked query cameras, gallery embeddings, gallery labels and gallery cameras."""
+    q: torch.Tensor, query_cams: Any, gallery_emb: Any, gallery_labels: Any, gallery_cams: Any
+) -> tuple[np.ndarray | None, torch.Tensor, np.ndarray, np.ndarray | None]:
+    """Checked query cameras, gallery embeddings (on the queries' device), gallery labels and gallery cameras."""
     g = _as_embeddings(gallery_emb, "gallery_emb")
     if gallery_labels is None:
         raise FatvizError("gallery_emb was given without gallery_labels; pass both.")
@@ -170,7 +252,21 @@ def _gallery_inputs(
         raise FatvizError("Pass both query_cams and gallery_cams, or neither.")
     q_cam = None if query_cams is None else _as_vector(query_cams, len(q), "query_cams")
     g_cam = None if gallery_cams is None else _as_vector(gallery_cams, len(g), "gallery_cams")
-    return q_cam, g, g_lab, g_cam
+    return q_cam, g.to(q.device), g_lab, g_cam
+
+
+def _codes(*arrays: np.ndarray) -> list[np.ndarray]:
+    """The arrays' values as integer codes shared across them (equal values, equal codes)."""
+    _, inv = np.unique(np.concatenate(arrays), return_inverse=True)
+    return np.split(inv.reshape(-1), np.cumsum([len(a) for a in arrays])[:-1])
+
+
+def _chunk_rows(chunk_size: int | None, gallery_size: int) -> int:
+    if chunk_size is None:
+        return max(1, _CHUNK_ENTRIES // gallery_size)
+    if chunk_size < 1:
+        raise FatvizError(f"chunk_size must be 1 or more, got {chunk_size}.")
+    return chunk_size
 
 
 def retrieval_metrics(
@@ -184,7 +280,10 @@ def retrieval_metrics(
     ranks: Sequence[int] = (1, 5, 10),
     chunk_size: int | None = None,
 ) -> dict[str, float]:
-    """Precision@1, mAP, mINP, CMC rank-k and valid-query count; leave-one-out without a gallery."""
+    """Precision@1, R-precision, mAP, mINP, CMC rank-k and valid-query count; leave-one-out without a gallery.
+
+    Embeddings may be numpy arrays or tensors; ranking runs on the query tensor's device.
+    """
     q = _as_embeddings(query_emb, "query_emb")
     q_lab = _as_vector(query_labels, len(q), "query_labels")
     if len(q) == 0:
@@ -203,33 +302,36 @@ def retrieval_metrics(
         q_cam, g, g_lab, g_cam = _gallery_inputs(
             q, query_cams, gallery_emb, gallery_labels, gallery_cams
         )
+        dtype = torch.promote_types(q.dtype, g.dtype)
+        q, g = q.to(dtype), g.to(dtype)
     ranks = tuple(int(k) for k in ranks)
     if any(k < 1 for k in ranks):
         raise FatvizError(f"CMC ranks must be 1 or more, got {ranks}.")
-    if chunk_size is None:
-        chunk_size = max(1, _CHUNK_ENTRIES // len(g))
-    elif chunk_size < 1:
-        raise FatvizError(f"chunk_size must be 1 or more, got {chunk_size}.")
+    chunk_size = _chunk_rows(chunk_size, len(g))
 
-    firsts, aps, inps = [], [], []
-    for start in range(0, len(q), chunk_size):
+    device = q.device
+    q_cls, g_cls = _codes(q_lab, g_lab)
+    # A query's candidate matches are its identity's gallery entries: the gallery is never searched for them.
+    members = torch.as_tensor(_members(g_cls, int(max(q_cls.max(), g_cls.max())) + 1), device=device)
+    q_cls = torch.as_tensor(q_cls, device=device)
+    if q_cam is not None:
+        q_cam, g_cam = (torch.as_tensor(c, device=device) for c in _codes(q_cam, g_cam))
+    g_sq = (g * g).sum(1)
+
+    def chunk(start: int) -> dict[str, np.ndarray]:
         stop = min(start + chunk_size, len(q))
-        _, _, good_sorted, rank = _ranked(
-            q[start:stop],
-            q_lab[start:stop],
-            None if q_cam is None else q_cam[start:stop],
-            g,
-            g_lab,
-            g_cam,
-            start if leave_one_out else None,
-        )
-        valid, first, ap, _, inp = _query_scores(good_sorted, rank)
-        firsts.append(first[valid])
-        aps.append(ap[valid])
-        inps.append(inp[valid])
-    first = np.concatenate(firsts)
-    ap = np.concatenate(aps)
-    inp = np.concatenate(inps)
+        cand = members[q_cls[start:stop]]
+        good = cand >= 0
+        if q_cam is not None:  # the Market-1501 removal: same identity (every candidate) and same camera
+            good &= g_cam[cand.clamp(min=0)] != q_cam[start:stop, None]
+        if leave_one_out:
+            good &= cand != torch.arange(start, stop, device=device)[:, None]
+        return _rank_scores(*_positive_ranks(_sq_distances(q[start:stop], g, g_sq), cand, good))
+
+    parts = _map_chunks(chunk, range(0, len(q), chunk_size), device)
+    scores = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    valid = scores["valid"]
+    first = scores["first"][valid]
 
     num_valid = len(first)
     # No valid query leaves every score undefined; 0.0 keeps plots and JSON NaN-free, and
@@ -237,7 +339,8 @@ def retrieval_metrics(
     def score(values: np.ndarray) -> float:
         return float(values.mean()) if num_valid else 0.0
 
-    out = {"precision_at_1": score(first == 1), "map": score(ap), "minp": score(inp)}
+    out = {"precision_at_1": score(first == 1), "r_precision": score(scores["r_precision"][valid]),
+           "map": score(scores["ap"][valid]), "minp": score(scores["inp"][valid])}
     for k in ranks:
         out[f"cmc_{k}"] = score(first <= k)
     out["num_valid_queries"] = float(num_valid)
@@ -285,17 +388,28 @@ def rank_lists(
     q_cam, g, g_lab, g_cam = _gallery_inputs(q, query_cams, gallery_emb, gallery_labels, gallery_cams)
     if k < 1:
         raise FatvizError(f"k (gallery entries shown per query) must be 1 or more, got {k}.")
-    if chunk_size is None:
-        chunk_size = max(1, _CHUNK_ENTRIES // len(g))
+    chunk_size = _chunk_rows(chunk_size, len(g))
+    dtype = torch.promote_types(q.dtype, g.dtype)
+    q, g = q.to(dtype), g.to(dtype)
+    g_sq = (g * g).sum(1)
     parts: list[tuple[np.ndarray, ...]] = []
     width = min(k, len(g))
     for start in range(0, len(q), chunk_size):
         stop = min(start + chunk_size, len(q))
-        order, keep_sorted, good_sorted, rank = _ranked(
-            q[start:stop], q_lab[start:stop], None if q_cam is None else q_cam[start:stop],
-            g, g_lab, g_cam, None,
-        )
-        valid, first, ap, last, inp = _query_scores(good_sorted, rank)
+        dist = _sq_distances(q[start:stop], g, g_sq).cpu().numpy()
+        same_id = q_lab[start:stop, None] == g_lab[None, :]
+        keep = np.ones(dist.shape, dtype=bool)
+        if q_cam is not None:
+            keep &= ~(same_id & (q_cam[start:stop, None] == g_cam[None, :]))
+        # The whole order, removed entries included: the top-k and the hardest match are gallery entries.
+        order = _stable_argsort(dist)
+        keep_sorted = np.take_along_axis(keep, order, axis=1)
+        good_sorted = np.take_along_axis(same_id & keep, order, axis=1)
+        rank = np.cumsum(keep_sorted, axis=1, dtype=np.int64)  # removed entries take no rank
+        n_good = good_sorted.sum(axis=1)
+        match_ranks = np.sort(np.where(good_sorted, rank, len(g) + 1), axis=1)
+        sc = _rank_scores(torch.from_numpy(match_ranks), torch.from_numpy(n_good))
+        valid, first, ap, last, inp = (sc[key] for key in ("valid", "first", "ap", "last", "inp"))
         # Kept entries first, in rank order (a stable sort of "removed"), then the first k of them.
         kept_cols = np.argsort(~keep_sorted, axis=1, kind="stable")[:, :width]
         top = np.take_along_axis(order, kept_cols, axis=1)
@@ -304,7 +418,6 @@ def rank_lists(
         top = np.where(shown, top, -1)
         last_col = good_sorted.shape[1] - 1 - good_sorted[:, ::-1].argmax(axis=1)
         hardest = order[np.arange(len(order)), last_col]
-        n_good = good_sorted.sum(axis=1)
         idx = np.arange(start, stop)
         parts.append(tuple(a[valid] for a in (idx, top, match, ap, inp, first, hardest, last, n_good)))
     cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
@@ -324,27 +437,37 @@ def rank_lists(
 
 
 def clustering_metrics(
-    emb: Any, labels: Any, *, seed: int = 0, max_silhouette_points: int = 2000
+    emb: Any, labels: Any, *, seed: int = 0, max_silhouette_points: int = 2000,
+    max_cluster_points: int = MAX_CLUSTER_POINTS,
 ) -> dict[str, float]:
-    """NMI of k-means clusters (k = number of labels) and silhouette of the true labels."""
-    x = _as_embeddings(emb, "emb")
+    """NMI of k-means clusters (k = number of labels), silhouette of the true labels, and
+    `nmi_points`: how many samples k-means clustered (a seeded sample of a larger set)."""
+    x = _as_embeddings(emb, "emb").cpu().numpy()
     y = _as_vector(labels, len(x), "labels")
     if len(x) == 0:
         raise FatvizError("There are no samples to cluster; evaluate on a non-empty split.")
-    if max_silhouette_points < 2:
+    if max_silhouette_points < 2 or max_cluster_points < 2:
         raise FatvizError(
-            f"max_silhouette_points must be 2 or more, got {max_silhouette_points}."
+            "max_silhouette_points and max_cluster_points must be 2 or more, got "
+            f"{max_silhouette_points} and {max_cluster_points}."
         )
-    n_classes = len(np.unique(y))
+    # scikit-learn costs a second to import, so only a run that clusters pays for it.
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    def sample(size: int) -> np.ndarray:
+        if len(x) <= size:
+            return np.arange(len(x))
+        return np.sort(np.random.default_rng(seed).choice(len(x), size=size, replace=False))
+
+    pick = sample(max_cluster_points)
+    n_classes = len(np.unique(y[pick]))
     # k-means++ with a fixed seed is deterministic; one start keeps per-epoch snapshots cheap.
-    clusters = KMeans(n_clusters=n_classes, n_init=1, random_state=seed).fit_predict(x)
-    nmi = float(normalized_mutual_info_score(y, clusters))
+    clusters = KMeans(n_clusters=n_classes, n_init=1, random_state=seed).fit_predict(x[pick])
+    nmi = float(normalized_mutual_info_score(y[pick], clusters))
 
     # Silhouette costs O(n^2), so large sets are scored on a seeded subsample.
-    idx = np.arange(len(x))
-    if len(x) > max_silhouette_points:
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.choice(len(x), size=max_silhouette_points, replace=False))
+    idx = sample(max_silhouette_points)
     n_sub_classes = len(np.unique(y[idx]))
     if 2 <= n_sub_classes <= len(idx) - 1:
         silhouette = _silhouette(x[idx], y[idx])
@@ -353,7 +476,7 @@ def clustering_metrics(
         # since no sample has both an own and an other cluster to compare. 0.0 is the
         # neutral value, the one sklearn gives a sample alone in its cluster.
         silhouette = 0.0
-    return {"nmi": nmi, "silhouette": silhouette}
+    return {"nmi": nmi, "silhouette": silhouette, "nmi_points": float(len(pick))}
 
 
 def classification_accuracy(logits_or_pred: Any, labels: Any) -> float:
@@ -378,7 +501,8 @@ def evaluate_embeddings(
     is_query: Any = None,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Retrieval, clustering and (with logits) accuracy of a test split with true labels."""
+    """Retrieval, clustering and (with logits) accuracy of a test split with true labels (embeddings may be
+    tensors on any device: the ranking runs there)."""
     x = _as_embeddings(emb, "emb")
     y = _as_vector(labels, len(x), "labels")
     if len(x) == 0:
@@ -395,16 +519,17 @@ def evaluate_embeddings(
             raise FatvizError(
                 "is_query must mark at least one query and one gallery sample."
             )
+        on_device = torch.as_tensor(mask, device=x.device)
         out = retrieval_metrics(
-            x[mask],
+            x[on_device],
             y[mask],
-            x[~mask],
+            x[~on_device],
             y[~mask],
             query_cams=None if cam is None else cam[mask],
             gallery_cams=None if cam is None else cam[~mask],
         )
         # ReID test sets are clustered on the gallery, which holds most identities' images.
-        cluster_x, cluster_y = x[~mask], y[~mask]
+        cluster_x, cluster_y = x[~on_device], y[~mask]
     out.update(clustering_metrics(cluster_x, cluster_y, seed=seed))
     if logits is not None:
         out["accuracy"] = classification_accuracy(logits, y)

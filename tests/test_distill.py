@@ -278,6 +278,33 @@ def test_phases_run_teacher_student_then_the_comparisons(full_run):
     assert "cleanlab (5-fold CV, 2 epochs)" in format_report(result)
 
 
+def test_each_phase_says_what_its_evaluation_took(full_run, small_run):
+    r = full_run[0].report
+    # The student evaluates every epoch and the baseline once; the teacher and the folds never see the test split.
+    assert 0 < r["student_eval_seconds"] < r["student_seconds"]
+    assert 0 < r["baselines_eval_seconds"] < r["baselines_seconds"]
+    assert r["teacher_eval_seconds"] == 0.0 and r["cleanlab_eval_seconds"] == 0.0
+    times = format_report(full_run[0]).splitlines()[1]
+    assert f"student {r['student_seconds']:.1f} s (evaluation {r['student_eval_seconds']:.1f} s)" in times
+    assert f"baselines {r['baselines_seconds']:.1f} s (evaluation " in times
+    assert "evaluation" not in times.split(",")[0]  # the teacher's 0 s is left unsaid
+    skipped = small_run.report
+    assert math.isnan(skipped["cleanlab_eval_seconds"]) and math.isnan(skipped["baselines_eval_seconds"])
+
+
+def test_a_distillation_saved_before_evaluation_was_timed_still_loads(small_run, tmp_path):
+    from fatviz.distill.report import PHASE_EVAL_SECONDS
+
+    folder = save_distillation(small_run, tmp_path / "old")
+    meta = json.loads((folder / "distill.json").read_text())
+    meta["report"] = {k: v for k, v in meta["report"].items() if k not in PHASE_EVAL_SECONDS}
+    (folder / "distill.json").write_text(json.dumps(meta))
+    back = load_distillation(folder)
+    assert not set(PHASE_EVAL_SECONDS) & set(back.report)
+    times = format_report(back).splitlines()[1]
+    assert times.startswith("time: teacher ") and "evaluation" not in times
+
+
 def test_a_skipped_phase_has_no_seconds(small_run):
     r = small_run.report
     assert r["teacher_seconds"] > 0 and r["student_seconds"] > 0

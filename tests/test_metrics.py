@@ -25,6 +25,7 @@ def test_query_gallery_by_hand():
     # Query B: ranking A B A B -> relevant at ranks 2, 4 -> AP = (1/2 + 2/4) / 2 = 1/2.
     # mAP = (5/6 + 1/2) / 2 = 2/3; precision@1 = 1/2; first hits at 1 and 2.
     # Hardest matches at ranks 3 and 4: INP = 2/3 and 2/4, mINP = 7/12.
+    # R-precision (G = 2 matches each): one match in the first two for both, so 1/2.
     out = retrieval_metrics(col(0, 0), ["A", "B"], col(1, 2, 3, 4), ["A", "B", "A", "B"],
                             ranks=(1, 2, 5))
     assert out["map"] == pytest.approx(2 / 3)
@@ -33,9 +34,10 @@ def test_query_gallery_by_hand():
     assert out["cmc_1"] == pytest.approx(0.5)
     assert out["cmc_2"] == pytest.approx(1.0)
     assert out["cmc_5"] == pytest.approx(1.0)
+    assert out["r_precision"] == pytest.approx(0.5)
     assert out["num_valid_queries"] == 2.0
     assert set(out) == {
-        "precision_at_1", "map", "minp", "cmc_1", "cmc_2", "cmc_5", "num_valid_queries"
+        "precision_at_1", "r_precision", "map", "minp", "cmc_1", "cmc_2", "cmc_5", "num_valid_queries"
     }
 
 
@@ -86,7 +88,7 @@ def test_same_camera_match_removed_and_query_without_match_skipped():
 
 def test_no_valid_query_gives_zeros_not_nan():
     out = retrieval_metrics(col(0), ["A"], col(1, 2), ["B", "B"])
-    assert out == {"precision_at_1": 0.0, "map": 0.0, "minp": 0.0, "cmc_1": 0.0, "cmc_5": 0.0,
+    assert out == {"precision_at_1": 0.0, "r_precision": 0.0, "map": 0.0, "minp": 0.0, "cmc_1": 0.0, "cmc_5": 0.0,
                    "cmc_10": 0.0, "num_valid_queries": 0.0}
 
 
@@ -364,3 +366,97 @@ def test_rank_lists_pad_a_short_gallery_and_check_k():
     assert lists.top_match.tolist() == [[True, False, False, False]]
     with pytest.raises(FatvizError, match="k"):
         rank_lists(col(0), [0], col(1), [0], k=0)
+
+
+# -- the ranking without a full argsort, against plain loops ----------------------------------
+
+
+def reference_scores(q, q_lab, g, g_lab, q_cam=None, g_cam=None, leave_one_out=False):
+    """Plain loops: each query's gallery sorted by (distance, index), removed entries dropped, then
+    every retrieval score averaged over the queries that keep a match."""
+    rows = []
+    for i in range(len(q)):
+        dists = [float(np.sum((np.asarray(g[j], dtype=np.float64) - q[i]) ** 2)) for j in range(len(g))]
+        ranked = [j for j in sorted(range(len(g)), key=lambda j: (dists[j], j))
+                  if not (leave_one_out and j == i)
+                  and not (q_cam is not None and g_lab[j] == q_lab[i] and g_cam[j] == q_cam[i])]
+        hits = [r + 1 for r, j in enumerate(ranked) if g_lab[j] == q_lab[i]]
+        if hits:
+            n = len(hits)
+            rows.append((hits[0], sum((k + 1) / r for k, r in enumerate(hits)) / n, n / hits[-1],
+                         sum(r <= n for r in hits) / n))
+    first, ap, inp, r_precision = (np.array(c) for c in zip(*rows, strict=True))
+    out = {"precision_at_1": np.mean(first == 1), "r_precision": np.mean(r_precision), "map": np.mean(ap),
+           "minp": np.mean(inp)}
+    out.update({f"cmc_{k}": np.mean(first <= k) for k in (1, 5, 10)})
+    out["num_valid_queries"] = float(len(rows))
+    return out
+
+
+def tied_points(rng, n, dtype):
+    """Points on a coarse integer grid: squared distances are small whole numbers, exact in float32,
+    so nearly every query's matches tie with other entries."""
+    return rng.integers(0, 3, size=(n, 3)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ties_to_sort", [0, 10**9])  # every tied row by the stable sort, or every one counted
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ranks_with_ties_match_plain_loops(monkeypatch, dtype, ties_to_sort, seed):
+    import fatviz.metrics
+
+    monkeypatch.setattr(fatviz.metrics, "_TIES_PER_ROW_TO_SORT", ties_to_sort)
+    rng = np.random.default_rng(seed)
+    q, g = tied_points(rng, 30, dtype), tied_points(rng, 90, dtype)
+    q_lab, g_lab = rng.integers(0, 5, 30), rng.integers(0, 5, 90)
+    q_lab[0] = 7  # no match anywhere in the gallery
+    q_cam, g_cam = rng.integers(0, 3, 30), rng.integers(0, 3, 90)
+    q_lab[1], q_cam[1] = 8, 0
+    g_lab[:2], g_cam[:2] = 8, 0  # query 1's only matches share its camera: removed, so it has none
+    for cams in (False, True):
+        expected = reference_scores(q, q_lab, g, g_lab, q_cam if cams else None, g_cam if cams else None)
+        kwargs = {"query_cams": q_cam, "gallery_cams": g_cam} if cams else {}
+        assert expected["num_valid_queries"] == 29 - cams
+        for chunk_size in (None, 4):
+            out = retrieval_metrics(q, q_lab, g, g_lab, chunk_size=chunk_size, **kwargs)
+            assert out == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("ties_to_sort", [0, 10**9])
+def test_leave_one_out_with_ties_matches_plain_loops(monkeypatch, ties_to_sort):
+    import fatviz.metrics
+
+    monkeypatch.setattr(fatviz.metrics, "_TIES_PER_ROW_TO_SORT", ties_to_sort)
+    rng = np.random.default_rng(5)
+    x, lab = tied_points(rng, 60, np.float32), rng.integers(0, 4, 60)
+    lab[7] = 9  # the only sample of its label: no match once itself is left out
+    cams = rng.integers(0, 2, 60)
+    assert retrieval_metrics(x, lab, chunk_size=7) == pytest.approx(
+        reference_scores(x, lab, x, lab, leave_one_out=True), abs=1e-12)
+    assert retrieval_metrics(x, lab, query_cams=cams, chunk_size=7) == pytest.approx(
+        reference_scores(x, lab, x, lab, cams, cams, leave_one_out=True), abs=1e-12)
+
+
+def test_one_thread_and_several_give_the_same_scores():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    x, lab = rng.normal(size=(120, 4)).astype(np.float32), rng.integers(0, 5, 120)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = retrieval_metrics(x, lab, chunk_size=16)
+        torch.set_num_threads(2)
+        assert retrieval_metrics(x, lab, chunk_size=16) == alone
+        assert torch.get_num_threads() == 2  # the ranking gives back the threads it borrowed
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_clustering_of_a_large_set_uses_a_seeded_sample_and_says_so():
+    x, lab = blobs(100, 3)
+    whole = clustering_metrics(x, lab)
+    assert whole["nmi_points"] == 300.0
+    sampled = clustering_metrics(x, lab, max_cluster_points=120, seed=2)
+    assert sampled["nmi_points"] == 120.0
+    assert sampled == clustering_metrics(x, lab, max_cluster_points=120, seed=2)
+    assert sampled["nmi"] == pytest.approx(1.0)

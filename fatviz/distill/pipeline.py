@@ -82,7 +82,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
     fatviz.distributed's DistributedTrainer makes the whole distillation data-parallel.
     The teacher-student result comes first and the comparisons after it, training only what was
     asked for; each phase's seconds are in the report (report.PHASE_SECONDS, NaN for a phase
-    skipped). A stop
+    skipped), with those its test-split evaluation took (report.PHASE_EVAL_SECONDS). A stop
     request (`should_stop()` returning True, polled between batches) raises
     DistillationStopped, a FatvizError: a half-made teacher or student would be reported as if
     it were finished, so nothing partial is returned or saved. Progress counts the work of
@@ -96,6 +96,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
                "cleanlab": cv_work(settings, data) if cleanlab else 0.0, "baselines": baselines_work(settings, n)}
     phases = Phases(weights, on_progress, should_stop, stopped=DistillationStopped)
     seconds = dict.fromkeys(PHASES, math.nan)
+    eval_seconds = dict.fromkeys(PHASES, math.nan)
     clock = time.perf_counter()
 
     def lap(phase: str) -> None:
@@ -113,6 +114,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
     flagged = ~teacher.kept
     teacher_label = probs.argmax(axis=1)
     lap("teacher")
+    eval_seconds["teacher"] = 0.0  # it scores the training samples only
     phases.check()
 
     student = train_student(settings, data, soft, teacher.kept, should_stop=should_stop,
@@ -120,6 +122,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
     m = student.final_metrics
     rows = {STUDENT: {**{k: m[k] for k in (*SCORES, *REID_SCORES) if k in m}, "seconds": student.seconds}}
     lap("student")
+    eval_seconds["student"] = student.extras["eval_seconds"]
 
     cl_flagged = np.zeros(n, dtype=bool)
     if cleanlab:
@@ -128,11 +131,14 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
                                            make_trainer=make_trainer)
         cl_flagged = confident_learning(given, pred_probs)
         lap("cleanlab")
+        eval_seconds["cleanlab"] = 0.0  # the folds predict held-out training samples only
     if settings.baselines != "none":
         phases.check()
-        rows.update(train_baselines(settings, data, should_stop=should_stop, on_progress=phases.part("baselines"),
-                                    make_trainer=make_trainer))
+        baselines = train_baselines(settings, data, should_stop=should_stop, on_progress=phases.part("baselines"),
+                                    make_trainer=make_trainer)
         lap("baselines")
+        eval_seconds["baselines"] = sum(row["eval_seconds"] for row in baselines.values())
+        rows.update(baselines)
     baseline_frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(BASELINE_COLUMNS))
 
     ours = flag_scores(flagged, flipped)
@@ -153,6 +159,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
                             np.setdiff1d(np.arange(ds.num_classes), data.noisy.held_out)),
         **centre_shifts(student_centres(settings, data, student), sample_kind, teacher.kept),
         **{f"{phase}_seconds": t for phase, t in seconds.items()},
+        **{f"{phase}_eval_seconds": t for phase, t in eval_seconds.items()},
         "seconds": time.perf_counter() - start,
     }
     table = pd.DataFrame({

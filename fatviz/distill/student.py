@@ -63,6 +63,7 @@ def train_student(settings: RunSettings, data: PreparedData, soft: np.ndarray, k
     trainer = student_trainer(settings, data, soft, kept, make_trainer=make_trainer)
     report = None if on_progress is None else (lambda f, msg: on_progress(f, f"student, {msg}"))
     result = fit_or_stop(trainer, "while the student trained", should_stop, report)
+    result.extras["eval_seconds"] = trainer.eval_seconds  # its per-epoch and final test metrics
     # Pages mark the flagged points in the student's embedding animation.
     result.extras["vis_flagged"] = ~kept[result.vis_idx]
     return result
@@ -87,7 +88,7 @@ def train_baselines(settings: RunSettings, data: PreparedData, *, should_stop: C
                     on_progress: Progress | None = None,
                     make_trainer: Callable[..., Trainer] = Trainer) -> dict[str, dict[str, float]]:
     """The baselines the `baselines` setting names (of the student's loss, batch-hard triplet and
-    cross-entropy), each on the given (noisy) labels."""
+    cross-entropy), each on the given (noisy) labels: its test scores, seconds and evaluation's seconds."""
     runs = _baseline_settings(settings)
     n = len(data.given_labels)
     phases = Phases({name: _baseline_work(s, n) for name, s in runs.items()}, on_progress)
@@ -99,5 +100,6 @@ def train_baselines(settings: RunSettings, data: PreparedData, *, should_stop: C
         report = None if part is None else (lambda f, msg, name=name, part=part: part(f, f"baseline {name}, {msg}"))
         fit_or_stop(trainer, "while a baseline trained", should_stop, report)
         m = trainer.evaluate()
-        out[name] = {**{k: m[k] for k in (*SCORES, *REID_SCORES) if k in m}, "seconds": time.perf_counter() - start}
+        out[name] = {**{k: m[k] for k in (*SCORES, *REID_SCORES) if k in m}, "seconds": time.perf_counter() - start,
+                     "eval_seconds": trainer.eval_seconds}
     return out
