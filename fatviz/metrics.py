@@ -113,6 +113,83 @@ def _silhouette(x: np.ndarray, y: np.ndarray) -> float:
     return float(s.mean())
 
 
+def _kmeans(x: np.ndarray, k: int, seed: int, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
+    """Cluster labels of k-means (Lloyd's iterations from one greedy k-means++ start), in numpy.
+
+    scikit-learn's KMeans costs 1.5-2 s to import, paid by the first snapshot of every run;
+    this is the same algorithm, seeded, and stops when no assignment changes or the centres
+    move less than `tol` times the data's variance.
+    """
+    x = x.astype(np.float64)
+    n = len(x)
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    sq = (x * x).sum(1)
+
+    def sq_dist(c: np.ndarray) -> np.ndarray:
+        return np.maximum(sq[:, None] + (c * c).sum(1)[None, :] - 2.0 * (x @ c.T), 0.0)
+
+    # Greedy k-means++: each new centre is the best of a few candidates drawn by D^2 weighting.
+    trials = 2 + int(np.log(k)) if k > 1 else 1
+    centres = [x[rng.integers(n)]]
+    nearest = sq_dist(centres[0][None])[:, 0]
+    for _ in range(1, k):
+        total = nearest.sum()
+        if total <= 0:  # fewer distinct points than k: the rest start on duplicates
+            cand = rng.integers(n, size=trials)
+        else:
+            cand = np.searchsorted(np.cumsum(nearest), rng.random(trials) * total).clip(max=n - 1)
+        with_cand = np.minimum(nearest[:, None], sq_dist(x[cand]))
+        best = int(np.argmin(with_cand.sum(0)))
+        centres.append(x[cand[best]])
+        nearest = with_cand[:, best]
+    c = np.stack(centres)
+
+    threshold = tol * float(x.var(0).mean())
+    labels = np.full(n, -1)
+    for _ in range(max_iter):
+        d = sq_dist(c)
+        new = d.argmin(1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=k)
+        moved = np.zeros_like(c)
+        np.add.at(moved, labels, x)
+        empties = np.flatnonzero(counts == 0)
+        if len(empties):  # an empty cluster restarts on one of the worst-fitted points
+            worst = np.argsort(-d[np.arange(n), labels], kind="stable")[:len(empties)]
+            moved[empties], counts[empties] = x[worst], 1
+        moved /= counts[:, None]
+        shift = float(((moved - c) ** 2).sum())
+        c = moved
+        if shift <= threshold:
+            labels = sq_dist(c).argmin(1)
+            break
+    return labels
+
+
+def _nmi(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised mutual information of two labelings, arithmetic normalisation (sklearn's default)."""
+    _, ia = np.unique(a, return_inverse=True)
+    _, ib = np.unique(b, return_inverse=True)
+    table = np.zeros((ia.max() + 1, ib.max() + 1))
+    np.add.at(table, (ia, ib), 1.0)
+    p = table / table.sum()
+    pa, pb = p.sum(1), p.sum(0)
+
+    def entropy(q: np.ndarray) -> float:
+        q = q[q > 0]
+        return float(-(q * np.log(q)).sum())
+
+    ha, hb = entropy(pa), entropy(pb)
+    if ha == 0.0 and hb == 0.0:  # both labelings put everything in one class: identical
+        return 1.0
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum())
+    return max(0.0, min(1.0, mi / ((ha + hb) / 2.0)))
+
+
 def _sq_distances(q: torch.Tensor, g: torch.Tensor, g_sq: torch.Tensor) -> torch.Tensor:
     """(len(q), len(g)) squared Euclidean distances; g_sq holds g's squared norms."""
     # Squared distances rank exactly like distances, so the square root is skipped.
@@ -451,10 +528,6 @@ def clustering_metrics(
             "max_silhouette_points and max_cluster_points must be 2 or more, got "
             f"{max_silhouette_points} and {max_cluster_points}."
         )
-    # scikit-learn costs a second to import, so only a run that clusters pays for it.
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import normalized_mutual_info_score
-
     def sample(size: int) -> np.ndarray:
         if len(x) <= size:
             return np.arange(len(x))
@@ -463,8 +536,7 @@ def clustering_metrics(
     pick = sample(max_cluster_points)
     n_classes = len(np.unique(y[pick]))
     # k-means++ with a fixed seed is deterministic; one start keeps per-epoch snapshots cheap.
-    clusters = KMeans(n_clusters=n_classes, n_init=1, random_state=seed).fit_predict(x[pick])
-    nmi = float(normalized_mutual_info_score(y[pick], clusters))
+    nmi = _nmi(y[pick], _kmeans(x[pick], n_classes, seed))
 
     # Silhouette costs O(n^2), so large sets are scored on a seeded subsample.
     idx = sample(max_silhouette_points)

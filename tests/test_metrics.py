@@ -264,6 +264,54 @@ def test_own_silhouette_matches_sklearn_including_singleton_clusters():
         assert abs(_silhouette(x, y) - silhouette_score(x, y)) < 1e-9
 
 
+def test_own_nmi_matches_sklearn_on_random_labelings():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from fatviz.metrics import _nmi
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        a = rng.integers(0, int(rng.integers(1, 6)), n)
+        b = rng.integers(0, int(rng.integers(1, 6)), n)
+        assert abs(_nmi(a, b) - normalized_mutual_info_score(a, b)) < 1e-12
+
+
+def test_own_kmeans_ends_at_a_lloyd_fixed_point_and_clusters_as_well_as_sklearn():
+    from sklearn.cluster import KMeans
+
+    from fatviz.metrics import _kmeans
+
+    rng = np.random.default_rng(12)
+    centres = rng.normal(scale=4.0, size=(8, 6))
+    x = np.concatenate([c + rng.normal(size=(40, 6)) for c in centres])
+
+    def inertia(lab):
+        return sum(((x[lab == c] - x[lab == c].mean(0)) ** 2).sum() for c in np.unique(lab))
+
+    ours, theirs = [], []
+    for seed in range(40):  # one start can land in a poor optimum: compare the average start
+        lab = _kmeans(x, 8, seed)
+        assert np.array_equal(lab, _kmeans(x, 8, seed))  # seeded
+        assert len(np.unique(lab)) == 8  # no cluster left empty
+        means = np.stack([x[lab == c].mean(0) for c in range(8)])
+        nearest = ((x[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+        assert (nearest == lab).mean() > 0.99  # each point sits with its nearest mean
+        ours.append(inertia(lab))
+        theirs.append(inertia(KMeans(n_clusters=8, n_init=1, random_state=seed).fit_predict(x)))
+    assert np.mean(ours) <= 1.05 * np.mean(theirs)
+
+
+def test_own_kmeans_with_fewer_distinct_points_than_clusters():
+    from fatviz.metrics import _kmeans
+
+    x = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 10, axis=0)
+    lab = _kmeans(x, 4, seed=0)
+    assert lab.shape == (20,)
+    assert len(np.unique(lab[:10])) == 1 and len(np.unique(lab[10:])) == 1
+    assert lab[0] != lab[10]
+
+
 def test_quicksort_with_tie_repair_equals_stable_argsort():
     from fatviz.metrics import _stable_argsort
 
