@@ -15,56 +15,13 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+# The options themselves are declared without torch (settings and --help read them); they are
+# re-exported here, where the library's users look for them.
+from fatviz.catalogue import CENTROIDS, CentroidOption, check_option, is_normalized  # noqa: F401
 from fatviz.errors import FatvizError
-from fatviz.registry import Registry
-
-
-@dataclass(frozen=True)
-class CentroidOption:
-    """One way to build a class centre: what is averaged, and whether the mean is projected."""
-
-    name: str
-    normalise_members: bool  # average unit vectors f/|f| instead of raw features
-    normalise_centre: bool  # project the mean onto the unit sphere
-    description: str  # one sentence for pages and docs
-    short: str  # a few words under a panel title
-    colour: str  # the option's colour in every figure (Okabe-Ito)
-
-    @property
-    def normalised_anchors(self) -> bool:
-        """Anchors live on the unit sphere whenever anything about the centre is normalised."""
-        return self.normalise_members or self.normalise_centre
-
-
-CENTROIDS: Registry[CentroidOption] = Registry("centroid option")
-for _option in (
-    CentroidOption("mean", False, False,
-                   "mean of raw features; anchors stay raw (large-norm samples dominate)",
-                   "mean of raw features", "#E69F00"),
-    CentroidOption("mean-norm", True, False,
-                   "mean of unit vectors; the centre sits inside the ball (its norm measures compactness)",
-                   "mean of normalised features", "#56B4E9"),
-    CentroidOption("norm-mean", False, True, "mean of raw features, projected onto the sphere",
-                   "normalised mean", "#009E73"),
-    CentroidOption("norm-mean-norm", True, True,
-                   "mean of unit vectors, projected onto the sphere (the paper's best)",
-                   "normalised mean of normalised", "#CC79A7"),
-):
-    CENTROIDS.register(_option.name, _option)
 
 # Below this norm a vector is treated as zero: it stays zero instead of becoming NaN.
 _EPS = 1e-12
-
-
-def check_option(option: str) -> str:
-    """Return `option` if it names a centroid option, else raise a FatvizError."""
-    CENTROIDS.get(option)
-    return option
-
-
-def is_normalized(option: str) -> bool:
-    """True when the option's anchors live on the unit sphere (every built-in option but `mean`)."""
-    return CENTROIDS.get(option).normalised_anchors
 
 
 class _L2Normalize(torch.autograd.Function):

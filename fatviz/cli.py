@@ -1,4 +1,4 @@
-"""The command line: `python -m fatviz train | compare-centroids | distill | bench-loss | export | rank-list`.
+"""The command line: `python -m fatviz COMMAND`, one subcommand per entry of `COMMANDS`.
 
 Every command reports a user's mistake the same way, argparse's own included: one
 `fatviz: ...` line on stderr and exit status 2, no traceback and no usage dump. The settings
@@ -381,21 +381,23 @@ def _workers(text: str) -> int:
 _workers.__name__ = "worker count"  # argparse: "invalid worker count value: '-1'"
 
 
-def build_parser() -> Parser:
-    """The argument parser with every subcommand."""
-    parser = Parser(prog="python -m fatviz", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-        "train": ("train one run and save it", cmd_train),
-        "compare-centroids": ("train every centroid option side by side", cmd_compare),
-        "distill": ("teacher-student label distillation and flagged-sample report", cmd_distill),
-        "compare-losses": ("FAT and the triplet losses side by side: accuracy, epoch time, loss cost per step",
-                           cmd_compare_losses),
-    }
-    for name, (help_text, func) in commands.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+def _add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (or its run.pt); a compare-centroids folder exports every panel, "
+                               "a distillation folder its student")
+    p.add_argument("--html", required=True, help="output .html file")
+
+
+def _add_rank_list_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (or its run.pt) trained on a dataset with queries (reid-synth, market1501)")
+    p.add_argument("--png", required=True, help="output .png file")
+    p.add_argument("--queries", type=int, default=8, help="rows: the worst queries by average precision")
+    p.add_argument("--top", type=int, default=10, help="gallery entries shown per query")
+
+
+def _add_training_arguments(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    """The options of a command that trains: every setting, plus the command's own."""
+    def add(p: argparse.ArgumentParser) -> None:
         add_settings_arguments(p)
-        p.set_defaults(func=func)
         if name in DATA_PARALLEL:
             p.add_argument("--sync-batchnorm", action="store_true",
                            help="under torchrun on GPUs: batch norm over the global batch (SyncBatchNorm)")
@@ -407,24 +409,48 @@ def build_parser() -> Parser:
                            help="quick (fat, hybrid, batch-hard, all triplets, cross-entropy), all, or names "
                                 "separated by commas (see fatviz.compare_losses.VARIANTS)")
             p.add_argument("--seeds", default="0,1,2", help="seeds separated by commas")
-    p = sub.add_parser("bench-loss", help="time FAT against triplet losses (forward+backward per step)",
-                       description="Time FAT against triplet losses (forward+backward per step).")
-    add_bench_arguments(p)
-    p.set_defaults(func=cmd_bench_loss)
-    p = sub.add_parser("export", help="export a saved run's animation as standalone HTML")
-    p.add_argument("run", help="run folder (or its run.pt); a compare-centroids folder exports every panel, "
-                               "a distillation folder its student")
-    p.add_argument("--html", required=True, help="output .html file")
-    p.set_defaults(func=cmd_export)
-    p = sub.add_parser("rank-list", help="save a ReID run's rank lists, worst queries first, as a PNG",
-                       description="Save a ReID run's rank lists (query, top gallery entries framed green or red, "
-                                   "hardest match), worst average precision first, as a PNG grid.")
-    p.add_argument("run", help="run folder (or its run.pt) trained on a dataset with queries (reid-synth, market1501)")
-    p.add_argument("--png", required=True, help="output .png file")
-    p.add_argument("--queries", type=int, default=8, help="rows: the worst queries by average precision")
-    p.add_argument("--top", type=int, default=10, help="gallery entries shown per query")
-    p.set_defaults(func=cmd_rank_list)
+    return add
+
+
+# Each command: (one line of help, a longer description or None, what adds its options, what runs it).
+COMMANDS: dict[str, tuple[str, str | None, Callable[[argparse.ArgumentParser], None],
+                          Callable[[argparse.Namespace], int]]] = {
+    "train": ("train one run and save it", None, _add_training_arguments("train"), cmd_train),
+    "compare-centroids": ("train every centroid option side by side", None,
+                          _add_training_arguments("compare-centroids"), cmd_compare),
+    "distill": ("teacher-student label distillation and flagged-sample report", None,
+                _add_training_arguments("distill"), cmd_distill),
+    "compare-losses": ("FAT and the triplet losses side by side: accuracy, epoch time, loss cost per step", None,
+                       _add_training_arguments("compare-losses"), cmd_compare_losses),
+    "bench-loss": ("time FAT against triplet losses (forward+backward per step)",
+                   "Time FAT against triplet losses (forward+backward per step).", add_bench_arguments,
+                   cmd_bench_loss),
+    "export": ("export a saved run's animation as standalone HTML", None, _add_export_arguments, cmd_export),
+    "rank-list": ("save a ReID run's rank lists, worst queries first, as a PNG",
+                  "Save a ReID run's rank lists (query, top gallery entries framed green or red, hardest match), "
+                  "worst average precision first, as a PNG grid.", _add_rank_list_arguments, cmd_rank_list),
+}
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """The argument parser with every subcommand; with `only`, just that command gets its options.
+
+    `main` passes the command it was given: `train --help` then never builds `bench-loss`'s
+    options, whose choices come from torch code (an import of over a second).
+    """
+    parser = Parser(prog="python -m fatviz", description="fatviz, the FAT loss: " + " | ".join(COMMANDS))
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, description, add_arguments, func) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=description or help_text)
+        if only is None or name == only:
+            add_arguments(p)
+        p.set_defaults(func=func)
     return parser
+
+
+def _command(argv: list[str]) -> str:
+    """The subcommand named in `argv` ("" when there is none, e.g. `--help` alone)."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -444,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; user mistakes print one line on stderr and exit 2."""
     _stop_on_sigterm()
     try:
-        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        argv = sys.argv[1:] if argv is None else argv
+        args = build_parser(only=_command(argv)).parse_args(argv)
         if args.command not in DATA_PARALLEL and os.environ.get("WORLD_SIZE", "1") != "1":
             raise FatvizError(f"{args.command} runs in one process; under torchrun only {', '.join(DATA_PARALLEL)} "
                               "are data-parallel (start it without torchrun).")

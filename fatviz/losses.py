@@ -1,9 +1,9 @@
 """The FAT loss family, its triplet-loss bound, and the triplet baselines it replaces.
 
 Everything here is an ordinary PyTorch loss: `loss = FATLoss()(embeddings, labels)`.
-Kept together (about 470 lines) because the bound is checked against the exact triplet loss
-and the baselines share its masks and distances; the registry of training losses at the end
-is what runs train with.
+Kept together because the bound is checked against the exact triplet loss and the baselines
+share its masks and distances. The `build_*` functions at the end turn settings into the
+training losses that `fatviz.catalogue.LOSSES` names.
 """
 
 from __future__ import annotations
@@ -18,6 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+# The losses a run can choose, and the FAT defaults, are declared without torch (settings and
+# --help read them); they are re-exported here, where the library's users look for them.
+from fatviz.catalogue import (  # noqa: F401
+    LOSSES,
+    NEGATIVE_MODES,
+    NORMALISED_COMPACTNESS,
+    RADIUS_MODES,
+    LossSpec,
+    default_compactness_weight,
+    default_margin,
+)
 from fatviz.centroids import (
     Centroids,
     anchor_space,
@@ -30,29 +41,6 @@ from fatviz.centroids import (
     precise_euclidean,
 )
 from fatviz.errors import FatvizError
-from fatviz.registry import Registry
-
-NEGATIVE_MODES: tuple[str, ...] = ("all", "average", "hardest")
-RADIUS_MODES: tuple[str, ...] = ("mean", "max")
-
-
-def default_margin(option: str) -> float:
-    """The public code's margin: 1.0 on raw features, 0.1 on the unit sphere."""
-    return 0.1 if is_normalized(option) else 1.0
-
-
-# On the unit sphere the public code weighs compactness 1.0; fatviz uses 0.3 there. In
-# scripts/bench_losses.py --study (3 seeds, digits 30 epochs, 28x28 strokes, reid-synth, the
-# default lenet-bn and MLP), 0.3 brought plain FAT from 0.145 behind batch-hard (reid-synth mAP)
-# to level with it on every dataset (worst difference -0.000), and kept hybrid at or above it
-# (docs/LOSS_STUDY.md); the radius term at 1.0 pulled classes in harder than the hinge pushed
-# them apart.
-NORMALISED_COMPACTNESS = 0.3
-
-
-def default_compactness_weight(option: str) -> float:
-    """The default compactness weight: 0.1 on raw features (the public code's), 0.3 on the unit sphere."""
-    return NORMALISED_COMPACTNESS if is_normalized(option) else 0.1
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -410,24 +398,13 @@ def _exact_triplet_mean(x: torch.Tensor, labels: torch.Tensor, margin: float) ->
 TrainingLoss = Callable[..., dict[str, torch.Tensor]]
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """One loss a run can train with: how to build it from settings, and what it reads."""
-
-    name: str
-    description: str
-    build: Callable[[Any], TrainingLoss]  # settings (centroid, effective_margin, ...) -> TrainingLoss
-    uses_centres: bool  # the FAT family: reads class centres (per epoch or per batch)
-    uses_logits: bool  # trains the classifier head, so its accuracy is reported
-    needs_normalised: bool = False  # only for centroid options whose anchors are unit vectors
-
-
 def _fat(s: Any) -> FATLoss:
     return FATLoss(s.centroid, margin=s.effective_margin, negatives=s.negatives, hardest_k=s.hardest_k,
                    radius=s.radius, compactness_weight=s.effective_compactness_weight)
 
 
-def _build_fat(s: Any) -> TrainingLoss:
+def build_fat(s: Any) -> TrainingLoss:
+    """FAT (point-to-set plus compactness) from settings, as a training loss."""
     fat = _fat(s)
 
     def loss(emb, labels, logits=None, targets=None, centroids=None):
@@ -436,7 +413,8 @@ def _build_fat(s: Any) -> TrainingLoss:
     return loss
 
 
-def _build_hybrid(s: Any) -> TrainingLoss:
+def build_hybrid(s: Any) -> TrainingLoss:
+    """FAT plus cross-entropy on the classifier head, as a training loss."""
     hybrid = HybridLoss(_fat(s), ce_weight=s.ce_weight)
 
     def loss(emb, labels, logits=None, targets=None, centroids=None):
@@ -444,34 +422,26 @@ def _build_hybrid(s: Any) -> TrainingLoss:
     return loss
 
 
-def _build_triplet(exact: bool) -> Callable[[Any], TrainingLoss]:
-    def build(s: Any) -> TrainingLoss:
-        margin, normalize = s.effective_margin, is_normalized(s.centroid)
+def _triplet(s: Any, fn: Callable[..., torch.Tensor]) -> TrainingLoss:
+    margin, normalize = s.effective_margin, is_normalized(s.centroid)
 
-        def loss(emb, labels, logits=None, targets=None, centroids=None):
-            fn = triplet_all_loss if exact else batch_hard_loss
-            return {"total": fn(emb, labels, margin, normalize=normalize)}
-        return loss
-    return build
-
-
-def _build_ce(s: Any) -> TrainingLoss:
     def loss(emb, labels, logits=None, targets=None, centroids=None):
-        return {"total": soft_cross_entropy(logits, labels if targets is None else targets)}
+        return {"total": fn(emb, labels, margin, normalize=normalize)}
     return loss
 
 
-LOSSES: Registry[LossSpec] = Registry("loss")
-for _spec in (
-    LossSpec("fat", "FAT: point-to-set hinge plus compactness, centres from the data", _build_fat, True, False),
-    LossSpec("normalized-fat", "FAT on the unit sphere only (a normalised centroid option)", _build_fat,
-             True, False, needs_normalised=True),
-    LossSpec("hybrid", "FAT plus cross-entropy on a classifier head (soft labels when distilling)",
-             _build_hybrid, True, True),
-    LossSpec("triplet-all", "the exact triplet loss over every valid triplet of a batch",
-             _build_triplet(True), False, False),
-    LossSpec("triplet-hard", "batch-hard triplet loss: farthest positive, nearest negative",
-             _build_triplet(False), False, False),
-    LossSpec("ce", "cross-entropy on the classifier head alone", _build_ce, False, True),
-):
-    LOSSES.register(_spec.name, _spec)
+def build_triplet_all(s: Any) -> TrainingLoss:
+    """The exact triplet loss over every valid triplet of a batch, as a training loss."""
+    return _triplet(s, triplet_all_loss)
+
+
+def build_triplet_hard(s: Any) -> TrainingLoss:
+    """Batch-hard triplet mining, as a training loss."""
+    return _triplet(s, batch_hard_loss)
+
+
+def build_ce(s: Any) -> TrainingLoss:
+    """Cross-entropy on the classifier head alone, as a training loss."""
+    def loss(emb, labels, logits=None, targets=None, centroids=None):
+        return {"total": soft_cross_entropy(logits, labels if targets is None else targets)}
+    return loss

@@ -1,15 +1,14 @@
-"""Embedding networks, one registry entry each: an MLP for vectors, small CNNs for small images, resnet18 above."""
+"""Embedding networks, one `fatviz.catalogue.MODELS` entry each: an MLP, small CNNs for small images, resnet18."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+# The models a run can choose are declared without torch (settings and --help read them); the
+# registry is re-exported here, where the library's users look for it.
+from fatviz.catalogue import MODELS, ModelSpec  # noqa: F401
 from fatviz.errors import FatvizError
-from fatviz.registry import Registry
 
 
 class EmbeddingNet(nn.Module):
@@ -100,33 +99,37 @@ def resnet18(in_channels: int, embedding_dim: int) -> nn.Module:
     return net
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One embedding network a run can train: what it takes, how to build its backbone."""
-
-    name: str
-    description: str
-    takes: str  # "vector" or "image": the input kind it accepts
-    build: Callable[[tuple[int, ...], int], nn.Module]  # (input shape without batch, embedding dim) -> backbone
+# Backbones by input shape (without batch) and embedding dimension: what the catalogue's model
+# entries build.
+def mlp_backbone(shape: tuple[int, ...], d: int) -> nn.Module:
+    """The `mlp` entry's backbone."""
+    return mlp(shape[0], d)
 
 
-MODELS: Registry[ModelSpec] = Registry("model")
-for _spec in (
-    ModelSpec("mlp", "two hidden layers of 128 with batch norm, for vectors", "vector",
-              lambda shape, d: mlp(shape[0], d)),
-    ModelSpec("lenet", "LeNet-sized CNN (conv 16, conv 32, fc 128, no batch norm): the cheapest for small images",
-              "image", lambda shape, d: lenet(shape[0], shape[1], shape[2], d)),
-    ModelSpec("lenet-bn", "LeNet-sized CNN with batch norm and dropout: about LeNet's cost, quick to learn; the "
-              "default for small images", "image",
-              lambda shape, d: lenet_bn(shape[0], shape[1], shape[2], d)),
-    ModelSpec("cnn-fast", "the small CNN with a stride-2 first layer", "image",
-              lambda shape, d: fast_cnn(shape[0], d)),
-    ModelSpec("cnn", "three conv blocks of 32, 64, 128 with batch norm at full resolution", "image",
-              lambda shape, d: small_cnn(shape[0], d)),
-    ModelSpec("resnet18", "torchvision's resnet18 (random weights), for images above 64 pixels a side", "image",
-              lambda shape, d: resnet18(shape[0], d)),
-):
-    MODELS.register(_spec.name, _spec)
+def lenet_backbone(shape: tuple[int, ...], d: int) -> nn.Module:
+    """The `lenet` entry's backbone."""
+    return lenet(shape[0], shape[1], shape[2], d)
+
+
+def lenet_bn_backbone(shape: tuple[int, ...], d: int) -> nn.Module:
+    """The `lenet-bn` entry's backbone."""
+    return lenet_bn(shape[0], shape[1], shape[2], d)
+
+
+def fast_cnn_backbone(shape: tuple[int, ...], d: int) -> nn.Module:
+    """The `cnn-fast` entry's backbone."""
+    return fast_cnn(shape[0], d)
+
+
+def small_cnn_backbone(shape: tuple[int, ...], d: int) -> nn.Module:
+    """The `cnn` entry's backbone."""
+    return small_cnn(shape[0], d)
+
+
+def resnet18_backbone(shape: tuple[int, ...], d: int) -> nn.Module:
+    """The `resnet18` entry's backbone."""
+    return resnet18(shape[0], d)
+
 
 # What `auto` picks for images up to SMALL_IMAGE pixels a side: lenet-bn, LeNet's layers with batch
 # norm. scripts/bench_real.py, hybrid loss, batch 128, 2 cores, synthetic stroke images:

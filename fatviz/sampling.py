@@ -7,14 +7,14 @@ several classes' centres to push against.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from fatviz.registry import Registry
+# The samplers a run can choose are declared without torch (settings and --help read them); the
+# registry is re-exported here, where the library's users look for it.
+from fatviz.catalogue import BATCH_SAMPLERS, SamplerSpec  # noqa: F401
 
 
 class BatchSampler(Protocol):
@@ -111,20 +111,3 @@ class PKBatches:
             batches.append(np.concatenate(batch))
         batches = [batches[i] for i in rng.permutation(len(batches))]
         return torch.as_tensor(np.concatenate(batches), dtype=torch.long)
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    """One batch sampler a run can train with."""
-
-    name: str
-    description: str
-    build: Callable[[np.ndarray, int, int], BatchSampler]  # (kept labels, batch_size, pk_k) -> sampler
-
-
-BATCH_SAMPLERS: Registry[SamplerSpec] = Registry("batch sampler")
-for _spec in (
-    SamplerSpec("random", "a seeded shuffle of the kept samples, batch_size each", RandomBatches),
-    SamplerSpec("pk", "identity-balanced: P = batch_size // K classes, K samples each", PKBatches),
-):
-    BATCH_SAMPLERS.register(_spec.name, _spec)

@@ -21,12 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from fatviz.centroids import CENTROIDS
+from fatviz.catalogue import (
+    BATCH_SAMPLERS,
+    CENTROIDS,
+    LOSSES,
+    MODELS,
+    NEGATIVE_MODES,
+    RADIUS_MODES,
+    default_compactness_weight,
+    default_margin,
+)
 from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
-from fatviz.losses import LOSSES, NEGATIVE_MODES, RADIUS_MODES, default_compactness_weight, default_margin
-from fatviz.models import MODELS
-from fatviz.sampling import BATCH_SAMPLERS
 
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 CENTRE_SCOPES: tuple[str, ...] = ("epoch", "batch")

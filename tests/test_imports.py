@@ -65,3 +65,59 @@ def test_the_library_never_imports_streamlit():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] == "streamlit" for n in names), path
+
+
+def _modules_after(code: str) -> set[str]:
+    """The top-level module names a fresh interpreter holds after running `code`."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    return {name.split(".")[0] for name in out.stdout.split()}
+
+
+def test_settings_and_the_help_of_every_command_import_no_torch():
+    # torch takes over a second to import: the settings, their choices and `--help` do without it.
+    assert "torch" not in _modules_after("import fatviz.settings, fatviz.catalogue")
+    from fatviz.cli import COMMANDS
+
+    for command in ("", *COMMANDS):
+        loaded = _modules_after(
+            "import contextlib, io\nfrom fatviz.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    try:\n        main({[command, '--help'] if command else ['--help']!r})\n"
+            "    except SystemExit:\n        pass")
+        if command != "bench-loss":  # its choices are the torch loss functions it times
+            assert "torch" not in loaded, command
+        assert "sklearn" not in loaded, command
+
+
+def test_every_command_is_named_in_the_top_level_help(capsys):
+    import pytest
+
+    from fatviz.cli import COMMANDS, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command in out
+    assert "compare-losses" in out
+
+
+def test_every_catalogue_entry_names_torch_code_that_exists():
+    from fatviz.catalogue import BATCH_SAMPLERS, LOSSES, MODELS
+    from fatviz.settings import RunSettings
+
+    settings = RunSettings()
+    for _, spec in LOSSES.items():
+        assert callable(spec.build(settings))
+    for name, spec in MODELS.items():
+        shape = (8,) if spec.takes == "vector" else (1, 28, 28)
+        assert hasattr(spec.build(shape, 4), "forward"), name
+    import numpy as np
+
+    for name, spec in BATCH_SAMPLERS.items():
+        sampler = spec.build(np.repeat(np.arange(4), 4), 8, 2)
+        assert sampler.batch_length(8) >= 2, name

@@ -1,0 +1,181 @@
+"""What a run can choose, without importing torch: centroid options, losses, models, batch samplers.
+
+Settings validation, the CLI's choices and `--help`, the sidebar and the docs read these
+registries; importing torch costs over a second, and none of them needs it. Each entry names
+the torch code that builds it, imported on the first build (TensorFlow Playground keeps its
+name-to-object maps in `state.ts`, apart from the network code, for the same reason).
+
+The torch modules re-export their registry (`fatviz.centroids.CENTROIDS`, `fatviz.losses.LOSSES`,
+`fatviz.models.MODELS`, `fatviz.sampling.BATCH_SAMPLERS`), which is where users import them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+from fatviz.registry import Registry
+
+# -- centroid options (docs/METHOD.md section 3) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CentroidOption:
+    """One way to build a class centre: what is averaged, and whether the mean is projected."""
+
+    name: str
+    normalise_members: bool  # average unit vectors f/|f| instead of raw features
+    normalise_centre: bool  # project the mean onto the unit sphere
+    description: str  # one sentence for pages and docs
+    short: str  # a few words under a panel title
+    colour: str  # the option's colour in every figure (Okabe-Ito)
+
+    @property
+    def normalised_anchors(self) -> bool:
+        """Anchors live on the unit sphere whenever anything about the centre is normalised."""
+        return self.normalise_members or self.normalise_centre
+
+
+CENTROIDS: Registry[CentroidOption] = Registry("centroid option")
+for _option in (
+    CentroidOption("mean", False, False,
+                   "mean of raw features; anchors stay raw (large-norm samples dominate)",
+                   "mean of raw features", "#E69F00"),
+    CentroidOption("mean-norm", True, False,
+                   "mean of unit vectors; the centre sits inside the ball (its norm measures compactness)",
+                   "mean of normalised features", "#56B4E9"),
+    CentroidOption("norm-mean", False, True, "mean of raw features, projected onto the sphere",
+                   "normalised mean", "#009E73"),
+    CentroidOption("norm-mean-norm", True, True,
+                   "mean of unit vectors, projected onto the sphere (the paper's best)",
+                   "normalised mean of normalised", "#CC79A7"),
+):
+    CENTROIDS.register(_option.name, _option)
+
+
+def check_option(option: str) -> str:
+    """Return `option` if it names a centroid option, else raise a FatvizError."""
+    CENTROIDS.get(option)
+    return option
+
+
+def is_normalized(option: str) -> bool:
+    """True when the option's anchors live on the unit sphere (every built-in option but `mean`)."""
+    return CENTROIDS.get(option).normalised_anchors
+
+
+# -- the FAT loss's choices and defaults ----------------------------------------------------------
+
+NEGATIVE_MODES: tuple[str, ...] = ("all", "average", "hardest")
+RADIUS_MODES: tuple[str, ...] = ("mean", "max")
+
+
+def default_margin(option: str) -> float:
+    """The public code's margin: 1.0 on raw features, 0.1 on the unit sphere."""
+    return 0.1 if is_normalized(option) else 1.0
+
+
+# On the unit sphere the public code weighs compactness 1.0; fatviz uses 0.3 there, as measured
+# by `scripts/bench_losses.py --study` (docs/LOSS_STUDY.md): at 1.0 the radius term pulled
+# classes in harder than the hinge pushed them apart.
+NORMALISED_COMPACTNESS = 0.3
+
+
+def default_compactness_weight(option: str) -> float:
+    """The default compactness weight: 0.1 on raw features (the public code's), 0.3 on the unit sphere."""
+    return NORMALISED_COMPACTNESS if is_normalized(option) else 0.1
+
+
+def _from(module: str, name: str) -> Callable[..., Any]:
+    """A builder that imports `module` on its first call and calls its `name`."""
+    def build(*args: Any) -> Any:
+        return getattr(import_module(module), name)(*args)
+    build.__qualname__ = f"{module}.{name}"
+    return build
+
+
+# -- training losses -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss a run can train with: how to build it from settings, and what it reads."""
+
+    name: str
+    description: str
+    build: Callable[[Any], Any]  # settings (centroid, effective_margin, ...) -> fatviz.losses.TrainingLoss
+    uses_centres: bool  # the FAT family: reads class centres (per epoch or per batch)
+    uses_logits: bool  # trains the classifier head, so its accuracy is reported
+    needs_normalised: bool = False  # only for centroid options whose anchors are unit vectors
+
+
+LOSSES: Registry[LossSpec] = Registry("loss")
+for _spec in (
+    LossSpec("fat", "FAT: point-to-set hinge plus compactness, centres from the data",
+             _from("fatviz.losses", "build_fat"), True, False),
+    LossSpec("normalized-fat", "FAT on the unit sphere only (a normalised centroid option)",
+             _from("fatviz.losses", "build_fat"), True, False, needs_normalised=True),
+    LossSpec("hybrid", "FAT plus cross-entropy on a classifier head (soft labels when distilling)",
+             _from("fatviz.losses", "build_hybrid"), True, True),
+    LossSpec("triplet-all", "the exact triplet loss over every valid triplet of a batch",
+             _from("fatviz.losses", "build_triplet_all"), False, False),
+    LossSpec("triplet-hard", "batch-hard triplet loss: farthest positive, nearest negative",
+             _from("fatviz.losses", "build_triplet_hard"), False, False),
+    LossSpec("ce", "cross-entropy on the classifier head alone", _from("fatviz.losses", "build_ce"), False, True),
+):
+    LOSSES.register(_spec.name, _spec)
+
+
+# -- embedding networks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One embedding network a run can train: what it takes, how to build its backbone."""
+
+    name: str
+    description: str
+    takes: str  # "vector" or "image": the input kind it accepts
+    build: Callable[[tuple[int, ...], int], Any]  # (input shape without batch, embedding dim) -> nn.Module
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+for _model in (
+    ModelSpec("mlp", "two hidden layers of 128 with batch norm, for vectors", "vector",
+              _from("fatviz.models", "mlp_backbone")),
+    ModelSpec("lenet", "LeNet-sized CNN (conv 16, conv 32, fc 128, no batch norm): the cheapest for small images",
+              "image", _from("fatviz.models", "lenet_backbone")),
+    ModelSpec("lenet-bn", "LeNet-sized CNN with batch norm and dropout: about LeNet's cost, quick to learn; the "
+              "default for small images", "image", _from("fatviz.models", "lenet_bn_backbone")),
+    ModelSpec("cnn-fast", "the small CNN with a stride-2 first layer", "image",
+              _from("fatviz.models", "fast_cnn_backbone")),
+    ModelSpec("cnn", "three conv blocks of 32, 64, 128 with batch norm at full resolution", "image",
+              _from("fatviz.models", "small_cnn_backbone")),
+    ModelSpec("resnet18", "torchvision's resnet18 (random weights), for images above 64 pixels a side", "image",
+              _from("fatviz.models", "resnet18_backbone")),
+):
+    MODELS.register(_model.name, _model)
+
+
+# -- batch samplers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One batch sampler a run can train with."""
+
+    name: str
+    description: str
+    build: Callable[[Any, int, int], Any]  # (kept labels, batch_size, pk_k) -> fatviz.sampling.BatchSampler
+
+
+BATCH_SAMPLERS: Registry[SamplerSpec] = Registry("batch sampler")
+for _sampler in (
+    SamplerSpec("random", "a seeded shuffle of the kept samples, batch_size each",
+                _from("fatviz.sampling", "RandomBatches")),
+    SamplerSpec("pk", "identity-balanced: P = batch_size // K classes, K samples each",
+                _from("fatviz.sampling", "PKBatches")),
+):
+    BATCH_SAMPLERS.register(_sampler.name, _sampler)
