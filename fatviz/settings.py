@@ -33,6 +33,7 @@ from fatviz.catalogue import (
 )
 from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
+from fatviz.noise import SPEC_KINDS
 
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 CENTRE_SCOPES: tuple[str, ...] = ("epoch", "batch")
@@ -95,7 +96,8 @@ class RunSettings:
     data_root: str = _setting("", "data", "local folder of a real dataset (mnist, cifar10, folder, market1501)")
     subsample: int = _setting(0, "data", "stratified training subsample (0: the whole training split)",
                               low=0, app=(0, 20_000))
-    noise: str = _setting("none", "data", "synthetic label noise: none, symmetric:RATE or pairflip:RATE")
+    noise: str = _setting("none", "data", "synthetic noise: none, or terms joined by + from "
+                          + ", ".join(f"{kind}:RATE" for kind in SPEC_KINDS) + " (e.g. symmetric:0.2+multi:0.05)")
     seed: int = _setting(0, "data", "seed of every random choice (data, noise, weights, batches)",
                          low=0, high=2**31 - 1, app=(0, 10_000))
     blob_classes: int = _setting(6, "data", "blobs: number of classes", low=2, app=(2, 20))

@@ -161,3 +161,13 @@ def test_the_docs_settings_table_is_the_generated_one():
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "SETTINGS.md"
     assert doc.read_text() == settings_markdown(), "regenerate docs/SETTINGS.md (command in its first lines)"
+
+
+def test_the_noise_help_names_every_noise_kind():
+    from fatviz.noise import SAMPLE_KINDS, SPEC_KINDS
+    from fatviz.settings import setting_fields
+
+    help_text = next(f.help for f in setting_fields() if f.name == "noise")
+    for kind in SPEC_KINDS:
+        assert f"{kind}:RATE" in help_text
+    assert {"outlier", "multi"} <= set(SAMPLE_KINDS.names())  # the data kinds are among them
