@@ -75,6 +75,7 @@ STUDY: dict[str, dict[str, Any]] = {
     "compactness 3": {"compactness_weight": 3.0},
     "hardest-5 negatives": {"negatives": "hardest", "hardest_k": 5},
     "batch centres": {"centres": "batch"},
+    "ema 0.9 centres": {"centres": "ema:0.9"},
     "lr 1e-3": {"lr": 1e-3},
     "pk batches": {"batch_sampler": "pk"},
     "ce weight 0.3": {"ce_weight": 0.3},
