@@ -318,6 +318,14 @@ class CentreSource:
         """The setting's canonical spelling (`ema:0.9`, never `ema:0.90`), so equal sources share a key."""
         return f"ema:{float(self.beta)!r}" if self.kind == "ema" else self.kind
 
+    @property
+    def words(self) -> str:
+        """What the source means, for pages and captions."""
+        if self.kind == "ema":
+            return f"a moving average over the batches (beta {self.beta:g}), started from the epoch-0 whole-set centres"
+        return {"epoch": "the whole training set at the start of each epoch",
+                "batch": "each batch's own members"}[self.kind]
+
 
 def parse_centres(text: str) -> CentreSource:
     """Read a `centres` setting: epoch, batch or ema:BETA with 0 < BETA < 1; anything else raises a FatvizError."""
