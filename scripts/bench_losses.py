@@ -257,6 +257,19 @@ def study_table(dataset: str, settings: RunSettings, summary: list[dict[str, Any
                       if (r := by_name.get(f"{x} | default")) is not None)
     if costs:
         lines += ["", f"Loss ms/step (default configuration, least of 10 medians): {costs}."]
+    return "\n".join(lines + ["", cost_table(by_name, configs, losses)])
+
+
+def cost_table(by_name: dict[str, dict[str, Any]], configs: list[str], losses: list[str]) -> str:
+    """What each configuration costs: seconds per epoch (the whole step, centres included; mean ± sd
+    over seeds) and the loss's own ms per step (with the centres it builds each step)."""
+    lines = ["| configuration | " + " | ".join(f"{x} s/epoch" for x in losses) + " | "
+             + " | ".join(f"{x} loss ms/step" for x in losses) + " |",
+             "|---|" + "---|" * (2 * len(losses))]
+    for c in configs:
+        rows = [by_name.get(f"{x} | {c}") for x in losses]
+        lines.append(f"| {c} | " + " | ".join(pm(r, "epoch_seconds") for r in rows) + " | "
+                     + " | ".join("–" if r is None else f"{1000 * r['step_seconds']:.2f}" for r in rows) + " |")
     return "\n".join(lines)
 
 
