@@ -1,4 +1,4 @@
-"""What a run can choose, without importing torch: centroid options, losses, models, batch samplers.
+"""What a run can choose, without importing torch: centroid options, centre sources, losses, models, samplers.
 
 Settings validation, the CLI's choices and `--help`, the sidebar and the docs read these
 registries; importing torch costs over a second, and none of them needs it. Each entry names
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+from fatviz.errors import FatvizError
 from fatviz.registry import Registry
 
 # -- centroid options (docs/METHOD.md section 3) -------------------------------------------------
@@ -64,6 +65,54 @@ def check_option(option: str) -> str:
 def is_normalized(option: str) -> bool:
     """True when the option's anchors live on the unit sphere (every built-in option but `mean`)."""
     return CENTROIDS.get(option).normalised_anchors
+
+
+# -- how fresh the training centres are ----------------------------------------------------------
+
+# `epoch`: the whole training set at each epoch's start (docs/METHOD.md); `batch`: each batch's own
+# members; `ema:BETA`: a moving average over the batches, BETA the weight the history keeps.
+CENTRE_SOURCES: tuple[str, ...] = ("epoch", "batch", "ema")
+DEFAULT_EMA_BETA = 0.9
+
+
+@dataclass(frozen=True)
+class CentreSource:
+    """Where a run's training centres come from: its kind, and for `ema` the history's weight beta."""
+
+    kind: str
+    beta: float | None = None
+
+    @property
+    def text(self) -> str:
+        """The setting's canonical spelling (`ema:0.9`, never `ema:0.90`), so equal sources share a key."""
+        return f"ema:{float(self.beta)!r}" if self.kind == "ema" else self.kind
+
+    @property
+    def words(self) -> str:
+        """What the source means, for pages and captions."""
+        if self.kind == "ema":
+            return f"a moving average over the batches (beta {self.beta:g}), started from the epoch-0 whole-set centres"
+        return {"epoch": "the whole training set at the start of each epoch",
+                "batch": "each batch's own members"}[self.kind]
+
+
+def parse_centres(text: str) -> CentreSource:
+    """Read a `centres` setting: epoch, batch or ema:BETA with 0 < BETA < 1; anything else raises a FatvizError."""
+    how = f"choose epoch, batch or ema:BETA with BETA between 0 and 1 (such as ema:{DEFAULT_EMA_BETA})"
+    if not isinstance(text, str):
+        raise FatvizError(f"centres must be text, not {text!r}: {how}.")
+    kind, sep, rest = text.strip().lower().partition(":")
+    if kind in ("epoch", "batch") and not sep:
+        return CentreSource(kind)
+    if kind != "ema" or not sep:
+        raise FatvizError(f"centres = {text!r} is not possible: {how}.")
+    try:
+        beta = float(rest)
+    except ValueError:
+        raise FatvizError(f"centres = {text!r}: {rest!r} is not a number; {how}.") from None
+    if not 0.0 < beta < 1.0:  # beta 0 is `batch`, beta 1 never moves: neither is a moving average
+        raise FatvizError(f"centres = {text!r}: BETA must lie strictly between 0 and 1; {how}.")
+    return CentreSource("ema", beta)
 
 
 # -- the FAT loss's choices and defaults ----------------------------------------------------------

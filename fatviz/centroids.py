@@ -17,7 +17,16 @@ from torch.autograd.function import once_differentiable
 
 # The options themselves are declared without torch (settings and --help read them); they are
 # re-exported here, where the library's users look for them.
-from fatviz.catalogue import CENTROIDS, CentroidOption, check_option, is_normalized  # noqa: F401
+from fatviz.catalogue import (  # noqa: F401
+    CENTRE_SOURCES,
+    CENTROIDS,
+    DEFAULT_EMA_BETA,
+    CentreSource,
+    CentroidOption,
+    check_option,
+    is_normalized,
+    parse_centres,
+)
 from fatviz.errors import FatvizError
 
 # Below this norm a vector is treated as zero: it stays zero instead of becoming NaN.
@@ -124,22 +133,38 @@ def centres_from_sums(sums: torch.Tensor, counts: torch.Tensor, option: str) -> 
     return torch.where(present[:, None], mean, torch.zeros_like(mean)), present
 
 
-def batch_centres(features: torch.Tensor, labels: torch.Tensor, option: str, num_classes: int | None = None,
-                  anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centres and presence of each class from one batch, detached, without the radius pass.
+def class_sums(features: torch.Tensor, labels: torch.Tensor, option: str, num_classes: int | None = None,
+               weights: torch.Tensor | None = None,
+               anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, the weighted sum of what the option averages (K, D) and the total weight (K,), detached.
 
-    The same centres as `compute_centroids(features, labels, option, num_classes).centres`
-    in one pass over the batch: what a loss needs every step. Without `num_classes`
-    the slots run up to the largest label. `anchors` may pass
+    Without `num_classes` the slots run up to the largest label; `anchors` may pass
     `anchor_space(features, option)` when the caller has it already.
     """
     dtype = features.dtype if features.dtype in (torch.float32, torch.float64) else torch.float32
     features = features.detach().to(dtype)
     anchors = None if anchors is None or anchors.dtype != dtype else anchors.detach()
     summed = _summed(features, option, anchors)
-    counts = torch.bincount(labels, minlength=1 if num_classes is None else num_classes).to(summed.dtype)
+    if weights is None:  # the loss's own batch centres, every step: no multiply by ones
+        counts = torch.bincount(labels, minlength=1 if num_classes is None else num_classes).to(summed.dtype)
+    else:
+        if num_classes is None:
+            num_classes = int(labels.max()) + 1 if labels.numel() else 1
+        weights = weights.detach().to(summed.dtype)
+        counts = summed.new_zeros(num_classes).index_add_(0, labels, weights)
+        summed = summed * weights[:, None]
     sums = summed.new_zeros(counts.shape[0], summed.shape[1]).index_add_(0, labels, summed)
-    return centres_from_sums(sums, counts, option)
+    return sums, counts
+
+
+def batch_centres(features: torch.Tensor, labels: torch.Tensor, option: str, num_classes: int | None = None,
+                  anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres and presence of each class from one batch, detached, without the radius pass.
+
+    The same centres as `compute_centroids(features, labels, option, num_classes).centres`
+    in one pass over the batch: what a loss needs every step.
+    """
+    return centres_from_sums(*class_sums(features, labels, option, num_classes, anchors=anchors), option)
 
 
 class CentroidAccumulator:
@@ -189,6 +214,10 @@ class CentroidAccumulator:
             self._centres = centres_from_sums(self._sums, self._counts, self.option)[0]
         return self._centres
 
+    def fix_centres(self, centres: torch.Tensor) -> None:
+        """Measure pass 2 against centres from elsewhere (a moving average) instead of pass 1's means."""
+        self._centres = centres.detach().to(self._sums.device, self._sums.dtype)
+
     def add_radius(self, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> None:
         """Pass 2: measure members' distances to their fixed centres (radius, mean distance)."""
         centres = self.centres()
@@ -233,3 +262,57 @@ def compute_centroids(features: torch.Tensor, labels: torch.Tensor, option: str 
         sl = slice(start, start + chunk_size)
         acc.add_radius(features[sl], labels[sl], None if w is None else w[sl])
     return acc.result()
+
+
+# -- How fresh the training centres are ------------------------------------------------------------
+# (the `centres` setting is read in fatviz.catalogue; the moving average lives here)
+
+
+class MovingCentres:
+    """Training centres as a moving average over batches (`centres = ema:BETA`): detached state.
+
+    For each class k with weight in a batch, m_k <- beta * m_k + (1 - beta) * b_k, with b_k the
+    batch's weighted mean of what the option averages (raw features for mean and norm-mean, unit
+    vectors for mean-norm and norm-mean-norm); a class not in the batch keeps m_k. The centres
+    read are the option's projection of m, so they lie on the sphere for norm-mean and
+    norm-mean-norm and inside the ball for mean-norm, like the whole-set ones. Nothing carries a
+    gradient, the batch's share included: like `epoch` and `batch` centres, these are data.
+
+    It starts from `start` (the trainer passes the epoch-0 whole-set centres): a class no batch has
+    reached yet keeps that centre; a class absent there too takes its first batch's mean.
+    """
+
+    def __init__(self, start: Centroids, beta: float) -> None:
+        if not 0.0 < beta < 1.0:
+            raise FatvizError(f"A moving average needs 0 < beta < 1, not {beta:g}.")
+        self.option = start.option
+        self.beta = float(beta)
+        self.means = start.centres.detach().clone()
+        self.present = start.present.detach().clone()
+
+    def update(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        """Move the centres of the classes in one batch, from its per-class sums and weights (`class_sums`)."""
+        sums, counts = sums.to(self.means), counts.to(self.means)
+        in_batch = counts > 0
+        batch_mean = sums / counts.clamp_min(_EPS)[:, None]
+        moved = torch.where(self.present[:, None], self.beta * self.means + (1.0 - self.beta) * batch_mean,
+                            batch_mean)
+        self.means = torch.where(in_batch[:, None], moved, self.means)
+        self.present = self.present | in_batch
+
+    def centres(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The centres (K, D), projected as the option says, and which classes have one (K,)."""
+        return centres_from_sums(self.means, self.present.to(self.means.dtype), self.option)
+
+    def centroids(self, features: torch.Tensor, labels: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> Centroids:
+        """The moving centres as Centroids; counts, radius and mean distance are those of these members."""
+        centres, present = self.centres()
+        acc = CentroidAccumulator(self.option, centres.shape[0], centres.shape[1], centres.device, centres.dtype)
+        features, labels = features.detach(), labels.detach().long()
+        w = None if weights is None else weights.detach()
+        acc.add(features, labels, w)
+        acc.fix_centres(centres)
+        acc.add_radius(features, labels, w)
+        got = acc.result()
+        return Centroids(self.option, centres, got.counts, present, got.radius, got.mean_distance)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fatviz.centroids import compute_centroids
+from fatviz.centroids import DEFAULT_EMA_BETA, MovingCentres, class_sums, compute_centroids
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
 from fatviz.settings import RunSettings
@@ -48,6 +48,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fat, average negative": {"loss": "fat", "negatives": "average"},
     "fat, max radius": {"loss": "fat", "radius": "max"},
     "fat, batch centres": {"loss": "fat", "centres": "batch"},
+    "fat, moving-average centres": {"loss": "fat", "centres": f"ema:{DEFAULT_EMA_BETA}"},
     "hybrid (fat + cross-entropy)": {"loss": "hybrid"},
     "batch-hard triplet": {"loss": "triplet-hard"},
     "all triplets": {"loss": "triplet-all"},
@@ -170,8 +171,9 @@ def loss_step_seconds(settings: RunSettings, num_classes: int, repeats: int = 20
     workers inflated two-thread timings of these millisecond steps up to twentyfold.
 
     The batch has the run's size and embedding dimension and classes drawn evenly, so a
-    positive exists for every anchor; FAT variants with epoch centres get centres computed
-    once beforehand, as the trainer does at the start of an epoch.
+    positive exists for every anchor. The FAT family's centres cost what they cost the trainer:
+    epoch centres are computed once beforehand (as at the start of an epoch), batch centres
+    inside each timed step, and ema centres are moved inside each timed step.
     """
     g = torch.Generator().manual_seed(seed)
     b, d = settings.batch_size, settings.embedding_dim
@@ -180,10 +182,11 @@ def loss_step_seconds(settings: RunSettings, num_classes: int, repeats: int = 20
     logits = torch.randn(b, num_classes, generator=g)
     spec = LOSSES.get(settings.loss)
     loss = spec.build(settings)
-    centroids = None
-    if spec.uses_centres and settings.centres == "epoch":
-        centroids = compute_centroids(torch.randn(4 * b, d, generator=g), torch.arange(4 * b) % labels.max().add(1),
-                                      settings.centroid, int(labels.max()) + 1)
+    source, k = settings.centre_source, int(labels.max()) + 1
+    centroids = moving = None
+    if spec.uses_centres and source.kind != "batch":
+        centroids = compute_centroids(torch.randn(4 * b, d, generator=g), torch.arange(4 * b) % k, settings.centroid, k)
+        moving = MovingCentres(centroids, source.beta) if source.kind == "ema" else None
     times = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -192,6 +195,11 @@ def loss_step_seconds(settings: RunSettings, num_classes: int, repeats: int = 20
             emb = base.clone().requires_grad_(True)
             lg = logits.clone().requires_grad_(True)
             start = time.perf_counter()
+            if spec.uses_centres and source.kind == "batch":  # as Trainer._batch_loss builds them
+                centroids = compute_centroids(emb, labels, settings.centroid, k)
+            elif moving is not None:
+                moving.update(*class_sums(emb, labels, settings.centroid, k))
+                centroids = moving.centroids(emb, labels)
             loss(emb, labels, lg, labels, centroids)["total"].backward()
             times.append(time.perf_counter() - start)
     finally:

@@ -328,9 +328,15 @@ class DistributedTrainer(Trainer):
         self._average_buffers()
         return _embed(self.module, x)
 
+    def batch_sums(self, emb: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global batch's per-class sums: the ema centres move alike on every rank."""
+        sums, counts = super().batch_sums(emb, y, w)
+        all_reduce_sums(sums, counts, self.group)
+        return sums, counts
+
     def _batch_loss(self, emb: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Batch centres are the global batch's: this rank's batch sums, all-reduced each step."""
-        if not (self.loss_spec.uses_centres and self.settings.centres == "batch"):
+        if not (self.loss_spec.uses_centres and self.centre_source.kind == "batch"):
             return super()._batch_loss(emb, logits, idx)
         y = self.y_train[idx]
         w = None if self.centre_weights is None else self.centre_weights[idx]

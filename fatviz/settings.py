@@ -28,15 +28,16 @@ from fatviz.catalogue import (
     MODELS,
     NEGATIVE_MODES,
     RADIUS_MODES,
+    CentreSource,
     default_compactness_weight,
     default_margin,
+    parse_centres,
 )
 from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
 from fatviz.noise import SPEC_KINDS
 
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
-CENTRE_SCOPES: tuple[str, ...] = ("epoch", "batch")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
 # Which models a distillation trains on the noisy labels to compare the student with (fatviz.distill.student).
@@ -121,8 +122,9 @@ class RunSettings:
     compactness_weight: float | None = _setting(
         None, "model", "compactness weight (unset: 0.1 raw, 0.3 normalised)", low=0.0, app=(0.0, 10.0))
     ce_weight: float = _setting(1.0, "model", "hybrid: cross-entropy weight", low=0.0, app=(0.0, 10.0))
-    centres: str = _setting("epoch", "model", "centres from the whole training set each epoch, or each batch",
-                            choices=lambda: CENTRE_SCOPES)
+    centres: str = _setting("epoch", "model", "training centres: epoch (the whole training set at each epoch's "
+                            "start), batch (each batch's own) or ema:BETA (a moving average over batches, "
+                            "BETA the history's weight, such as ema:0.9)")
     # -- training --
     epochs: int = _setting(30, "training", "training epochs", low=1, app=(1, 100))
     batch_size: int = _setting(128, "training", "batch size", low=2, app=(8, 1024))
@@ -165,6 +167,13 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         _validate(self)
+        # One spelling per centre source (ema:0.90 is ema:0.9), so equal runs share a key.
+        object.__setattr__(self, "centres", self.centre_source.text)
+
+    @property
+    def centre_source(self) -> CentreSource:
+        """Where the training centres come from (the `centres` setting, read)."""
+        return parse_centres(self.centres)
 
     @property
     def effective_margin(self) -> float:
@@ -280,7 +289,7 @@ class RunSettings:
         try:
             return cls(**values), problems
         except FatvizError as exc:
-            for name in [n for n in ("noise", "loss", "centroid") if n in values]:
+            for name in [n for n in ("noise", "centres", "loss", "centroid") if n in values]:
                 values.pop(name)
                 try:
                     return cls(**values), [*problems, f"{exc} Using the default {name}."]
@@ -348,6 +357,7 @@ def _validate(s: RunSettings) -> None:
         if f.high is not None and value > f.high:
             raise FatvizError(f"{f.name} must be at most {f.high:g}, not {value:g}.")
     parse_noise(s.noise)
+    parse_centres(s.centres)
     spec = LOSSES.get(s.loss)
     if spec.needs_normalised and not CENTROIDS.get(s.centroid).normalised_anchors:
         raise FatvizError(f"{s.loss} needs a normalised centroid option "

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fatviz.centroids import CENTROIDS, Centroids, anchor_space, compute_centroids
+from fatviz.centroids import CENTROIDS, Centroids, MovingCentres, anchor_space, class_sums, compute_centroids
 from fatviz.data import Dataset, load_dataset, visualisation_indices
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES, triplet_bound
@@ -216,6 +216,8 @@ class Trainer:
         self.stopped = False
         self._start = 0.0
         self._centroids: Centroids | None = None
+        self.centre_source = settings.centre_source
+        self._moving: MovingCentres | None = None  # the ema:BETA centres, started at the first epoch
 
     # -- pieces -----------------------------------------------------------------------
     def whole_set_centroids(self, train_emb: torch.Tensor | None = None) -> Centroids:
@@ -228,14 +230,24 @@ class Trainer:
             w = w * self.centre_weights
         return compute_centroids(train_emb, self.y_train, self.settings.centroid, self.num_classes, weights=w)
 
+    def batch_sums(self, emb: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-class sums and weights of one batch, what moves the ema centres (`class_sums`)."""
+        return class_sums(emb, y, self.settings.centroid, self.num_classes, weights=w)
+
     def _batch_loss(self, emb: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         y = self.y_train[idx]
         centroids = None
         if self.loss_spec.uses_centres:
             centroids = self._centroids
-            if self.settings.centres == "batch":
-                w = None if self.centre_weights is None else self.centre_weights[idx]
+            # Distillation's centre weights say which samples shape a centre, whatever the source.
+            w = None if self.centre_weights is None else self.centre_weights[idx]
+            if self.centre_source.kind == "batch":
                 centroids = compute_centroids(emb, y, self.settings.centroid, self.num_classes, weights=w)
+            elif self.centre_source.kind == "ema":
+                # The batch moves the centres before its loss: like `batch`, it is measured against
+                # centres it has shaped, and like every source the centres carry no gradient.
+                self._moving.update(*self.batch_sums(emb, y, w))
+                centroids = self._moving.centroids(emb, y, w)
         targets = y if self.soft is None else self.soft[idx]
         return self.loss_fn(emb, y, logits, targets, centroids)
 
@@ -320,8 +332,13 @@ class Trainer:
             self.snapshot_list.append(snap)
             yield snap
         bs = self.sampler.batch_length(self.settings.batch_size)  # a DistributedTrainer's settings hold its share
+        if self.loss_spec.uses_centres and self.centre_source.kind == "ema" and self._moving is None:
+            # Every class starts at its epoch-0 whole-set centre, so one no batch has reached yet is
+            # still a negative where it was, not a missing one.
+            start = self._centroids if self._centroids is not None else self.whole_set_centroids()
+            self._moving = MovingCentres(start, self.centre_source.beta)
         for epoch in range(1, self.settings.epochs + 1):
-            if self.loss_spec.uses_centres and self.settings.centres == "epoch" and (
+            if self.loss_spec.uses_centres and self.centre_source.kind == "epoch" and (
                     self._centroids is None or not self.take_snapshots):
                 self._centroids = self.whole_set_centroids()
             self.model.train()

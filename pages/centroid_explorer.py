@@ -32,6 +32,10 @@ st.caption("The same network, data and seed, trained once per centroid option. P
 settings = sidebar_settings()
 if settings is None:
     st.stop()
+st.caption(f"Every panel trains with centres from **{settings.centre_source.words}** "
+           f"(`centres = {settings.centres}`; sidebar › Training › *Centres from*)."
+           + ("" if settings.centre_source.kind == "epoch" else
+              " The diamonds drawn are the whole-set centres after each epoch, for every source alike."))
 
 manager = job_manager()
 key = job_key("compare", settings)

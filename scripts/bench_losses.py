@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_real, when run
 
 from bench_real import stroke_images  # noqa: E402
 
+from fatviz.centroids import MovingCentres, compute_centroids  # noqa: E402
 from fatviz.compare_losses import (  # noqa: E402
     QUICK_VARIANTS,
     VARIANTS,
@@ -57,8 +60,9 @@ from fatviz.compare_losses import (  # noqa: E402
     save_comparison,
 )
 from fatviz.errors import FatvizError  # noqa: E402
+from fatviz.losses import LOSSES as LOSS_SPECS  # noqa: E402
 from fatviz.settings import RunSettings  # noqa: E402
-from fatviz.train import PreparedData, prepare_data  # noqa: E402
+from fatviz.train import PreparedData, Trainer, prepare_data  # noqa: E402
 
 # The three losses a study compares, by short name: the settings each sets.
 LOSSES: dict[str, dict[str, Any]] = {"fat": {"loss": "fat"}, "hybrid": {"loss": "hybrid"},
@@ -75,6 +79,7 @@ STUDY: dict[str, dict[str, Any]] = {
     "compactness 3": {"compactness_weight": 3.0},
     "hardest-5 negatives": {"negatives": "hardest", "hardest_k": 5},
     "batch centres": {"centres": "batch"},
+    "ema 0.9 centres": {"centres": "ema:0.9"},
     "lr 1e-3": {"lr": 1e-3},
     "pk batches": {"batch_sampler": "pk"},
     "ce weight 0.3": {"ce_weight": 0.3},
@@ -175,6 +180,62 @@ def step_costs(settings: RunSettings, variants: dict[str, dict[str, Any]], num_c
     return {name: best[key] for name, key in keys.items()}
 
 
+def centre_seconds(settings: RunSettings, data: PreparedData, rounds: int = 5, repeats: int = 20) -> float:
+    """Seconds per epoch the run's training centres cost, the least of `rounds` measurements.
+
+    epoch: one whole-set pass (embedding the training set in eval mode, then the centres);
+    batch and ema: one step's centres (as `Trainer._batch_loss` builds them, on a batch of real
+    embeddings) times the steps of an epoch. The training rows' own s/epoch were taken on cores
+    other jobs shared; this isolates what the source itself adds.
+    """
+    trainer = Trainer(settings, data, snapshots=False)
+    source = settings.centre_source
+    if source.kind == "epoch":
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            trainer.whole_set_centroids()
+            times.append(time.perf_counter() - start)
+        return min(times)
+    idx = trainer.epoch_order()[:settings.batch_size]
+    emb, y = trainer.embed(trainer.x_train[idx])[0], trainer.y_train[idx]
+    moving = MovingCentres(trainer.whole_set_centroids(), source.beta) if source.kind == "ema" else None
+
+    def step() -> None:
+        if moving is None:
+            compute_centroids(emb, y, settings.centroid, trainer.num_classes)
+        else:
+            moving.update(*trainer.batch_sums(emb, y, None))
+            moving.centroids(emb, y)
+
+    medians = []
+    for _ in range(rounds):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        medians.append(statistics.median(times))
+    return min(medians) * math.ceil(len(trainer._keep_idx) / settings.batch_size)
+
+
+def centre_costs(settings: RunSettings, variants: dict[str, dict[str, Any]], data: PreparedData,
+                 seed: int) -> dict[str, float | None]:
+    """Per variant: its centres' seconds per epoch (`centre_seconds`), measured once per centre source;
+    None for a loss that reads no centres."""
+    by_source: dict[str, float] = {}
+    out: dict[str, float | None] = {}
+    for name, changes in variants.items():
+        s = settings.replace(seed=seed, **changes)
+        if not LOSS_SPECS.get(s.loss).uses_centres:
+            out[name] = None
+            continue
+        if s.centres not in by_source:
+            by_source[s.centres] = centre_seconds(s, data)
+        out[name] = by_source[s.centres]
+    return out
+
+
 def pm(row: dict[str, Any] | None, key: str) -> str:
     """mean ± sd, or a dash."""
     if row is None or row.get(key) is None:
@@ -226,7 +287,7 @@ def study_rows(summary: list[dict[str, Any]], configs: list[str], losses: list[s
 def _figures(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("precision_at_1", "map", "minp", "epoch_seconds")
     return ({k: row[k] for k in keys} | {f"{k}_sd": row[f"{k}_sd"] for k in keys}
-            | {"step_seconds": row["step_seconds"], "seeds": row["seeds"]})
+            | {"step_seconds": row["step_seconds"], "centre_seconds": row.get("centre_seconds"), "seeds": row["seeds"]})
 
 
 def study_table(dataset: str, settings: RunSettings, summary: list[dict[str, Any]], configs: list[str],
@@ -256,6 +317,23 @@ def study_table(dataset: str, settings: RunSettings, summary: list[dict[str, Any
                       if (r := by_name.get(f"{x} | default")) is not None)
     if costs:
         lines += ["", f"Loss ms/step (default configuration, least of 10 medians): {costs}."]
+    return "\n".join(lines + ["", cost_table(by_name, configs, losses)])
+
+
+def cost_table(by_name: dict[str, dict[str, Any]], configs: list[str], losses: list[str]) -> str:
+    """What each configuration costs: seconds per epoch (the whole step, centres included; mean ± sd
+    over seeds), the loss's own ms per step (with the centres it builds each step) and the
+    training centres' own seconds per epoch (`centre_seconds`)."""
+    lines = ["| configuration | " + " | ".join(f"{x} s/epoch" for x in losses) + " | "
+             + " | ".join(f"{x} loss ms/step" for x in losses) + " | centres s/epoch |",
+             "|---|" + "---|" * (2 * len(losses) + 1)]
+    for c in configs:
+        rows = [by_name.get(f"{x} | {c}") for x in losses]
+        centre = next((r["centre_seconds"] for r in rows if r is not None and r.get("centre_seconds") is not None),
+                      None)
+        lines.append(f"| {c} | " + " | ".join(pm(r, "epoch_seconds") for r in rows) + " | "
+                     + " | ".join("–" if r is None else f"{1000 * r['step_seconds']:.2f}" for r in rows)
+                     + f" | {'–' if centre is None else f'{centre:.3f}'} |")
     return "\n".join(lines)
 
 
@@ -284,8 +362,11 @@ def run_dataset(dataset: str, args: argparse.Namespace, groups: dict[str, dict[s
         save_comparison(LossComparison(settings, kept + result.rows, result.seconds), path)
         print(f"  {dataset} | {name}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     every = {name: changes for variants in groups.values() for name, changes in variants.items()}
-    costs = step_costs(settings, every, load(settings.replace(seed=args.seeds[0])).dataset.num_classes)
-    return settings, [{**r, "step_seconds": costs[r["variant"]]} for r in result.summary()]
+    data = load(settings.replace(seed=args.seeds[0]))
+    costs = step_costs(settings, every, data.dataset.num_classes)
+    centres = centre_costs(settings, every, data, args.seeds[0])
+    return settings, [{**r, "step_seconds": costs[r["variant"]], "centre_seconds": centres[r["variant"]]}
+                      for r in result.summary()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -293,6 +293,37 @@ def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again
     assert [b for b in at.button if b.label == "Train again"]
 
 
+def test_explorer_trains_the_four_panels_with_the_centre_source_the_sidebar_picks() -> None:
+    link = tiny(centres="ema:0.9", epochs="1", seed="31")
+    at = page("centroid_explorer", link)
+    run_until_animated(at, frames=2)
+    no_trouble(at)
+    assert at.radio(key="w_centres").value == "ema" and at.number_input(key="w_centres_beta").value == 0.9
+    assert any("moving average over the batches (beta 0.9)" in c.value for c in at.caption)
+    settings = RunSettings.from_query(link)
+    job = job_manager().get(job_key("compare", settings))
+    assert job is not None and job.wait(TIMEOUT) and job.settings.centres == "ema:0.9"
+    assert {r.settings.centres for r in job.results.values()} == {"ema:0.9"}  # all four options
+    at.number_input(key="w_centres_beta").set_value(0.5).run()  # another beta is another training
+    assert at.query_params["centres"] in ("ema:0.5", ["ema:0.5"]) and animation(at) is None
+    at.radio(key="w_centres").set_value("batch").run()
+    no_trouble(at)
+    assert at.query_params["centres"] in ("batch", ["batch"])
+    assert any("each batch's own members" in c.value for c in at.caption)
+    at.radio(key="w_centres").set_value("ema").run()
+    at.number_input(key="w_centres_beta").set_value(1.0).run()  # not a moving average: one error, no traceback
+    assert not at.exception and len(at.error) == 1 and "strictly between 0 and 1" in at.error[0].value
+
+
+def test_explorer_link_with_an_impossible_centre_source_says_so_and_uses_the_default() -> None:
+    for bad in ("ema:2", "ema:x"):
+        at = page("centroid_explorer", tiny(centres=bad, epochs="1", seed="32"))
+        no_trouble(at)
+        (warning,) = at.warning
+        assert bad in warning.value and "default centres" in warning.value
+        assert at.radio(key="w_centres").value == "epoch"
+
+
 def test_explorer_impossible_setting_shows_one_error_and_keeps_running() -> None:
     at = page("centroid_explorer", tiny(loss="normalized-fat", centroid="mean", epochs="1", seed="23"))
     no_trouble(at)  # a link is fitted: the default loss, and one warning that says why

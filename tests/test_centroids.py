@@ -244,3 +244,78 @@ def test_l2_normalize_gradcheck():
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(6, 4, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
     assert torch.autograd.gradcheck(l2_normalize, (x,))
+
+
+def test_centre_sources_read_one_way_and_refuse_the_rest_with_one_message():
+    from fatviz.centroids import CentreSource, parse_centres
+
+    assert parse_centres("epoch") == CentreSource("epoch")
+    assert parse_centres("batch") == CentreSource("batch")
+    assert parse_centres("ema:0.9") == CentreSource("ema", 0.9)
+    assert parse_centres(" EMA:0.90 ").text == "ema:0.9"  # one spelling, one cache key
+    assert parse_centres("ema:0.999").text == "ema:0.999"
+    for bad, words in (("ema:2", "strictly between 0 and 1"), ("ema:0", "strictly between 0 and 1"),
+                       ("ema:1", "strictly between 0 and 1"), ("ema:nan", "strictly between 0 and 1"),
+                       ("ema:x", "'x' is not a number"), ("ema", "not possible"), ("batch:0.5", "not possible"),
+                       ("fresh", "not possible"), (0.9, "must be text")):
+        with pytest.raises(FatvizError, match=words) as info:
+            parse_centres(bad)
+        assert "ema:0.9" in str(info.value)  # every message shows a value that works
+
+
+def test_class_sums_are_the_weighted_sums_of_what_the_option_averages():
+    from fatviz.centroids import class_sums
+
+    feats, labels = make_data(3)
+    weights = torch.rand(feats.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    weights[::4] = 0.0
+    for option in OPTIONS:
+        sums, counts = class_sums(feats, labels, option, 6, weights=weights)
+        summed = feats if not CENTROIDS.get(option).normalise_members else feats / feats.norm(dim=1, keepdim=True)
+        for k in range(6):
+            member = labels == k
+            torch.testing.assert_close(sums[k], (summed[member] * weights[member, None]).sum(0))
+            torch.testing.assert_close(counts[k], weights[member].sum())
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_moving_centres_are_the_moving_average_written_out_by_hand(option):
+    """Classes absent from a batch keep their centre; a class with no start centre takes its first
+    batch's mean; a member of weight 0 moves nothing; the option's projection is applied on reading."""
+    from helpers import unit
+
+    from fatviz.centroids import MovingCentres, class_sums
+
+    k, beta = 4, 0.8
+    start_feats, start_labels = make_data(10, n=24, num_classes=3)  # class 3 has no start centre
+    start = compute_centroids(start_feats, start_labels, option, k)
+    assert start.present.tolist() == [True, True, True, False]
+    moving = MovingCentres(start, beta)
+    opt = CENTROIDS.get(option)
+    by_hand = {c: start.centres[c].clone() for c in range(3)}
+    g = torch.Generator().manual_seed(11)
+    for step, present_classes in enumerate(([0, 1], [1, 3], [0, 2, 3], [2])):
+        labels = torch.tensor([c for c in present_classes for _ in range(3)])
+        feats = torch.randn(len(labels), 5, generator=g, dtype=torch.float64) * (1 + labels[:, None]) + labels[:, None]
+        weights = torch.ones(len(labels), dtype=torch.float64)
+        weights[0] = 0.0  # shapes no centre
+        moving.update(*class_sums(feats, labels, option, k, weights=weights))
+        for c in present_classes:
+            members = [i for i in range(len(labels)) if labels[i] == c and weights[i] > 0]
+            mean = sum((unit(feats[i]) if opt.normalise_members else feats[i]) for i in members) / len(members)
+            by_hand[c] = beta * by_hand[c] + (1 - beta) * mean if c in by_hand else mean
+        centres, present = moving.centres()
+        assert present.tolist() == [c in by_hand for c in range(k)], step
+        for c in range(k):
+            want = torch.zeros(5, dtype=torch.float64) if c not in by_hand else (
+                unit(by_hand[c]) if opt.normalise_centre else by_hand[c])
+            torch.testing.assert_close(centres[c], want, msg=f"step {step}, class {c}")
+        got = moving.centroids(feats, labels, weights)
+        torch.testing.assert_close(got.centres, centres)
+        assert got.present.tolist() == present.tolist() and not got.centres.requires_grad
+        anchors = anchor_space(feats, option)
+        for c in present_classes:  # the radius is the batch's members' against the moving centre
+            members = (labels == c) & (weights > 0)
+            torch.testing.assert_close(got.radius[c], (anchors[members] - centres[c]).norm(dim=1).max())
+    with pytest.raises(FatvizError, match="0 < beta < 1"):
+        MovingCentres(start, 1.0)

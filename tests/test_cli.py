@@ -36,6 +36,18 @@ def test_train_prints_a_summary_and_a_json_last_line(tmp_path):
     assert (tmp_path / "anim.html").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("centres", ["batch", "ema:0.9"])
+def test_train_records_the_centre_source_in_the_saved_run(tmp_path, centres):
+    from fatviz.runs import load_run
+
+    out = run_cli("train", *TINY, "--centres", centres, "--out", str(tmp_path / "run"), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert 0 <= json.loads(out.stdout.strip().splitlines()[-1])["precision_at_1"] <= 1
+    saved = load_run(tmp_path / "run")
+    assert saved.settings.centres == centres
+    assert saved.settings == settings_from_args(build_parser().parse_args(["train", *TINY, "--centres", centres]))
+
+
 def test_compare_centroids_saves_four_runs(tmp_path):
     out = run_cli("compare-centroids", *TINY, "--out", str(tmp_path / "cmp"), "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -93,6 +105,8 @@ def test_options_come_from_the_settings_table():
     (["train", "--centroid", "bogus"], "invalid choice"),
     (["train", "--epochs", "x"], "invalid int value"),
     (["train", "--margin", "inf"], "margin must be a finite number"),
+    (["train", "--centres", "ema:2"], "strictly between 0 and 1"),
+    (["train", "--centres", "ema:x"], "'x' is not a number"),
     (["train", "--margin", "nan"], "margin must be a finite number"),
     (["train", "--epochs", "101"], "--no-limits"),
     (["compare-centroids", "--workers", "-1"], "--workers"),

@@ -169,6 +169,16 @@ def test_the_study_script_shares_unread_runs_reports_the_goal_and_resumes(tmp_pa
     assert accuracy("compactness 1", "fat") != accuracy("default", "fat")
     assert set(report["meets_goal"]) == {"default", "compactness 1"}
     assert "| default |" in out and "fat − bh (worst)" in out
+    # The cost table: each configuration's seconds per epoch (mean ± sd) and loss ms per step, per loss.
+    (cost_head,) = [line for line in out.splitlines() if line.startswith("| configuration | fat s/epoch")]
+    assert cost_head.count("s/epoch") == 4 and cost_head.count("loss ms/step") == 3
+    (cost_row,) = [line for line in out.splitlines() if line.startswith("| compactness 1 |") and " ± " in line
+                   and line.count("|") == 9]
+    cells = cost_row.split("|")
+    assert float(cells[2].split("±")[0]) == pytest.approx(rows["compactness 1"]["fat"]["epoch_seconds"], abs=1e-3)
+    # The centres' own cost per epoch: FAT's epoch centres; batch-hard reads none.
+    assert float(cells[-2]) == pytest.approx(rows["compactness 1"]["fat"]["centre_seconds"], abs=1e-3)
+    assert rows["default"]["fat"]["centre_seconds"] > 0 and rows["default"]["batch-hard"]["centre_seconds"] is None
     # --resume answers from the saved rows: nothing trains again.
     monkeypatch.setattr(Trainer, "fit", lambda self, **kw: pytest.fail("trained again"))
     assert main([*args, "--resume"]) == 0

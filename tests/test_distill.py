@@ -142,6 +142,27 @@ def test_confident_only_centres_ignore_flagged(blobs_data):
     torch.testing.assert_close(a.centres, ref.centres)
 
 
+@pytest.mark.parametrize("centres", ["epoch", "batch", "ema:0.9"])
+def test_only_the_kept_samples_shape_the_students_centres_whatever_their_source(blobs_data, centres):
+    """Flagged samples train (with their soft labels) but shape no centre: with every source, a class
+    whose samples are all flagged has no centre in any batch's loss, and nothing turns NaN."""
+    given = blobs_data.given_labels
+    kept = given != 0
+    soft = (0.9 * np.eye(6) + 0.1 / 6)[given].astype(np.float32)
+    trainer = student_trainer(BLOBS.replace(centres=centres, epochs=2), blobs_data, soft, kept)
+    seen = []
+    inner = trainer.loss_fn
+
+    def loss(emb, y, logits, targets, centroids):
+        seen.append((centroids.present.clone(), torch.isfinite(centroids.centres).all()))
+        return inner(emb, y, logits, targets, centroids)
+
+    trainer.loss_fn = loss
+    result = trainer.fit()
+    assert seen and all(not present[0] and present[1:].all() and finite for present, finite in seen)
+    assert all(math.isfinite(v) for v in result.snapshots[-1].losses.values())
+
+
 @pytest.mark.parametrize("loss", ["hybrid", "fat", "normalized-fat"])
 @pytest.mark.parametrize("case", ["empty-class", "all-flagged"])
 def test_student_stays_finite(blobs_data, loss, case):

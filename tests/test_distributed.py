@@ -103,6 +103,10 @@ def _train_worker(out: Path) -> None:
     batch = DistributedTrainer(SETTINGS.replace(centres="batch", epochs=1), snapshots=False)
     batch.fit()
     report["batch_mode_finished"] = True
+    # Moving-average centres move with the global batch's sums: every rank holds the same ones.
+    ema = DistributedTrainer(SETTINGS.replace(centres="ema:0.8", epochs=1), snapshots=False)
+    ema.fit()
+    report["ema_means"] = ema._moving.means.tolist()
     # Identity-balanced batches: 4 classes x 8 per global batch of 32, so 2 whole classes per rank.
     pk = DistributedTrainer(SETTINGS.replace(blob_classes=4, batch_sampler="pk", pk_k=4, epochs=1), snapshots=False)
     order = pk.epoch_order()
@@ -211,6 +215,7 @@ def test_two_process_run_saves_one_run_like_a_single_process(trained) -> None:
     assert reports[1]["path"] is None and reports[0]["path"] is not None  # rank 0 alone saved
     assert reports[0]["losses"] == reports[1]["losses"]  # identical snapshots on every rank
     assert all(r["batch_mode_finished"] for r in reports)
+    np.testing.assert_allclose(reports[0]["ema_means"], reports[1]["ema_means"], atol=1e-6)
     assert all(r["pk_counts"] == [8] for r in reports)  # each rank's part of a batch: whole identities
     assert all(r["pk_refused"].startswith("A global batch of P x K = 3 x 10 does not split into 2 equal parts of "
                                           "whole identities") for r in reports)

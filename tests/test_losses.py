@@ -539,3 +539,30 @@ def test_fat_trains_a_linear_layer():
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.5 * losses[0]
     assert min(losses[-5:]) < losses[0]
+
+
+@pytest.mark.parametrize(("option", "negatives", "radius"), FAT_CASES)
+def test_batch_centres_of_classes_absent_from_the_batch_are_no_negatives(option, negatives, radius):
+    """The trainer's `batch` centres: K slots from the batch alone. A class with no member in the
+    batch, or only members of centre weight 0 (distillation), is absent: a zero centre that is no
+    negative, its anchors without a say, and no NaN."""
+    x, labels = loss_data(12, n=14, num_classes=5)
+    labels = torch.where(labels % 2 == 0, torch.zeros_like(labels), torch.full_like(labels, 2))
+    labels[5] = 1  # class 1's one member shapes no centre
+    weights = torch.ones(14, dtype=torch.float64)
+    weights[5] = 0.0
+    cents = compute_centroids(x, labels, option, num_classes=5, weights=weights)
+    assert cents.present.tolist() == [True, False, True, False, False]
+    assert (cents.centres[~cents.present] == 0).all() and torch.isfinite(cents.centres).all()
+    loss = FATLoss(option, margin=0.3, negatives=negatives, hardest_k=3, radius=radius)
+    xr = x.clone().requires_grad_(True)
+    ref = brute_fat(xr, labels.tolist(), option, loss.margin, negatives, 3, radius, loss.compactness_weight,
+                    centre_list(cents))
+    ref.backward()
+    xm = x.clone().requires_grad_(True)
+    got = loss(xm, labels, centroids=cents)
+    got.backward()
+    assert torch.isfinite(got) and torch.isfinite(xm.grad).all()
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6, abs=1e-6)
+    torch.testing.assert_close(xm.grad, xr.grad, rtol=1e-5, atol=1e-5)
+    assert xm.grad[5].abs().sum() == 0

@@ -171,3 +171,31 @@ def test_the_noise_help_names_every_noise_kind():
     for kind in SPEC_KINDS:
         assert f"{kind}:RATE" in help_text
     assert {"outlier", "multi"} <= set(SAMPLE_KINDS.names())  # the data kinds are among them
+
+
+def test_centre_sources_round_trip_through_the_url_and_bad_ones_get_one_message():
+    for text in ("epoch", "batch", "ema:0.9", "ema:0.99", "ema:0.5"):
+        s = RunSettings(centres=text)
+        assert RunSettings.from_query(s.to_query()) == s
+        assert RunSettings.from_dict(s.to_dict()) == s
+    assert RunSettings(centres="ema:0.9").to_query() == {"centres": "ema:0.9"}
+    assert RunSettings(centres="ema:0.90").centres == "ema:0.9"  # one spelling
+    assert RunSettings(centres="ema:0.9").centre_source.beta == 0.9
+    for bad, words in (("ema:2", "strictly between 0 and 1"), ("ema:x", "not a number"), ("weekly", "not possible")):
+        with pytest.raises(FatvizError, match=words):
+            RunSettings(centres=bad)
+        with pytest.raises(FatvizError, match=words):
+            RunSettings.from_query({"centres": bad})
+        # A link: the rest of it still applies, the centres fall back to the default with one message.
+        s, problems = RunSettings.read_query({"centres": [bad], "epochs": ["7"]})
+        assert (s.centres, s.epochs) == ("epoch", 7)
+        assert len(problems) == 1 and words in problems[0] and "default centres" in problems[0]
+
+
+def test_each_centre_source_has_its_own_key_where_the_centres_are_read():
+    sources = ("epoch", "batch", "ema:0.9", "ema:0.8")
+    for kind in ("train", "compare", "distill"):
+        assert len({RunSettings(centres=c).key(kind) for c in sources}) == len(sources), kind
+        assert RunSettings(centres="ema:0.90").key(kind) == RunSettings(centres="ema:0.9").key(kind)
+    # A loss comparison sets the centres per variant itself.
+    assert len({RunSettings(centres=c).key("losses") for c in sources}) == 1

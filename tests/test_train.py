@@ -216,3 +216,89 @@ def test_a_nan_loss_names_its_epoch_without_a_sync_per_batch(monkeypatch):
     monkeypatch.setattr(Trainer, "_batch_loss", late_nan)
     with pytest.raises(TrainingDiverged, match="epoch 2"):
         train(TINY.replace(epochs=3))
+
+
+
+class _Recorder:
+    """Wraps a trainer: keeps each batch's sample indices, embeddings and the centroids its loss was
+    given, and the model's state at each epoch's start (epoch_order comes before the epoch's first batch)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.calls: list[tuple[int, torch.Tensor, torch.Tensor, object]] = []
+        self.starts: list[dict] = []
+        batch_loss, inner, order = trainer._batch_loss, trainer.loss_fn, trainer.epoch_order
+        idx_now: list[torch.Tensor] = []
+
+        def batch(emb, logits, idx):
+            idx_now[:] = [idx]
+            return batch_loss(emb, logits, idx)
+
+        def loss(emb, y, logits, targets, centroids):
+            self.calls.append((len(self.starts), idx_now[0].clone(), emb.detach().clone(), centroids))
+            return inner(emb, y, logits, targets, centroids)
+
+        def epoch_order():
+            self.starts.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+            return order()
+
+        trainer._batch_loss, trainer.loss_fn, trainer.epoch_order = batch, loss, epoch_order
+
+
+def _whole_set_by_hand(trainer: Trainer, state: dict, weights: np.ndarray, option: str) -> dict:
+    """The whole-set centres of the model in `state` (eval mode), written out per class."""
+    from helpers import reference_centroids
+
+    model = build_model(trainer.model_kind, tuple(trainer.data.dataset.input_shape), trainer.settings.embedding_dim,
+                        trainer.num_classes)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        emb = model.eval()(trainer.x_train)[0]
+    return reference_centroids(emb, trainer.y_train.tolist(), option, trainer.num_classes, weights.tolist())
+
+
+@pytest.mark.parametrize("option", ["norm-mean-norm", "mean-norm", "norm-mean", "mean"])
+@pytest.mark.parametrize("source", ["epoch", "batch", "ema:0.7"])
+def test_each_centre_source_gives_the_loss_the_centres_computed_by_hand(source, option):
+    """epoch: the whole set at the epoch's start; batch: the batch's own members; ema: the moving
+    average over the same batches, from the epoch-0 whole-set centres. Each with distillation's kept
+    samples and centre weights, and on the sphere (or in the ball) as the option says."""
+    from helpers import reference_centroids, unit
+
+    settings = TINY.replace(loss="fat", centroid=option, centres=source, epochs=2, batch_size=24)
+    data = prepare_data(settings)
+    n = len(data.given_labels)
+    keep = np.ones(n, dtype=bool)
+    keep[np.flatnonzero(data.given_labels == 0)[:4]] = False
+    centre_weights = np.where(np.arange(n) % 5 == 0, 0.0, 1.0 + (np.arange(n) % 3)).astype(np.float32)
+    trainer = Trainer(settings, data, Targets(keep=keep, centre_weights=centre_weights))
+    rec = _Recorder(trainer)
+    trainer.fit()
+    assert rec.calls and len(rec.starts) == 2
+    whole_w = keep * centre_weights
+    opt = CENTROIDS.get(option)
+    if source.startswith("ema"):
+        start = _whole_set_by_hand(trainer, rec.starts[0], whole_w, option)
+        moving, seen = [c.clone() for c in start["centres"]], list(start["present"])
+    for epoch, idx, emb, got in rec.calls:
+        y, w = trainer.y_train[idx].tolist(), centre_weights[idx.numpy()].tolist()
+        if source == "epoch":
+            want = _whole_set_by_hand(trainer, rec.starts[epoch - 1], whole_w, option)
+            centres, present = torch.stack(want["centres"]), want["present"]
+        elif source == "batch":
+            want = reference_centroids(emb, y, option, trainer.num_classes, w)
+            centres, present = torch.stack(want["centres"]), want["present"]
+        else:  # what the option averages (no projection), moved class by class, then projected
+            means = reference_centroids(emb, y, "mean-norm" if opt.normalise_members else "mean", trainer.num_classes, w)
+            for k in range(trainer.num_classes):
+                if means["present"][k]:
+                    moving[k] = 0.7 * moving[k] + 0.3 * means["centres"][k] if seen[k] else means["centres"][k]
+                    seen[k] = True
+            centres, present = torch.stack([unit(m) if opt.normalise_centre else m for m in moving]), seen
+        assert got.present.tolist() == list(present)
+        torch.testing.assert_close(got.centres.double(), centres, rtol=1e-4, atol=1e-4)
+        if opt.normalise_centre:  # on the sphere, whatever the source
+            norms = got.centres.norm(dim=1)[got.present]
+            torch.testing.assert_close(norms, torch.ones_like(norms), rtol=0, atol=1e-5)
+        elif opt.normalise_members:  # mean-norm: inside the ball
+            assert (got.centres.norm(dim=1) <= 1 + 1e-6).all()
+    assert np.isfinite(trainer.snapshot_list[-1].losses["total"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from fatviz.centroids import CENTROIDS
+from fatviz.centroids import CENTRE_SOURCES, CENTROIDS, DEFAULT_EMA_BETA
 from fatviz.data import DATASETS
 from fatviz.download import DOWNLOADS, download, missing
 from fatviz.errors import FatvizError
@@ -91,6 +91,17 @@ def noise_spec(state: Any) -> str:
     return "+".join(terms) or "none"
 
 
+def centre_widgets(text: str) -> dict[str, Any]:
+    """Widget state for a centre source: its kind and, kept for when ema is picked again, its beta."""
+    source = RunSettings(centres=text).centre_source
+    return {"w_centres": source.kind, "w_centres_beta": DEFAULT_EMA_BETA if source.beta is None else source.beta}
+
+
+def centre_text(state: Any) -> str:
+    """The centres setting the widgets describe (ema:BETA with the beta box's value)."""
+    return f"ema:{float(state['w_centres_beta']):g}" if state["w_centres"] == "ema" else state["w_centres"]
+
+
 def link_settings() -> tuple[RunSettings, list[str]]:
     """The settings the URL asks for, fitted to what the widgets offer, with one note per value changed."""
     params = {k: st.query_params.get_all(k) for k in st.query_params}
@@ -157,7 +168,7 @@ def _write_state(s: RunSettings) -> None:
         "w_margin_auto": s.margin is None,
         "w_cw": s.compactness_weight if s.compactness_weight is not None else 0.0,
         "w_cw_auto": s.compactness_weight is None, "w_epochs": s.epochs,
-        "w_embedding_dim": s.embedding_dim, "w_seed": s.seed, "w_centres": s.centres,
+        "w_embedding_dim": s.embedding_dim, "w_seed": s.seed, **centre_widgets(s.centres),
         "w_blob_outliers": s.blob_outliers, "w_blob_spread": s.blob_spread,
     }})
 
@@ -256,9 +267,20 @@ def _draw(show: tuple[str, ...]) -> None:
         sb.subheader("Training")
         sb.slider("Epochs", *limits("epochs"), key="w_epochs")
         sb.select_slider("Embedding dimension", EMBEDDING_DIMS, key="w_embedding_dim")
-        sb.radio("Centres from", choices("centres"), key="w_centres", horizontal=True,
-                 help="epoch: whole training set at each epoch start; batch: each batch (cheaper)")
+        centre_source_widgets(sb)
         sb.number_input("Seed", *limits("seed"), key="w_seed")
+
+
+def centre_source_widgets(where: Any) -> None:
+    """How fresh the training centres are: the source, and the moving average's beta when it is ema."""
+    where.radio("Centres from", CENTRE_SOURCES, key="w_centres", horizontal=True,
+                help="epoch: the whole training set at each epoch's start (the paper); batch: each batch's own "
+                     "members (no pass over the set); ema: a moving average over the batches, started from "
+                     "the untrained network's whole-set centres")
+    if st.session_state["w_centres"] == "ema":
+        where.number_input("Moving-average beta", 0.0, 1.0, step=0.05, format="%.3f", key="w_centres_beta",
+                           help="The weight the history keeps at each batch: centre = beta x centre + "
+                                "(1 - beta) x the batch's mean. Strictly between 0 and 1.")
 
 
 def _from_widgets(base: RunSettings) -> RunSettings:
@@ -272,7 +294,7 @@ def _from_widgets(base: RunSettings) -> RunSettings:
         margin=None if ss["w_margin_auto"] else float(ss["w_margin"]),
         compactness_weight=None if ss["w_cw_auto"] else float(ss["w_cw"]),
         epochs=int(ss["w_epochs"]), embedding_dim=int(ss["w_embedding_dim"]), seed=int(ss["w_seed"]),
-        centres=ss["w_centres"], blob_outliers=float(ss["w_blob_outliers"]),
+        centres=centre_text(ss), blob_outliers=float(ss["w_blob_outliers"]),
         blob_spread=float(ss["w_blob_spread"]),
     )
 
