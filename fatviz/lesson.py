@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fatviz.presets import PRESETS
-from fatviz.settings import CENTRE_SCOPES, RunSettings
+from fatviz.settings import RunSettings, setting_fields
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,12 @@ STEPS: tuple[Step, ...] = (
          "Where should the centre sit, and where are distances measured? The plain mean of raw features, "
          "or the mean of unit vectors, or either projected onto the unit circle. Here: six 2-D blobs with "
          "outliers, embedded straight into 2-D.",
-         "Find the panel where outliers drag a centre off its blob, and the ones where the circle keeps "
-         "the classes apart by angle.",
+         "Read P@1 above each panel. In 2-D a normalised option has only the circle's angle to keep six "
+         "blobs apart: where do its centres crowd? Press **▶ Play** to watch them find their places.",
          "The 2-D blobs preset of the Classroom (5% outliers, 2-D embedding, 30 epochs): the network's "
-         "output is drawn as it is, no projection. The Centroid explorer shows the same runs with metrics "
-         "and single samples."),
+         "output is drawn as it is, no projection. On the 32-D digits of step 1 the options end close "
+         "together; squeezed into 2-D they differ, which is the point: where the centre sits changes what "
+         "the loss can do. The Centroid explorer shows the same runs with metrics and single samples."),
     Step("noisy", "A teacher flags the labels it doubts",
          "With 40% of each digit relabelled as the next digit, a **teacher** trained briefly with "
          "cross-entropy is sure of the clean samples first. The samples it doubts are **flagged** and "
@@ -106,8 +107,9 @@ SPEED = ((32, 64, 128, 256, 512), ("fat", "triplet-all", "batch-hard"), 1, 0.25,
 
 
 def centres_runs(base: RunSettings = CENTRES_BASE) -> dict[str, RunSettings]:
-    """One run's settings per value of the `centres` setting, in the registry's order."""
-    return {scope: base.replace(centres=scope) for scope in CENTRE_SCOPES}
+    """One run's settings per value the `centres` setting takes (CENTRE_SCOPES, read when called)."""
+    scopes = next(f for f in setting_fields() if f.name == "centres").choices()
+    return {scope: base.replace(centres=scope) for scope in scopes}
 
 
 def step_from_query(value: str | None, count: int = len(STEPS)) -> tuple[int, str | None]:

@@ -16,6 +16,7 @@ from fatviz.figures.bound import whole_set_figure
 from fatviz.figures.curves import metric_curves
 from fatviz.figures.labels import gallery_rows, noise_kinds
 from fatviz.figures.speed import speed_figure
+from fatviz.figures.style import class_colour
 from fatviz.lesson import (
     BOUND_BLOBS,
     BOUND_OPTION,
@@ -36,7 +37,7 @@ from pages.ui.look import crisp_images, presentation, start_page
 from pages.ui.web import component
 
 CHART_HEIGHT = 430  # px: a chart, the step's header and its buttons fit a 1280x720 projector together
-FLAGGED_SHOWN = 12
+FLAGGED_SHOWN = 6  # one row: with its captions and soft labels it fits under the scores
 # One screen per step: less padding above the step, the bound's drawing and the charts kept
 # within the projector's height, the arrow-key component taking no room.
 LESSON_CSS = """<style>
@@ -44,6 +45,7 @@ LESSON_CSS = """<style>
 .fvz-bound svg {max-height: 50vh;}
 .fvz-bound .sides {line-height: 1.35; font-size: 0.95rem;}
 .st-key-lesson_keys {display: none;}
+.st-key-lesson_instrument [data-testid="stImageCaption"] {font-size: 1rem;}
 </style>"""
 
 
@@ -62,7 +64,7 @@ def demo(big: bool) -> None:
     """Home's demo: the four centroid options on digits, live while they train."""
     job = start_job("compare", DEMO)
     if job is not None:
-        show_job_animation(job, key="lesson-demo", columns=4 if big else 2)
+        show_job_animation(job, key="lesson-demo", columns=4)
 
 
 def bound(big: bool) -> None:
@@ -89,7 +91,7 @@ def options(big: bool) -> None:
     """The four centroid options on 2-D blobs with outliers, embedded straight into 2-D."""
     job = start_job("compare", HARDER)
     if job is not None:
-        show_job_animation(job, key="lesson-options", columns=4 if big else 2)
+        show_job_animation(job, key="lesson-options", columns=4)
 
 
 def noisy(big: bool) -> None:
@@ -111,10 +113,10 @@ def noisy(big: bool) -> None:
     m[1].metric("Precision", f"{rep['flag_precision']:.3f}", help="Of the flagged samples, the share really flipped.")
     m[2].metric("Recall", f"{rep['flag_recall']:.3f}", help="Of the flipped samples, the share flagged.")
     rows = gallery_rows(result.table, "correctly flagged")
-    st.markdown(f"**Flagged and really flipped**, the teacher's least sure first ({FLAGGED_SHOWN} of {len(rows)})")
+    st.markdown("**Flagged and really flipped**, the teacher's least sure first")
     gallery(rows.head(FLAGGED_SHOWN), len(rows), None if data is None else data.dataset.images_train,
             list(result.student.class_names), getattr(result, "soft_labels", None), noise_kinds(result.table), data,
-            per_row=FLAGGED_SHOWN // 2)
+            per_row=FLAGGED_SHOWN)
 
 
 def speed(big: bool) -> None:
@@ -146,7 +148,8 @@ def centres(big: bool) -> None:
             job_status(job)
             return
     runs = {f"centres={scope}": job_runs(job)[job.options[0]] for scope, job in jobs.items()}
-    fig = metric_curves(runs, ("precision_at_1", "map"), presentation=big, height=CHART_HEIGHT - 60)
+    colours = {name: class_colour(i) for i, name in enumerate(runs)}  # the palette's first, most distinct colours
+    fig = metric_curves(runs, ("precision_at_1", "map"), presentation=big, height=CHART_HEIGHT - 60, colours=colours)
     st.plotly_chart(fig, theme=None, key="lesson-centres")
     st.caption(" · ".join(f"{name}: precision@1 {snaps[-1].metrics['precision_at_1']:.3f}, "
                           f"mAP {snaps[-1].metrics['map']:.3f}" for name, snaps in runs.items()))
@@ -157,6 +160,8 @@ INSTRUMENTS: dict[str, Callable[[bool], None]] = {
     "centres": centres,
 }
 
+# The projector's width is the instrument's: the page list folds away (the arrow at the top left opens it).
+st.set_page_config(initial_sidebar_state="collapsed")
 start_page()
 big = presentation()
 st.markdown(LESSON_CSS, unsafe_allow_html=True)
@@ -176,12 +181,12 @@ mount, _ = component("lesson_keys")
 if mount is not None:  # without it the buttons still work
     mount(key="lesson_keys", data={"step": number, "count": count}, on_go_change=_arrow_key)
 
-text, instrument = st.columns([2, 3], gap="large")
+text, instrument = st.columns([1.7, 3], gap="large")
 with text:
     st.markdown(step.text)
     st.info(step.try_this, icon=":material/touch_app:")
     if not big:
         with st.expander("Presenter notes"):
             st.markdown(step.notes)
-with instrument:
+with instrument, st.container(key="lesson_instrument"):  # its box is what the browser test measures
     INSTRUMENTS[step.key](big)
