@@ -69,7 +69,7 @@ STEPS: tuple[Step, ...] = (
          "cross-entropy is sure of the clean samples first. The samples it doubts are **flagged** and "
          "dropped; its softmax becomes **soft labels** for a **student** trained with FAT on the rest.",
          "Read a flagged digit: its given label, the teacher's label, the truth. The bars under it are its "
-         "soft label; the coloured bar is the given label.",
+         "soft label, one per digit: the tall bar is the teacher's, the underline marks the truth.",
          "A small distillation (10 student epochs, one epoch per cross-validation fold, no baselines) built "
          "at first use and saved. Precision: of the flagged, the share really flipped; recall: of the "
          "flipped, the share flagged. The Noisy labels page has the rounds, the confusion matrices and the "

@@ -47,6 +47,14 @@ LESSON_CSS = """<style>
 .st-key-lesson_keys {display: none;}
 .st-key-lesson_instrument [data-testid="stImageCaption"] {font-size: 1rem;}
 </style>"""
+# Presentation mode has no header above the step, and its text a size that leaves the
+# instrument its room (the project's 1.35rem for the back row fills the text column twice over).
+PRESENT_CSS = """<style>
+.block-container {padding-top: 1.2rem !important;}
+html, body, [class*="css"], .stMarkdown p, .stAlert p {font-size: 1.2rem !important;}
+.fvz-bound.present {font-size: 1.05rem;}
+.fvz-bound svg {max-height: 46vh;}
+</style>"""
 
 
 def go(step: int) -> None:
@@ -164,7 +172,7 @@ INSTRUMENTS: dict[str, Callable[[bool], None]] = {
 st.set_page_config(initial_sidebar_state="collapsed")
 start_page()
 big = presentation()
-st.markdown(LESSON_CSS, unsafe_allow_html=True)
+st.markdown(LESSON_CSS + (PRESENT_CSS if big else ""), unsafe_allow_html=True)
 count = len(STEPS)
 number, fitted = step_from_query(st.query_params.get("step"))
 if fitted:
