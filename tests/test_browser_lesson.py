@@ -62,8 +62,13 @@ def shoot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def check(page, k: int, where: str) -> None:
+def check(page, k: int, where: str, shot: str | None = None) -> None:
+    """Step k is shown with its instrument drawn, without an exception, and fits the screen (the
+    screenshot `shot` taken before the measuring, so a step that does not fit is seen)."""
     shows_step(page, k)
+    ready(page, k)
+    if shot:
+        shoot(page, shot)
     no_exception(page, where)
     fits(page, where)
 
@@ -78,9 +83,7 @@ def test_the_lesson_by_button_by_arrow_key_and_by_link(server) -> None:  # noqa:
             page = browser.new_page(viewport=PROJECTOR)
             page.goto(f"{server}/lesson")
             for k in range(1, COUNT + 1):  # Next, step by step: every instrument drawn and on screen
-                ready(page, k)
-                shoot(page, f"lesson-{k}")
-                check(page, k, f"step {k} by Next")
+                check(page, k, f"step {k} by Next", f"lesson-{k}")
                 assert page.get_by_text("Presenter notes").count() == 1
                 nxt = page.get_by_role("button", name="Next ▶")
                 if k == COUNT:
@@ -105,9 +108,7 @@ def test_the_lesson_by_button_by_arrow_key_and_by_link(server) -> None:  # noqa:
 
             for k in range(1, COUNT + 1):  # deep links, as a projector (notes hidden) and as the teacher sees it
                 page.goto(f"{server}/lesson?step={k}&present=1")
-                ready(page, k)
-                shoot(page, f"lesson-{k}-present")
-                check(page, k, f"/lesson?step={k}&present=1")
+                check(page, k, f"/lesson?step={k}&present=1", f"lesson-{k}-present")
                 assert page.get_by_text("Presenter notes").count() == 0
                 assert not page.locator('[data-testid="stSidebar"]').is_visible()
                 page.goto(f"{server}/lesson?step={k}")
