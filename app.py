@@ -4,6 +4,7 @@ import streamlit as st
 
 PAGES = (
     ("pages/home.py", "Home", ":material/home:"),
+    ("pages/lesson.py", "Lesson", ":material/co_present:"),
     ("pages/centroid_explorer.py", "Centroid explorer", ":material/scatter_plot:"),
     ("pages/noisy_labels.py", "Noisy labels", ":material/flag:"),
     ("pages/the_bound.py", "The bound", ":material/functions:"),

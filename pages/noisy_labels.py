@@ -15,21 +15,19 @@ from fatviz.figures.labels import (
     SORT_ORDERS,
     baselines_figure,
     confusion_figure,
-    enlarge_to,
     flag_outcomes,
     flagging_comparison,
     gallery_rows,
     kept_per_round_figure,
     kind_table,
-    nearest_rows_text,
     noise_kinds,
     sample_indices,
     score_figure,
-    soft_label_bars,
 )
 from fatviz.noise import SAMPLE_KINDS
 from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
+from pages.ui.gallery import gallery, truth_known
 from pages.ui.live import finished_job, prepared_data
 from pages.ui.look import crisp_images, presentation, show_error, start_page
 from pages.ui.sidebar import choices, limits, link_settings, sidebar_settings
@@ -40,9 +38,7 @@ DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_r
                   "nl_threshold": "confidence_threshold", "nl_keep": "keep_fraction", "nl_temperature": "temperature",
                   "nl_cv_epochs": "cv_epochs", "nl_baseline_set": "baselines"}
 BASELINE_WORDS = {"fat": "FAT only", "all": "FAT, batch-hard, cross-entropy", "none": "none"}
-GALLERY_COLUMNS = 8
 GALLERY_MAX = 48
-GALLERY_PIXELS = 112  # each image's longer side, pixel for pixel: about a gallery column at 1280 px
 
 
 def _use_pairflip() -> None:
@@ -117,50 +113,7 @@ def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
             for place, kind in zip(places, split, strict=False):
                 with place:
                     part = rows if kind is None else rows[kinds[rows.index] == kind]
-                    _gallery(part.head(GALLERY_MAX), len(part), images, names, soft, kinds, data)
-
-
-def truth_known(data) -> bool:
-    """Whether the true labels are known (a user's own table without true_label: they are not)."""
-    return data is None or data.dataset.truth_known
-
-
-def _gallery(rows, total: int, images, names: list[str], soft, kinds, data) -> None:
-    """One gallery: images with their soft label as a bar row, or a table for vector data."""
-    if rows.empty:
-        st.caption("No sample here.")
-        return
-    if images is None:
-        columns = ("given_label", "teacher_label", "true_label") if truth_known(data) else ("given_label", "teacher_label")
-        frame = rows.assign(**{c: rows[c].map(names.__getitem__) for c in columns})
-        if not truth_known(data):
-            frame = frame.drop(columns=["true_label", "was_flipped", "noise_kind", "second_label", "outcome"],
-                               errors="ignore")
-        if data is not None and data.dataset.ids_train is not None:
-            ds = data.dataset
-            frame.insert(1, "nearest rows", nearest_rows_text(ds.x_train, sample_indices(rows), ds.ids_train,
-                                                              data.given_labels, names))
-        config = {}
-        if soft is not None:
-            frame = frame.assign(soft_label=[soft[i].tolist() for i in sample_indices(rows)])
-            config = {"soft_label": st.column_config.BarChartColumn("soft label", y_min=0.0, y_max=1.0)}
-        st.dataframe(frame, hide_index=True, column_config=config)
-        return
-    cols = st.columns(GALLERY_COLUMNS)
-    for i, (idx, row) in enumerate(zip(sample_indices(rows), rows.itertuples(), strict=False)):
-        col = cols[i % GALLERY_COLUMNS]
-        truth = f"true {names[row.true_label]} · " if truth_known(data) else ""
-        where = f"{row.row_id} · " if hasattr(row, "row_id") else ""
-        col.image(enlarge_to(images[idx], GALLERY_PIXELS),
-                  caption=f"{where}given {names[row.given_label]} · teacher {names[row.teacher_label]} · {truth}"
-                          f"p {row.score:.2f}")
-        if soft is not None:
-            second = getattr(row, "second_label", -1)
-            true = (row.true_label,) if second < 0 else (row.true_label, second)
-            col.markdown(soft_label_bars(soft[idx], names, row.given_label, kinds[row.Index], true),
-                         unsafe_allow_html=True)
-    if total > len(rows):
-        st.caption(f"Showing {len(rows)} of {total}.")
+                    gallery(part.head(GALLERY_MAX), len(part), images, names, soft, kinds, data)
 
 
 def _number(value: float) -> str:

@@ -5,36 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from fatviz.bench import METHOD_DESCRIPTIONS, loss_benchmark
+from fatviz.bench import METHOD_DESCRIPTIONS
 from fatviz.errors import FatvizError
 from fatviz.figures.speed import slope_table, speed_figure, speedup_table, time_table
+from pages.ui.benchmark import CLASSES_PER, DIM, run_benchmark
 from pages.ui.look import presentation, show_error, start_page
 
 SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-CLASSES_PER = 8  # samples per class in every batch: K = N / 8 classes
-DIM = 128  # embedding dimension, as in the README's benchmark
 DEFAULT_METHODS = ("fat", "triplet-all-dense", "triplet-all", "batch-hard", "pml-triplet-all", "pml-batch-hard")
 DEFAULT_SIZES = (64, 512)
 DEFAULTS = {"sp_methods": list(DEFAULT_METHODS), "sp_repeats": 2, "sp_max_step": 0.5,
             "sp_threads": 1}
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def run_benchmark(sizes: tuple[int, ...], methods: tuple[str, ...], repeats: int, max_step_seconds: float,
-                  threads: int) -> dict:
-    """The loss benchmark for these parameters, with a progress bar; a repeated call is instant."""
-    bar = st.progress(0.0, text="Starting the benchmark…")
-    total = len(sizes) * len(methods) * (1 + repeats)  # one warm-up and `repeats` timings per method and size
-    calls = [0]
-
-    def progress(message: str) -> None:
-        calls[0] += 1
-        bar.progress(min(0.99, calls[0] / total), text=message)
-
-    result = loss_benchmark(sizes, DIM, CLASSES_PER, repeats, max_step_seconds, methods,
-                            progress=progress, threads=threads)
-    bar.empty()
-    return result
 
 
 def shown_table(table: pd.DataFrame, fmt: str, missing: str) -> None:

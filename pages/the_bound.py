@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from fatviz.bound_view import (
@@ -11,38 +9,20 @@ from fatviz.bound_view import (
     hardest_triplet,
     inequality_latex,
     moved_triplet,
-    teaching_blobs,
     triangle_latex,
     whole_set_bounds,
 )
 from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
-from fatviz.figures.bound import (
-    bound_view_figure,
-    triplet_terms_figure,
-    whole_set_figure,
-)
-from fatviz.figures.style import class_colour
+from fatviz.figures.bound import triplet_terms_figure, whole_set_figure
 from fatviz.losses import default_margin
-from pages.ui.look import cached, presentation, show_error, start_page
-from pages.ui.web import component
+from pages.ui.bound import blobs, drag_key, drag_view, set_bounds
+from pages.ui.look import presentation, show_error, start_page
 
 HARDEST = -1  # selectbox value: let the app pick the hardest
 DEFAULTS = {"tb_option": "norm-mean-norm", "tb_classes": 4, "tb_spread": 1.0, "tb_outliers": 0.0,
             "tb_margin_auto": True, "tb_margin": 0.5, "tb_seed": 0,
             "tb_anchor": HARDEST, "tb_positive": HARDEST, "tb_negative": HARDEST}
-
-
-@cached
-def blobs(n_classes: int, spread: float, outliers: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The page's small 2-D blobs (cached per slider setting)."""
-    return teaching_blobs(n_classes, spread, outliers, seed)
-
-
-@cached
-def set_bounds(n_classes: int, spread: float, outliers: float, seed: int, margin: float | None) -> pd.DataFrame:
-    """Exact loss and bound over all triplets of these blobs, per centroid option."""
-    return whole_set_bounds(*blobs(n_classes, spread, outliers, seed), margin)
 
 
 def _keep_valid(key: str, allowed: list[int]) -> None:
@@ -106,8 +86,8 @@ try:
     p = hard_p if ss["tb_positive"] == HARDEST else int(ss["tb_positive"])
     n = hard_n if ss["tb_negative"] == HARDEST else int(ss["tb_negative"])
     # The draggable view's state: the points and triplet a student left there (per set of blobs).
-    drag_key = "tb-drag-" + "-".join(map(str, data_args))
-    moved = moved_triplet((ss.get(drag_key) or {}).get("moved"), labels)
+    view_key = drag_key(data_args)
+    moved = moved_triplet((ss.get(view_key) or {}).get("moved"), labels)
     if moved is not None:
         points, a, p, n = moved
     terms = bound_terms(points, labels, a, p, n, option, margin)
@@ -117,22 +97,10 @@ except FatvizError as exc:
     st.stop()
 
 left, right = st.columns([3, 2], gap="large")
-mount, why = component("bound_drag")
 with left:
-    if mount is None:
-        st.plotly_chart(bound_view_figure(terms, labels, names, presentation=big), theme=None, key="tb_view")
-        st.caption(f"A still view: {why}.")
-    else:
-        spec = CENTROIDS.get(option)
-        space = "unit circle" if spec.normalised_anchors else "raw features"
-        mount(key=drag_key, default={"moved": None}, on_moved_change=lambda: None, data={
-            "points": np.asarray(points).tolist(), "labels": labels.tolist(), "names": names,
-            "colours": [class_colour(k) for k in range(len(names))], "members": spec.normalise_members,
-            "centre": spec.normalise_centre, "margin": terms.margin, "a": a, "p": p, "n": n,
-            "title": f"One triplet, option {option} ({space})", "presentation": big})
-        if moved is not None:
-            st.caption("You moved points: every number on this page is for the points as you left them "
-                       "(**Reset the points** in the view brings the blobs back).")
+    if drag_view(view_key, points, labels, names, terms, option, big) and moved is not None:
+        st.caption("You moved points: every number on this page is for the points as you left them "
+                   "(**Reset the points** in the view brings the blobs back).")
 with right:
     st.markdown(f"**Triplet** a = #{a}, p = #{p} ({names[terms.anchor_class]}), "
                 f"n = #{n} ({names[terms.negative_class]}); margin m = {terms.margin:g}")

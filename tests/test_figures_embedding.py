@@ -273,6 +273,13 @@ def test_metric_curves_one_line_per_option_per_metric_in_the_option_colour(runs)
     assert [a.text for a in fig.layout.annotations] == ["precision@1", "mAP", "NMI"]
 
 
+def test_metric_curves_take_the_colours_of_runs_that_are_not_options(runs) -> None:
+    named = {"centres=epoch": runs["mean"], "centres=batch": runs["norm-mean"]}
+    fig = metric_curves(named, ("map",), colours={"centres=epoch": "#111111", "centres=batch": "#222222"})
+    assert [(t.name, t.line.color) for t in fig.data] == [("centres=epoch", "#111111"), ("centres=batch", "#222222")]
+    np.testing.assert_allclose(values(fig.data[1].y), [s.metrics["map"] for s in runs["norm-mean"]])
+
+
 def test_loss_curves_show_each_term_per_option_without_epoch_zero(runs) -> None:
     fig = loss_curves(runs)
     assert {t.name for t in fig.data} == {"total", "point-to-set", "compactness"}

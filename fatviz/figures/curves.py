@@ -51,16 +51,19 @@ def _finish(fig: go.Figure, presentation: bool, height: int, uirevision: str) ->
 
 
 def metric_curves(runs: Mapping[str, Sequence], metrics: Sequence[str] = DEFAULT_METRICS,
-                  presentation: bool = False, height: int = 360) -> go.Figure:
-    """Test metrics over epochs, one panel per metric and one line per option (same colours everywhere)."""
+                  presentation: bool = False, height: int = 360, colours: Mapping[str, str] | None = None) -> go.Figure:
+    """Test metrics over epochs, one panel per metric and one line per option (same colours everywhere);
+    `colours` names the colour of runs that are not centroid options (the Lesson's centres runs)."""
     _check(runs)
+    colours = colours or {}
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRIC_LABELS.get(m, m) for m in metrics],
                         horizontal_spacing=0.07)
     for c, metric in enumerate(metrics, start=1):
         for option, snaps in runs.items():
             fig.add_trace(go.Scatter(
                 x=[s.epoch for s in snaps], y=[_value(s.metrics, metric) for s in snaps], mode="lines+markers",
-                name=option, legendgroup=option, showlegend=c == 1, line={"color": option_colour(option), "width": 3},
+                name=option, legendgroup=option, showlegend=c == 1,
+                line={"color": colours.get(option, option_colour(option)), "width": 3},
                 marker={"size": 5}), row=1, col=c)
         fig.update_xaxes(title_text="epoch", row=1, col=c)
     return _finish(fig, presentation, height, "metrics")
