@@ -75,6 +75,11 @@ CENTRE_SOURCES: tuple[str, ...] = ("epoch", "batch", "ema")
 DEFAULT_EMA_BETA = 0.9
 
 
+def centre_settings() -> tuple[str, ...]:
+    """The `centres` setting's value for each source, `ema` at its default beta (what a comparison runs)."""
+    return tuple(f"ema:{DEFAULT_EMA_BETA}" if kind == "ema" else kind for kind in CENTRE_SOURCES)
+
+
 @dataclass(frozen=True)
 class CentreSource:
     """Where a run's training centres come from: its kind, and for `ema` the history's weight beta."""

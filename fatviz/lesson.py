@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fatviz import catalogue
 from fatviz.presets import PRESETS
-from fatviz.settings import RunSettings, setting_fields
+from fatviz.settings import RunSettings
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,8 @@ SPEED = ((32, 64, 128, 256, 512), ("fat", "triplet-all", "batch-hard"), 1, 0.25,
 
 
 def centres_runs(base: RunSettings = CENTRES_BASE) -> dict[str, RunSettings]:
-    """One run's settings per value the `centres` setting takes (CENTRE_SCOPES, read when called)."""
-    scopes = next(f for f in setting_fields() if f.name == "centres").choices()
-    return {scope: base.replace(centres=scope) for scope in scopes}
+    """One run's settings per centre source (`catalogue.centre_settings()`, read when called)."""
+    return {scope: base.replace(centres=scope) for scope in catalogue.centre_settings()}
 
 
 def step_from_query(value: str | None, count: int = len(STEPS)) -> tuple[int, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import fatviz.catalogue
 import fatviz.settings
 from fatviz.lesson import CENTRES_BASE, STEPS, centres_runs, step_from_query
 from fatviz.settings import RunSettings
@@ -41,10 +42,11 @@ def test_six_to_eight_steps_with_distinct_keys_in_the_papers_words() -> None:
 
 def test_one_centres_run_per_registered_value_and_nothing_else_changed(monkeypatch: pytest.MonkeyPatch) -> None:
     runs = centres_runs()
-    assert list(runs) == list(fatviz.settings.CENTRE_SCOPES)
+    assert list(runs) == ["epoch", "batch", "ema:0.9"]
     for scope, s in runs.items():
         assert s.centres == scope and s.replace(centres=CENTRES_BASE.centres) == CENTRES_BASE
-    # A value added to the registry (another helper adds ema:β) is a run here with no edit to the lesson.
-    monkeypatch.setattr(fatviz.settings, "CENTRE_SCOPES", (*fatviz.settings.CENTRE_SCOPES, "test-scope"))
-    monkeypatch.setattr(fatviz.settings, "_validate", lambda s: None)  # the test value is not a real scope
+    # A source added to the catalogue is a run here with no edit to the lesson.
+    monkeypatch.setattr(fatviz.catalogue, "CENTRE_SOURCES", (*fatviz.catalogue.CENTRE_SOURCES, "test-scope"))
+    monkeypatch.setattr(fatviz.settings, "_validate", lambda s: None)  # the test value is not a real source
+    monkeypatch.setattr(fatviz.settings, "parse_centres", lambda text: fatviz.catalogue.CentreSource("batch"))
     assert "test-scope" in centres_runs(RunSettings())
