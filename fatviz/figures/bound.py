@@ -120,9 +120,13 @@ def whole_set_figure(table: pd.DataFrame, presentation: bool = False) -> go.Figu
                          offsetgroup="bound", marker_color=TERM_COLOURS["radius_term"],
                          text=[f"{v:.3f}" for v in bound], textposition="outside"))
     apply_style(fig, title="All triplets: exact loss vs the FAT bound", presentation=presentation, height=440)
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2, "x": 0},
-                      yaxis_title="mean over all triplets")
-    # The option names in their colours, as in the centroid explorer.
-    fig.update_xaxes(tickvals=options,
-                     ticktext=[f"<span style='color:{option_colour(o)}'><b>{o}</b></span>" for o in options])
+    # The legend sits at the foot of the whole figure, below however much room the option names take.
+    fig.update_layout(barmode="group", yaxis_title="mean over all triplets",
+                      legend={"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0})
+    fig.update_layout(margin={"b": 130 if presentation else 110})
+    # The option names in their colours, as in the centroid explorer, level and broken at a hyphen after
+    # the first word so four of them fit side by side at projector sizes.
+    fig.update_xaxes(tickvals=options, tickangle=0, automargin=True,
+                     ticktext=[f"<span style='color:{option_colour(o)}'><b>{o.replace('-', '-<br>', 1)}</b></span>"
+                               for o in options])
     return fig
