@@ -209,6 +209,33 @@ def test_the_live_view_is_one_static_epoch(panels) -> None:
     assert fig.layout.title.text == f"Epoch {EPOCHS}"
 
 
+def test_a_stepped_batch_draws_an_arrow_from_each_centre_s_previous_place_to_its_new_one(panels) -> None:
+    before = [p.centres[EPOCHS - 1].copy() for p in panels]
+    before[2][1] = np.nan  # a class without a centre before the batch: no arrow
+    fig = embedding_figure(panels, fake_labels(), animate=False, moved_from=before, title="epoch 4 + 1 of 9 batches")
+    arrows = [a for a in fig.layout.annotations if a.showarrow]
+    assert len(arrows) == len(panels) * K - 1
+    for p, panel in enumerate(panels):
+        axis = "" if p == 0 else str(p + 1)
+        mine = [a for a in arrows if a.xref == f"x{axis}"]
+        assert all(a.axref == f"x{axis}" and a.ayref == f"y{axis}" and a.yref == f"y{axis}" for a in mine)
+        classes = [k for k in range(K) if not (p == 2 and k == 1)]
+        assert [a.arrowcolor for a in mine] == [class_colour(k) for k in classes]
+        np.testing.assert_allclose([(a.x, a.y) for a in mine], panel.centres[EPOCHS][classes], atol=1e-6)  # heads: now
+        np.testing.assert_allclose([(a.ax, a.ay) for a in mine], before[p][classes], atol=1e-6)  # tails: before
+        xr, yr = fig.layout[f"xaxis{axis}"].range, fig.layout[f"yaxis{axis}"].range
+        tails = before[p][classes]
+        assert (xr[0] < tails[:, 0]).all() and (tails[:, 0] < xr[1]).all()  # the previous places are in view
+        assert (yr[0] < tails[:, 1]).all() and (tails[:, 1] < yr[1]).all()
+    ghosts = [t for t in fig.data if t.legendgroup == "previous"]
+    assert len(ghosts) == len(panels) and ghosts[0].showlegend and ghosts[0].marker.symbol == "diamond-open"
+    np.testing.assert_allclose(values(ghosts[3].x), np.round(before[3][:, 0], 3), atol=1e-3)
+    assert fig.layout.title.text == "epoch 4 + 1 of 9 batches"
+    assert not [a for a in embedding_figure(panels, fake_labels(), animate=False).layout.annotations if a.showarrow]
+    with pytest.raises(FatvizError, match="previous centres for 4 panels"):
+        embedding_figure(panels, fake_labels(), animate=False, moved_from=before[:3])
+
+
 def test_the_placeholder_has_the_panels_titles_and_a_message() -> None:
     fig = placeholder_figure(OPTIONS, "Press the button", columns=4)
     texts = [a.text for a in fig.layout.annotations]
