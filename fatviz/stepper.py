@@ -35,6 +35,13 @@ class Stepped:
     steps: int  # batches stepped since the copy was made
 
     @property
+    def moved(self) -> dict[str, np.ndarray]:
+        """How far each class centre moved in the batch, per option: (K,) Euclidean distances in the
+        option's anchor space (NaN for a class without a centre before or after)."""
+        return {o: np.where(snap.present, np.linalg.norm(snap.centres - self.previous[o], axis=1), np.nan)
+                for o, snap in self.snapshots.items()}
+
+    @property
     def counter(self) -> str:
         """Where training stands, e.g. "epoch 3 + 2 of 15 batches" (the same for every option, or per option)."""
         places = {o: _place(self.epochs[o], self.batches[o], self.per_epoch[o]) for o in self.epochs}

@@ -25,6 +25,7 @@ from pages.ui.look import crisp_images, plot_embedding, presentation, show_error
 from pages.ui.sidebar import sidebar_settings
 
 NEIGHBOURS = 6
+STEPPED_HEIGHT = 440  # px: a row of four square panels at 1280 px is about 200 px tall; more is empty space
 STEPPED = "explorer_stepped"  # session_state: (source, BatchStepper, last Stepped or None): one per session
 
 
@@ -69,9 +70,14 @@ def batch_steps(settings: RunSettings, source: str, results: dict | None, colour
     panels, moved_from = stepper.panels(stepped)
     fig = embedding_figure(panels, PointLabels.from_data(data), colour_by, animate=False, moved_from=moved_from,
                            columns=4, presentation=presentation(), title=f"After one more batch: {stepped.counter}",
-                           hover=False)
+                           hover=False, height=STEPPED_HEIGHT)
     plot_embedding(fig, "explorer-stepped")
-    st.caption("Hollow diamonds: where each class centre was before the last batch; arrows: where it moved. "
+    moved = stepped.moved
+    st.markdown("**How far the centres moved in this batch** (anchor-space distance, mean · largest): " + " · ".join(
+        f"{o} {np.nanmean(d):.3g} · {np.nanmax(d):.3g}" for o, d in moved.items()))
+    st.caption("Hollow diamonds: where each class centre was before the last batch; arrows: its move from there "
+               "(drawn k times longer where a panel says “arrows ×k”: late in training a batch moves a centre "
+               "by less than its diamond's width). "
                + ("Drawn on the axes PCA gives the run's last epoch" if results else
                   "Drawn on the PCA axes of the untrained networks")
                + ", so the picture moves only as the embedding does. "

@@ -17,9 +17,12 @@ from fatviz.figures.curves import (
     metrics_table,
 )
 from fatviz.figures.embedding import (
+    ARROW_COLOUR,
+    ARROW_SHARE,
     FLIPPED,
     KEPT,
     PointLabels,
+    arrow_scale,
     embedding_animation,
     embedding_figure,
     placeholder_figure,
@@ -220,20 +223,35 @@ def test_a_stepped_batch_draws_an_arrow_from_each_centre_s_previous_place_to_its
         mine = [a for a in arrows if a.xref == f"x{axis}"]
         assert all(a.axref == f"x{axis}" and a.ayref == f"y{axis}" and a.yref == f"y{axis}" for a in mine)
         classes = [k for k in range(K) if not (p == 2 and k == 1)]
-        assert [a.arrowcolor for a in mine] == [class_colour(k) for k in classes]
-        np.testing.assert_allclose([(a.x, a.y) for a in mine], panel.centres[EPOCHS][classes], atol=1e-6)  # heads: now
-        np.testing.assert_allclose([(a.ax, a.ay) for a in mine], before[p][classes], atol=1e-6)  # tails: before
+        assert {a.arrowcolor for a in mine} == {ARROW_COLOUR}  # dark on the class-coloured diamonds
         xr, yr = fig.layout[f"xaxis{axis}"].range, fig.layout[f"yaxis{axis}"].range
+        scale = arrow_scale(before[p], panel.centres[EPOCHS], xr[1] - xr[0])
+        assert scale > 1 and ("arrows ×" in fig.layout.annotations[p].text) == (scale > 1)  # these moves are short
+        np.testing.assert_allclose([(a.ax, a.ay) for a in mine], before[p][classes], atol=1e-6)  # tails: before
+        heads = before[p][classes] + scale * (panel.centres[EPOCHS][classes] - before[p][classes])  # along the move
+        np.testing.assert_allclose([(a.x, a.y) for a in mine], heads, atol=1e-5)
         tails = before[p][classes]
         assert (xr[0] < tails[:, 0]).all() and (tails[:, 0] < xr[1]).all()  # the previous places are in view
         assert (yr[0] < tails[:, 1]).all() and (tails[:, 1] < yr[1]).all()
     ghosts = [t for t in fig.data if t.legendgroup == "previous"]
     assert len(ghosts) == len(panels) and ghosts[0].showlegend and ghosts[0].marker.symbol == "diamond-open"
+    assert list(ghosts[0].marker.color) == [class_colour(k) for k in range(K)]  # the previous places say the class
     np.testing.assert_allclose(values(ghosts[3].x), np.round(before[3][:, 0], 3), atol=1e-3)
     assert fig.layout.title.text == "epoch 4 + 1 of 9 batches"
     assert not [a for a in embedding_figure(panels, fake_labels(), animate=False).layout.annotations if a.showarrow]
     with pytest.raises(FatvizError, match="previous centres for 4 panels"):
         embedding_figure(panels, fake_labels(), animate=False, moved_from=before[:3])
+
+
+def test_arrows_are_drawn_as_long_as_the_moves_unless_too_short_to_see() -> None:
+    before = np.zeros((4, 2))
+    far = np.array([[0.1, 0.0], [0.0, 0.2], [0.1, 0.1], [np.nan, np.nan]])
+    assert arrow_scale(before, far, 1.0) == 1  # a median move of 0.14 in a panel 1 wide shows as it is
+    near = far / 100  # median 0.0014: 106 times would reach 15 % of the width; 100 is the largest nice factor below
+    median = np.median([0.001, 0.002, np.hypot(0.001, 0.001)])
+    assert arrow_scale(before, near, 1.0) == 100
+    assert 100 * median <= ARROW_SHARE < 200 * median
+    assert arrow_scale(before, before, 1.0) == 1 and arrow_scale(before, far, 0.0) == 1  # nothing moved, no panel
 
 
 def test_the_placeholder_has_the_panels_titles_and_a_message() -> None:

@@ -119,6 +119,8 @@ def test_previous_and_new_centres_are_the_brute_force_ones_on_the_shown_axes(dat
         np.testing.assert_allclose(stepped.previous[option], before, atol=1e-5)
         np.testing.assert_allclose(stepped.snapshots[option].centres, after, atol=1e-5)
         assert not np.allclose(before, after, atol=1e-4)  # the batch moved them
+        distances = [np.sqrt(((a - b) ** 2).sum()) for a, b in zip(after, before, strict=True)]
+        np.testing.assert_allclose(stepped.moved[option], distances, atol=1e-5)
         # The axes: the untrained copy's own first epoch by a plain SVD (each axis' largest entry positive).
         shown = anchor_points(untrained[option], x[data.vis_idx], option)
         mean = shown.mean(0)

@@ -160,16 +160,40 @@ def _titles(panels: Sequence[PanelFrames], f: int, size: int, row_view: bool = F
     return out
 
 
-def _arrows(panels: Sequence[PanelFrames], f: int, moved_from: Sequence[np.ndarray]) -> list[dict]:
-    """An arrow per class centre from its previous place to where it is at frame f (drawn where both are known)."""
+ARROW_SHARE = 0.15  # a stepped centre's typical arrow is drawn at least this share of its panel's width: longer
+ARROW_COLOUR = "#111111"  # than a centre's diamond in a row of four panels at 1280 px, and dark on the coloured diamonds
+
+
+def arrow_scale(before: np.ndarray, after: np.ndarray, span: float) -> float:
+    """How many times their length to draw the moves from `before` to `after` ((K, 2) each) in a
+    panel `span` wide: 1 when the median move shows as it is, else the largest of 2, 5, 10, 20, ...
+    that keeps the median arrow within ARROW_SHARE of the panel (one batch late in training moves
+    a centre by less than its marker's width)."""
+    lengths = np.linalg.norm(np.asarray(after, dtype=float) - np.asarray(before, dtype=float), axis=1)
+    lengths = lengths[np.isfinite(lengths)]
+    if not len(lengths) or float(np.median(lengths)) <= 0 or span <= 0:
+        return 1.0
+    wanted = ARROW_SHARE * span / float(np.median(lengths))
+    scale = 1.0
+    for factor in (2, 5, 10, 20, 50, 100, 200, 500, 1000):
+        if factor <= wanted:
+            scale = float(factor)
+    return scale
+
+
+def _arrows(panels: Sequence[PanelFrames], f: int, moved_from: Sequence[np.ndarray],
+            scales: Sequence[float]) -> list[dict]:
+    """An arrow per class centre from its previous place along its move to frame f, `scales[p]` times
+    the move's length in panel p (drawn where both places are known)."""
     out = []
-    for p, (panel, before) in enumerate(zip(panels, moved_from, strict=True)):
+    for p, (panel, before, scale) in enumerate(zip(panels, moved_from, scales, strict=True)):
         x, y = f"x{_axis(p)}", f"y{_axis(p)}"
-        for k, (new, old) in enumerate(zip(panel.centres[f], before, strict=True)):
+        for new, old in zip(panel.centres[f], before, strict=True):
             if np.isfinite(new).all() and np.isfinite(old).all():
-                out.append({"x": float(new[0]), "y": float(new[1]), "ax": float(old[0]), "ay": float(old[1]),
+                head = old + scale * (np.asarray(new, dtype=float) - old)
+                out.append({"x": float(head[0]), "y": float(head[1]), "ax": float(old[0]), "ay": float(old[1]),
                             "xref": x, "yref": y, "axref": x, "ayref": y, "text": "", "showarrow": True,
-                            "arrowhead": 2, "arrowsize": 1, "arrowwidth": 2, "arrowcolor": class_colour(k)})
+                            "arrowhead": 2, "arrowsize": 1.2, "arrowwidth": 2, "arrowcolor": ARROW_COLOUR})
     return out
 
 
@@ -250,7 +274,8 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     per-point hover texts (the live view, redrawn every few seconds, is not for pointing at).
     `moved_from` (per panel, (K, 2) in the panel's axes; NaN rows: no centre) draws each class
     centre's previous place as a hollow diamond with an arrow to where it is at `frame` (one
-    stepped batch, fatviz.stepper).
+    stepped batch, fatviz.stepper); a panel whose moves are too short to see draws its arrows
+    along the moves, a few times longer, and says so under its title (see `arrow_scale`).
     Traces: per panel its points (customdata = position in the visualisation subset) and its
     centres; then the previous places, when drawn; then the legend key of colour groups; then the rings.
     """
@@ -322,6 +347,14 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
                                     "line": {"width": 3}}})
     for key, value in _ranges(panels, frame, zoom, moved_from).items():
         layout[key].update(value)
+    titles, arrows = _titles(panels, frame, size, row_view), []
+    if moved_from is not None:
+        scales = [arrow_scale(before, panel.centres[frame], float(np.diff(layout[f"xaxis{_axis(p)}"]["range"])[0]))
+                  for p, (panel, before) in enumerate(zip(panels, moved_from, strict=True))]
+        arrows = _arrows(panels, frame, moved_from, scales)
+        for panel_title, scale in zip(titles, scales, strict=True):
+            if scale > 1:
+                panel_title["text"] += f"<br><span style='font-size:{size - 2}px;color:#555555'>arrows ×{scale:g}</span>"
     controls = animate and n_frames > 1
     panel_height = (400 if presentation else 290) if row_view else 500  # row: near-square panels
     legend = {"title": {"text": COLOUR_BY_LABELS[colour_by]}, "itemsizing": "constant", "itemclick": False,
@@ -336,7 +369,7 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     else:
         legend.update(x=1.01, xanchor="left", y=1.0, yanchor="top")
     layout.update(
-        annotations=_titles(panels, frame, size, row_view) + ([] if moved_from is None else _arrows(panels, frame, moved_from)),
+        annotations=titles + arrows,
         shapes=shapes,
         uirevision="embedding",  # keep the zoom when the page reruns
         title={"text": title or f"Epoch {epochs[frame]}", "x": 0.01, "xanchor": "left", "y": 0.99,
