@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
+import torch
 from helpers import chart_figures, chart_payloads
 from streamlit.testing.v1 import AppTest
 
@@ -347,6 +348,31 @@ def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again
     fig = animation(at)
     assert fig is not None and len(fig.get("frames", [])) < 101
     assert [b for b in at.button if b.label == "Train again"]
+
+
+def test_explorer_step_a_batch_after_stop_goes_on_from_the_epochs_trained() -> None:
+    at = page("centroid_explorer", tiny(seed="26", epochs="100"))
+    assert not [b for b in at.button if b.label == "Step a batch"]
+    (stop,) = [b for b in at.button if b.label == "Stop"]
+    stop.click().run()
+    deadline = time.monotonic() + TIMEOUT
+    while not any(i.value.startswith("Stopped after epoch") for i in at.info):
+        assert time.monotonic() < deadline, "the run never stopped"
+        time.sleep(0.3)
+        at.run()
+    at.run()
+    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()},
+                                                              "seed": 26, "epochs": 100})))
+    epochs = {o: int(r.snapshots[-1].epoch) for o, r in job.results.items()}
+    shown = {o: [s.epoch for s in snaps] for o, snaps in job.snapshots.items()}
+    weights = {o: {k: v.clone() for k, v in r.state_dict.items()} for o, r in job.results.items()}
+    counter, fig = step_a_batch(at)
+    assert len(arrows(fig)) == 40
+    stepped = at.session_state["explorer_stepped"][2]
+    assert stepped.epochs == epochs and set(stepped.batches.values()) == {1}  # the next epoch's first batch
+    # The stopped run's epochs and weights, as the panels show them, are untouched.
+    assert {o: [s.epoch for s in snaps] for o, snaps in job.snapshots.items()} == shown
+    assert all(torch.equal(job.results[o].state_dict[k], v) for o, w in weights.items() for k, v in w.items())
 
 
 def test_explorer_impossible_setting_shows_one_error_and_keeps_running() -> None:
