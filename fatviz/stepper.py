@@ -10,7 +10,7 @@ writes anywhere: the saved run and its epochs stay as they were.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,7 +80,7 @@ class BatchStepper:
         self.from_run = results is not None
         self.trainers: dict[str, Trainer] = {}
         self._at: dict[str, _Position] = {}
-        self._maps = {}
+        self._maps: dict[str, Callable[[np.ndarray], np.ndarray]] = {}  # where each option's panel draws
         self.steps = 0
         for option in self.options:
             trainer = Trainer(option_settings(settings, option), data, snapshots=False)

@@ -167,6 +167,12 @@ def test_stepping_a_saved_run_starts_from_its_last_epoch_on_its_axes_and_leaves_
         np.testing.assert_allclose(moved_from[p], panel_frames(option, result.snapshots).centres[-1], atol=1e-4)
 
 
+def test_the_four_copies_share_the_prepared_data_instead_of_copying_it(data) -> None:
+    stepper = BatchStepper(TINY, data)
+    where = data.dataset.x_train.__array_interface__["data"][0]
+    assert {t.x_train.data_ptr() for t in stepper.trainers.values()} == {where}  # one dataset in memory per session
+
+
 def test_a_run_without_every_option_is_one_clear_error(data, saved) -> None:
     results = load_group(saved[0])
     results.pop("mean")
