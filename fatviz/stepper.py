@@ -77,7 +77,6 @@ class BatchStepper:
         self.options = CENTROIDS.names()
         if results is not None and set(results) != set(self.options):
             raise FatvizError("Stepping a batch needs the run of every centroid option; train the four options again.")
-        self.from_run = results is not None
         self.trainers: dict[str, Trainer] = {}
         self._at: dict[str, _Position] = {}
         self._maps: dict[str, Callable[[np.ndarray], np.ndarray]] = {}  # where each option's panel draws
