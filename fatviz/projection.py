@@ -12,7 +12,7 @@ The figure builders in fatviz.figures receive the finished frames.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,14 +156,23 @@ def fit_epoch(frame: np.ndarray, method: str, seed: int, previous: np.ndarray | 
 
 def _pca_frames(frames: Sequence[np.ndarray], extra: Sequence[np.ndarray] | None
                 ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-    """PCA per epoch on the epochs so far (running sums: one D x D eigenproblem per epoch), each
-    basis turned (a 2 x 2 rotation or reflection) to face the one before it."""
+    """PCA per epoch on the epochs so far (see _pca_maps), each epoch drawn on its own axes."""
+    proj: list[np.ndarray] = []
+    proj_extra: list[np.ndarray] | None = None if extra is None else []
+    for i, (mean, basis) in enumerate(_pca_maps(frames)):
+        proj.append(((np.asarray(frames[i], dtype=np.float64) - mean) @ basis).astype(np.float32))
+        if proj_extra is not None:
+            proj_extra.append(((np.asarray(extra[i], dtype=np.float64) - mean) @ basis).astype(np.float32))
+    return proj, proj_extra
+
+
+def _pca_maps(frames: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Each epoch's PCA map (mean, (D, 2) basis) on the epochs so far (running sums: one D x D
+    eigenproblem per epoch), each basis turned (a 2 x 2 rotation or reflection) to face the one before it."""
     dim = frames[0].shape[1]
     total, outer, count = np.zeros(dim), np.zeros((dim, dim)), 0
     previous: np.ndarray | None = None
-    proj: list[np.ndarray] = []
-    proj_extra: list[np.ndarray] | None = None if extra is None else []
-    for i, f in enumerate(frames):
+    for f in frames:
         f = np.asarray(f, dtype=np.float64)
         total += f.sum(0)
         outer += f.T @ f
@@ -179,10 +188,20 @@ def _pca_frames(frames: Sequence[np.ndarray], extra: Sequence[np.ndarray] | None
             u, _, vt = np.linalg.svd(basis.T @ previous)
             basis = basis @ (u @ vt)
         previous = basis
-        proj.append(((f - mean) @ basis).astype(np.float32))
-        if proj_extra is not None:
-            proj_extra.append(((np.asarray(extra[i], dtype=np.float64) - mean) @ basis).astype(np.float32))
-    return proj, proj_extra
+        yield mean, basis
+
+
+def last_frame_map(frames: Sequence[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The map PCA draws the last of `frames` with (2-D embeddings: as they are), for new points in
+    the same space: an embedding stepped on from that epoch lands on the axes it is drawn on."""
+    if not frames:
+        raise FatvizError("No epoch to take the axes from.")
+    if frames[0].shape[1] == 2:
+        return lambda a: np.asarray(a, dtype=np.float32)
+    if frames[0].shape[1] < 2:
+        raise FatvizError("Embeddings need at least two dimensions to draw.")
+    *_, (mean, basis) = _pca_maps(frames)
+    return lambda a: ((np.asarray(a, dtype=np.float64) - mean) @ basis).astype(np.float32)
 
 
 def _place_by_neighbours(frame: np.ndarray, projected: np.ndarray, points: np.ndarray, k: int = 5) -> np.ndarray:

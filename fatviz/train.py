@@ -288,14 +288,17 @@ class Trainer:
                                  else self.evaluate())
         return self.test_metrics
 
+    def measure(self) -> tuple[torch.Tensor, Centroids]:
+        """The model as it is now: the visualisation subset's embeddings and the whole-set centres."""
+        train_emb, _ = _embed(self.model, self.x_train)
+        vis_emb = train_emb[torch.as_tensor(self.data.vis_idx, device=self.device)]
+        return vis_emb, self.whole_set_centroids(train_emb)
+
     def _snapshot(self, epoch: int, losses: dict[str, float]) -> Snapshot:
         """Measure the model now: embeddings, centres, bound on the visual subset, test metrics."""
         s = self.settings
-        train_emb, _ = _embed(self.model, self.x_train)
-        self._centroids = self.whole_set_centroids(train_emb)
-        vis_idx = torch.as_tensor(self.data.vis_idx, device=self.device)
-        vis_emb = train_emb[vis_idx]
-        vis_given = self.y_train[vis_idx]
+        vis_emb, self._centroids = self.measure()
+        vis_given = self.y_train[torch.as_tensor(self.data.vis_idx, device=self.device)]
         try:
             b = triplet_bound(vis_emb, vis_given, s.centroid, s.effective_margin)
             bound = {"exact": b.exact, "bound": b.bound, "bound_point_to_set": b.point_to_set,
@@ -331,36 +334,18 @@ class Trainer:
             snap = self._snapshot(0, {})
             self.snapshot_list.append(snap)
             yield snap
-        bs = self.sampler.batch_length(self.settings.batch_size)  # a DistributedTrainer's settings hold its share
-        if self.loss_spec.uses_centres and self.centre_source.kind == "ema" and self._moving is None:
-            # Every class starts at its epoch-0 whole-set centre, so one no batch has reached yet is
-            # still a negative where it was, not a missing one.
-            start = self._centroids if self._centroids is not None else self.whole_set_centroids()
-            self._moving = MovingCentres(start, self.centre_source.beta)
         for epoch in range(1, self.settings.epochs + 1):
-            if self.loss_spec.uses_centres and self.centre_source.kind == "epoch" and (
-                    self._centroids is None or not self.take_snapshots):
-                self._centroids = self.whole_set_centroids()
-            self.model.train()
-            order = self.epoch_order()
             # Loss terms add up on the device: reading a float every batch would make a GPU wait
             # for each step. Finiteness is checked every CHECK_EVERY batches and at the epoch end.
             sums: dict[str, torch.Tensor] = {}
             batches = 0
-            for b, start in enumerate(range(0, len(order), bs)):
-                idx = order[start:start + bs]
-                if len(idx) < 2:  # batch norm cannot train on a single sample
-                    continue
-                emb, logits = self.model(self.x_train[idx])
-                terms = self._batch_loss(emb, logits, idx)
-                self.optimizer.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                self.optimizer.step()
+            for idx in self.epoch_batches():
+                terms = self.train_batch(idx)
                 for k, v in terms.items():
-                    sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
+                    sums[k] = sums[k] + v if k in sums else v.clone()
                 batches += 1
                 if batches % CHECK_EVERY == 0:
-                    self._check_finite(sums["total"], epoch, b + 1)
+                    self._check_finite(sums["total"], epoch, batches)
                 if should_stop is not None and should_stop():
                     self.stopped = True
                     break
@@ -381,6 +366,31 @@ class Trainer:
                 self._centroids = None
             if self.stopped:
                 return
+
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """Start an epoch (its centres, when fixed per epoch; train mode) and return its batches of sample indices."""
+        if self.loss_spec.uses_centres and self.centre_source.kind == "ema" and self._moving is None:
+            # Every class starts at its epoch-0 whole-set centre, so one no batch has reached yet is
+            # still a negative where it was, not a missing one.
+            start = self._centroids if self._centroids is not None else self.whole_set_centroids()
+            self._moving = MovingCentres(start, self.centre_source.beta)
+        if self.loss_spec.uses_centres and self.centre_source.kind == "epoch" and (
+                self._centroids is None or not self.take_snapshots):
+            self._centroids = self.whole_set_centroids()
+        self.model.train()
+        order = self.epoch_order()
+        bs = self.sampler.batch_length(self.settings.batch_size)  # a DistributedTrainer's settings hold its share
+        # Batch norm cannot train on a single sample: a last batch of one is left out.
+        return [idx for idx in (order[start:start + bs] for start in range(0, len(order), bs)) if len(idx) >= 2]
+
+    def train_batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimiser step on the training samples `idx`; returns the loss terms (detached, on the device)."""
+        emb, logits = self.model(self.x_train[idx])
+        terms = self._batch_loss(emb, logits, idx)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.optimizer.step()
+        return {k: v.detach() for k, v in terms.items()}
 
     def epoch_order(self) -> torch.Tensor:
         """This epoch's order of the kept training samples, by the settings' batch sampler."""

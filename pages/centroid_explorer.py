@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from fatviz.errors import FatvizError
 from fatviz.figures.curves import (
     bound_curves,
     evaluated_on,
@@ -14,14 +15,76 @@ from fatviz.figures.curves import (
     metric_curves,
     metrics_table,
 )
-from fatviz.figures.embedding import COLOUR_BY, COLOUR_BY_LABELS, ZOOMS
+from fatviz.figures.embedding import COLOUR_BY, COLOUR_BY_LABELS, ZOOMS, PointLabels, embedding_figure
 from fatviz.jobs import job_key
 from fatviz.projection import PROJECTION_LABELS, PROJECTIONS, nearest_neighbours
+from fatviz.settings import RunSettings
+from fatviz.stepper import BatchStepper
 from pages.ui.live import job_labels, job_manager, job_runs, prepared_data, show_job_animation, start_job, stop_job
-from pages.ui.look import crisp_images, presentation, start_page
+from pages.ui.look import crisp_images, plot_embedding, presentation, show_error, start_page
 from pages.ui.sidebar import sidebar_settings
 
 NEIGHBOURS = 6
+STEPPED_HEIGHT = 440  # px: a row of four square panels at 1280 px is about 200 px tall; more is empty space
+STEPPED = "explorer_stepped"  # session_state: (source, BatchStepper, last Stepped or None): one per session
+
+
+def batch_steps(settings: RunSettings, source: str, results: dict | None, colour_by: str) -> None:
+    """GAN Lab's slow motion: "Step a batch" trains one batch of each option in a private copy (of
+    `results`' final weights, or untrained without them) and draws the panels after it, each class
+    centre's move an arrow from its previous place. The copy lives in this session only."""
+    held = st.session_state.get(STEPPED)
+    if held is not None and held[0] != source:
+        held = None
+    cols = st.columns([1.3, 1.3, 5], vertical_alignment="center")
+    if cols[0].button("Step a batch", icon=":material/skip_next:", key="explorer_step_batch", width="stretch",
+                      help="Train one batch of each option in a copy and redraw the panels with each centre's "
+                           "move. The saved run is never changed."):
+        data = prepared_data(settings)
+        if data is None:
+            return
+        try:
+            if held is None:
+                with st.spinner("Copying the four networks…"):
+                    held = (source, BatchStepper(settings, data, results), None)
+            held = (held[0], held[1], held[1].step())
+        except FatvizError as exc:
+            show_error(exc)
+            return
+        st.session_state[STEPPED] = held
+    if held is None or held[2] is None:
+        cols[2].caption("**Step a batch** trains one batch of each option " + (
+            "from these last weights (with a fresh optimiser)" if results else "from the untrained networks")
+            + " and shows how far each class centre moves.")
+        return
+    stepper, stepped = held[1], held[2]
+    if cols[1].button("Forget steps", icon=":material/undo:", key="explorer_step_forget", width="stretch",
+                      help="Drop the stepped copy; the run itself was never changed."):
+        st.session_state.pop(STEPPED, None)
+        st.rerun()
+    cols[2].markdown(f"**Stepped: {stepped.counter}** · {stepped.steps} batch{'es' if stepped.steps > 1 else ''} "
+                     "in this copy")
+    data = prepared_data(settings)
+    if data is None:
+        return
+    panels, moved_from = stepper.panels(stepped)
+    fig = embedding_figure(panels, PointLabels.from_data(data), colour_by, animate=False, moved_from=moved_from,
+                           columns=4, presentation=presentation(), title=f"After one more batch: {stepped.counter}",
+                           hover=False, height=STEPPED_HEIGHT)
+    plot_embedding(fig, "explorer-stepped")
+    moved = stepped.moved
+    st.markdown("**How far the centres moved in this batch** (anchor-space distance, mean · largest): " + " · ".join(
+        f"{o} {np.nanmean(d):.3g} · {np.nanmax(d):.3g}" for o, d in moved.items()))
+    st.caption("Hollow diamonds: where each class centre was before the last batch; arrows: its move from there "
+               "(drawn k times longer where a panel says “arrows ×k”: late in training a batch moves a centre "
+               "by less than its diamond's width). "
+               + ("Drawn on the axes PCA gives the run's last epoch" if results else
+                  "Drawn on the PCA axes of the untrained networks")
+               + ", so the picture moves only as the embedding does. "
+               + ("The copy starts from the run's final weights with a fresh Adam (a run does not save its "
+                  "optimiser's state): its steps are not exactly the ones the run would take next. "
+                  if results else "")
+               + "The saved run and its epochs are never changed.")
 
 start_page()
 crisp_images()
@@ -55,6 +118,7 @@ if job is None or job.status in ("error", "stopped"):
     elif job is None:
         st.info("These settings have not been trained yet. Press **Train the four options**: "
                 "the panels fill in epoch by epoch while training runs.")
+        batch_steps(settings, f"untrained:{key}", None, "true")
         st.stop()
 if job is None:
     st.stop()
@@ -126,6 +190,8 @@ if job.done and n > 1:
                                        "▶ Play in the chart animates all epochs.")
 if not job.done or job.status == "error":
     st.stop()
+if len(job.results) == len(job.options):
+    batch_steps(settings, f"{job.key}:{job.started}", job.results, colour_by)
 
 runs = job_runs(job)
 if not any(runs.values()):

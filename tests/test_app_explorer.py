@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
+import torch
 from helpers import chart_figures, chart_payloads
 from streamlit.testing.v1 import AppTest
 
@@ -221,6 +222,62 @@ def test_explorer_step_buttons_and_a_clicked_point_show_that_epoch_and_sample() 
     assert not at.get("image") and not [t for t in animation(at)["data"] if t.get("legendgroup") == "highlight"]
 
 
+def stepped_figure(at: AppTest) -> dict:
+    """The panels after the last stepped batch (a plotly chart of their own)."""
+    (fig,) = [f for f in figures(at) if f["layout"].get("title", {}).get("text", "").startswith("After one more batch")]
+    return fig
+
+
+def step_a_batch(at: AppTest) -> tuple[str, dict]:
+    """Click Step a batch; return the counter shown and the stepped panels' figure."""
+    at.button(key="explorer_step_batch").click().run()
+    no_trouble(at)
+    (counter,) = [m.value for m in at.markdown if m.value.startswith("**Stepped: ")]
+    return counter, stepped_figure(at)
+
+
+def arrows(fig: dict) -> list[dict]:
+    return [a for a in fig["layout"]["annotations"] if a.get("showarrow")]
+
+
+def test_explorer_step_a_batch_after_a_finished_run_moves_the_counter_draws_arrows_and_keeps_the_run() -> None:
+    at = page("centroid_explorer", tiny(seed="24"))
+    run_until_animated(at, frames=3)
+    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()}, "seed": 24})))
+    folder = job_manager().run_folder(job)
+    saved = {p: p.read_bytes() for p in sorted(folder.rglob("run.pt"))}
+    assert len(saved) == 4
+    counter, fig = step_a_batch(at)
+    per_epoch = at.session_state["explorer_stepped"][2].per_epoch["mean"]
+    assert per_epoch >= 2 and counter.startswith(f"**Stepped: epoch 2 + 1 of {per_epoch} batches**")
+    assert fig["layout"]["title"]["text"] == f"After one more batch: epoch 2 + 1 of {per_epoch} batches"
+    assert len([t for t in fig["data"] if t.get("name") == "points"]) == 4
+    assert len(arrows(fig)) == 4 * 10  # every digit's centre in every panel
+    assert all(a["x"] != a["ax"] or a["y"] != a["ay"] for a in arrows(fig))  # each one moved
+    for _ in range(per_epoch - 1):
+        counter, fig = step_a_batch(at)
+    assert counter.startswith("**Stepped: epoch 3**") and f"{per_epoch} batches in this copy" in counter
+    assert {p: p.read_bytes() for p in sorted(folder.rglob("run.pt"))} == saved  # the saved epochs, byte for byte
+    assert [s.epoch for s in job.snapshots["mean"]] == [0, 1, 2] and len(animation(at)["frames"]) == 3
+    at.button(key="explorer_step_forget").click().run()
+    assert "explorer_stepped" not in at.session_state and not [
+        f for f in figures(at) if f["layout"].get("title", {}).get("text", "").startswith("After one more batch")]
+
+
+def test_explorer_step_a_batch_before_training_steps_the_untrained_networks_without_a_job() -> None:
+    at = page("centroid_explorer", tiny(seed="25"))
+    run_until_animated(at, frames=3)
+    at.slider(key="w_epochs").set_value(3).run()  # edited settings: nothing trains before the button
+    assert [b for b in at.button if b.label == "Train the four options"]
+    counter, fig = step_a_batch(at)
+    assert counter.startswith("**Stepped: epoch 0 + 1 of ")
+    assert len(arrows(fig)) == 40
+    counter, _ = step_a_batch(at)
+    assert counter.startswith("**Stepped: epoch 0 + 2 of ") or counter.startswith("**Stepped: epoch 1**")
+    settings = RunSettings(**{**{k: int(v) for k, v in TINY.items()}, "seed": 25, "epochs": 3})
+    assert job_manager().get(job_key("compare", settings)) is None  # stepping trained no run
+
+
 def test_explorer_draws_the_first_epoch_in_the_same_run_then_sends_only_new_epochs() -> None:
     at = page("centroid_explorer", tiny(seed="21", epochs="100"))
     no_trouble(at)
@@ -322,6 +379,31 @@ def test_explorer_link_with_an_impossible_centre_source_says_so_and_uses_the_def
         (warning,) = at.warning
         assert bad in warning.value and "default centres" in warning.value
         assert at.radio(key="w_centres").value == "epoch"
+
+
+def test_explorer_step_a_batch_after_stop_goes_on_from_the_epochs_trained() -> None:
+    at = page("centroid_explorer", tiny(seed="26", epochs="100"))
+    assert not [b for b in at.button if b.label == "Step a batch"]
+    (stop,) = [b for b in at.button if b.label == "Stop"]
+    stop.click().run()
+    deadline = time.monotonic() + TIMEOUT
+    while not any(i.value.startswith("Stopped after epoch") for i in at.info):
+        assert time.monotonic() < deadline, "the run never stopped"
+        time.sleep(0.3)
+        at.run()
+    at.run()
+    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()},
+                                                              "seed": 26, "epochs": 100})))
+    epochs = {o: int(r.snapshots[-1].epoch) for o, r in job.results.items()}
+    shown = {o: [s.epoch for s in snaps] for o, snaps in job.snapshots.items()}
+    weights = {o: {k: v.clone() for k, v in r.state_dict.items()} for o, r in job.results.items()}
+    counter, fig = step_a_batch(at)
+    assert len(arrows(fig)) == 40
+    stepped = at.session_state["explorer_stepped"][2]
+    assert stepped.epochs == epochs and set(stepped.batches.values()) == {1}  # the next epoch's first batch
+    # The stopped run's epochs and weights, as the panels show them, are untouched.
+    assert {o: [s.epoch for s in snaps] for o, snaps in job.snapshots.items()} == shown
+    assert all(torch.equal(job.results[o].state_dict[k], v) for o, w in weights.items() for k, v in w.items())
 
 
 def test_explorer_impossible_setting_shows_one_error_and_keeps_running() -> None:

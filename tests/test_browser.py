@@ -156,3 +156,28 @@ def test_run_the_demo_and_visit_every_page(server) -> None:
         shutil.copy2(shot, COPY / shot.name)
     print("\nbrowser timings (2 workers):", json.dumps(timings))
     assert timings["first_frame_s"] is not None and timings["full_animation_s"] is not None
+
+
+def test_step_a_batch_in_the_explorer_at_projector_size(server) -> None:
+    """Three batches stepped after a short run, at 1280 x 720: the counter moves, the arrows are drawn."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(f"{server}/centroid_explorer?epochs=3&seed=7")
+            page.locator(ANIMATION).first.wait_for(timeout=SLOW * 1000)
+            settle(page)
+            for _ in range(3):
+                page.get_by_role("button", name="Step a batch").click()
+                settle(page, quiet=1.0)
+            no_exception(page, "explorer after stepping")
+            counter = page.get_by_text("Stepped: ").first.inner_text()
+            assert counter.startswith("Stepped: epoch 3 + 3 of "), counter
+            chart = page.locator(".js-plotly-plot", has_text="After one more batch").first
+            assert chart.locator(".annotation-arrow-g").count() == 4 * 10  # every digit's centre, every panel
+            chart.scroll_into_view_if_needed()
+            shoot(page, "12-explorer-step-a-batch")
+        finally:
+            browser.close()

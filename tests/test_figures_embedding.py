@@ -17,9 +17,12 @@ from fatviz.figures.curves import (
     metrics_table,
 )
 from fatviz.figures.embedding import (
+    ARROW_COLOUR,
+    ARROW_SHARE,
     FLIPPED,
     KEPT,
     PointLabels,
+    arrow_scale,
     embedding_animation,
     embedding_figure,
     placeholder_figure,
@@ -207,6 +210,48 @@ def test_the_live_view_is_one_static_epoch(panels) -> None:
     fig = embedding_figure(panels, fake_labels(), animate=False)
     assert not fig.frames and not fig.layout.sliders and not fig.layout.updatemenus
     assert fig.layout.title.text == f"Epoch {EPOCHS}"
+
+
+def test_a_stepped_batch_draws_an_arrow_from_each_centre_s_previous_place_to_its_new_one(panels) -> None:
+    before = [p.centres[EPOCHS - 1].copy() for p in panels]
+    before[2][1] = np.nan  # a class without a centre before the batch: no arrow
+    fig = embedding_figure(panels, fake_labels(), animate=False, moved_from=before, title="epoch 4 + 1 of 9 batches")
+    arrows = [a for a in fig.layout.annotations if a.showarrow]
+    assert len(arrows) == len(panels) * K - 1
+    for p, panel in enumerate(panels):
+        axis = "" if p == 0 else str(p + 1)
+        mine = [a for a in arrows if a.xref == f"x{axis}"]
+        assert all(a.axref == f"x{axis}" and a.ayref == f"y{axis}" and a.yref == f"y{axis}" for a in mine)
+        classes = [k for k in range(K) if not (p == 2 and k == 1)]
+        assert {a.arrowcolor for a in mine} == {ARROW_COLOUR}  # dark on the class-coloured diamonds
+        xr, yr = fig.layout[f"xaxis{axis}"].range, fig.layout[f"yaxis{axis}"].range
+        scale = arrow_scale(before[p], panel.centres[EPOCHS], xr[1] - xr[0])
+        assert scale > 1 and ("arrows ×" in fig.layout.annotations[p].text) == (scale > 1)  # these moves are short
+        np.testing.assert_allclose([(a.ax, a.ay) for a in mine], before[p][classes], atol=1e-6)  # tails: before
+        heads = before[p][classes] + scale * (panel.centres[EPOCHS][classes] - before[p][classes])  # along the move
+        np.testing.assert_allclose([(a.x, a.y) for a in mine], heads, atol=1e-5)
+        tails = before[p][classes]
+        assert (xr[0] < tails[:, 0]).all() and (tails[:, 0] < xr[1]).all()  # the previous places are in view
+        assert (yr[0] < tails[:, 1]).all() and (tails[:, 1] < yr[1]).all()
+    ghosts = [t for t in fig.data if t.legendgroup == "previous"]
+    assert len(ghosts) == len(panels) and ghosts[0].showlegend and ghosts[0].marker.symbol == "diamond-open"
+    assert list(ghosts[0].marker.color) == [class_colour(k) for k in range(K)]  # the previous places say the class
+    np.testing.assert_allclose(values(ghosts[3].x), np.round(before[3][:, 0], 3), atol=1e-3)
+    assert fig.layout.title.text == "epoch 4 + 1 of 9 batches"
+    assert not [a for a in embedding_figure(panels, fake_labels(), animate=False).layout.annotations if a.showarrow]
+    with pytest.raises(FatvizError, match="previous centres for 4 panels"):
+        embedding_figure(panels, fake_labels(), animate=False, moved_from=before[:3])
+
+
+def test_arrows_are_drawn_as_long_as_the_moves_unless_too_short_to_see() -> None:
+    before = np.zeros((4, 2))
+    far = np.array([[0.1, 0.0], [0.0, 0.2], [0.1, 0.1], [np.nan, np.nan]])
+    assert arrow_scale(before, far, 1.0) == 1  # a median move of 0.14 in a panel 1 wide shows as it is
+    near = far / 100  # median 0.0014: 106 times would reach 15 % of the width; 100 is the largest nice factor below
+    median = np.median([0.001, 0.002, np.hypot(0.001, 0.001)])
+    assert arrow_scale(before, near, 1.0) == 100
+    assert 100 * median <= ARROW_SHARE < 200 * median
+    assert arrow_scale(before, before, 1.0) == 1 and arrow_scale(before, far, 0.0) == 1  # nothing moved, no panel
 
 
 def test_the_placeholder_has_the_panels_titles_and_a_message() -> None:

@@ -98,12 +98,15 @@ def _axis(p: int) -> str:
     return "" if p == 0 else str(p + 1)
 
 
-def _ranges(panels: Sequence[PanelFrames], f: int, zoom: str) -> dict[str, dict]:
-    """Axis ranges of every panel at frame f: this frame's points ("follow") or all frames' ("fixed")."""
+def _ranges(panels: Sequence[PanelFrames], f: int, zoom: str,
+            extra: Sequence[np.ndarray] | None = None) -> dict[str, dict]:
+    """Axis ranges of every panel at frame f: this frame's points ("follow") or all frames' ("fixed"),
+    and the panel's `extra` points (where its centres were before a stepped batch)."""
     out: dict[str, dict] = {}
     for p, panel in enumerate(panels):
         frames = range(len(panel.points)) if zoom == "fixed" else (f,)
-        pts = np.concatenate([a for g in frames for a in (panel.points[g], panel.centres[g])])
+        pts = np.concatenate([a for g in frames for a in (panel.points[g], panel.centres[g])]
+                             + ([] if extra is None else [extra[p]]))
         xr, yr = _square(pts, panel.unit_circle)
         out[f"xaxis{_axis(p)}"] = {"range": xr}
         out[f"yaxis{_axis(p)}"] = {"range": yr}
@@ -154,6 +157,43 @@ def _titles(panels: Sequence[PanelFrames], f: int, size: int, row_view: bool = F
             text += f"<br><span style='font-size:{size - 4}px;color:#555555'>{note}</span>"
         out.append({"text": text, "xref": f"x{axis} domain", "yref": f"y{axis} domain", "x": 0.5, "y": 1.0,
                     "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": size}})
+    return out
+
+
+ARROW_SHARE = 0.15  # a stepped centre's typical arrow is drawn at least this share of its panel's width: longer
+ARROW_COLOUR = "#111111"  # than a centre's diamond in a row of four panels at 1280 px, and dark on the coloured diamonds
+
+
+def arrow_scale(before: np.ndarray, after: np.ndarray, span: float) -> float:
+    """How many times their length to draw the moves from `before` to `after` ((K, 2) each) in a
+    panel `span` wide: 1 when the median move shows as it is, else the largest of 2, 5, 10, 20, ...
+    that keeps the median arrow within ARROW_SHARE of the panel (one batch late in training moves
+    a centre by less than its marker's width)."""
+    lengths = np.linalg.norm(np.asarray(after, dtype=float) - np.asarray(before, dtype=float), axis=1)
+    lengths = lengths[np.isfinite(lengths)]
+    if not len(lengths) or float(np.median(lengths)) <= 0 or span <= 0:
+        return 1.0
+    wanted = ARROW_SHARE * span / float(np.median(lengths))
+    scale = 1.0
+    for factor in (2, 5, 10, 20, 50, 100, 200, 500, 1000):
+        if factor <= wanted:
+            scale = float(factor)
+    return scale
+
+
+def _arrows(panels: Sequence[PanelFrames], f: int, moved_from: Sequence[np.ndarray],
+            scales: Sequence[float]) -> list[dict]:
+    """An arrow per class centre from its previous place along its move to frame f, `scales[p]` times
+    the move's length in panel p (drawn where both places are known)."""
+    out = []
+    for p, (panel, before, scale) in enumerate(zip(panels, moved_from, scales, strict=True)):
+        x, y = f"x{_axis(p)}", f"y{_axis(p)}"
+        for new, old in zip(panel.centres[f], before, strict=True):
+            if np.isfinite(new).all() and np.isfinite(old).all():
+                head = old + scale * (np.asarray(new, dtype=float) - old)
+                out.append({"x": float(head[0]), "y": float(head[1]), "ax": float(old[0]), "ay": float(old[1]),
+                            "xref": x, "yref": y, "axref": x, "ayref": y, "text": "", "showarrow": True,
+                            "arrowhead": 2, "arrowsize": 1.2, "arrowwidth": 2, "arrowcolor": ARROW_COLOUR})
     return out
 
 
@@ -221,7 +261,8 @@ def _axis_refs(p: int) -> dict[str, str]:
 def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_by: str = "true",
                      frame: int | None = None, animate: bool = True, presentation: bool = False,
                      height: int | None = None, title: str = "", zoom: str = "follow",
-                     highlight: int | None = None, columns: int | None = None, hover: bool = True) -> go.Figure:
+                     highlight: int | None = None, columns: int | None = None, hover: bool = True,
+                     moved_from: Sequence[np.ndarray] | None = None) -> go.Figure:
     """The synchronised panels as one figure: frames per epoch, Play/Pause/Reset and an epoch slider.
 
     `frame` picks the epoch shown first (default: the last). With `animate=False` the figure
@@ -231,8 +272,12 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     visualisation subset) in every panel. `columns` sets panels per row (default: a 2x2 grid;
     4 puts them in one row under one horizontal legend). `hover=False` leaves out the
     per-point hover texts (the live view, redrawn every few seconds, is not for pointing at).
+    `moved_from` (per panel, (K, 2) in the panel's axes; NaN rows: no centre) draws each class
+    centre's previous place as a hollow diamond with an arrow to where it is at `frame` (one
+    stepped batch, fatviz.stepper); a panel whose moves are too short to see draws its arrows
+    along the moves, a few times longer, and says so under its title (see `arrow_scale`).
     Traces: per panel its points (customdata = position in the visualisation subset) and its
-    centres; then the legend key of colour groups; then the rings.
+    centres; then the previous places, when drawn; then the legend key of colour groups; then the rings.
     """
     if not panels:
         raise FatvizError("Nothing to draw: no run has a snapshot yet.")
@@ -240,6 +285,8 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     frame = n_frames - 1 if frame is None else max(0, min(int(frame), n_frames - 1))
     if zoom not in ZOOMS:
         raise FatvizError(f"Unknown zoom {zoom!r}: choose follow or fixed.")
+    if moved_from is not None and len(moved_from) != len(panels):
+        raise FatvizError(f"{len(moved_from)} sets of previous centres for {len(panels)} panels.")
     if highlight is not None and not 0 <= highlight < len(labels.true):
         raise FatvizError(f"Point {highlight} does not exist: the view holds {len(labels.true)} points.")
     groups = point_groups(labels, colour_by)
@@ -282,6 +329,11 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
             shapes.append({"type": "circle", "x0": -1, "y0": -1, "x1": 1, "y1": 1, "layer": "below",
                            "line": {"color": "#999999", "dash": "dot"}, "xref": refs["xaxis"],
                            "yref": refs["yaxis"]})
+    for p, before in enumerate(() if moved_from is None else moved_from):
+        data.append({"type": "scatter", **_xy(before), **_axis_refs(p), "mode": "markers", "name": "previous place",
+                     "legendgroup": "previous", "showlegend": p == 0, "hoverinfo": "skip",
+                     "marker": {"symbol": "diamond-open", "size": marker * 2.2, "opacity": 0.9,
+                                "color": [class_colour(c) for c in range(len(before))], "line": {"width": 2}}})
     for name, colour, mask in groups:  # legend key: one entry per colour group, with its count
         data.append({"type": "scatter", "x": [None], "y": [None], "mode": "markers",
                      "name": f"{name} ({int(mask.sum())})", "marker": {"color": colour, "size": marker + 3},
@@ -293,8 +345,16 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
                          "showlegend": p == 0, "hoverinfo": "skip",
                          "marker": {"symbol": "circle-open", "size": marker * 3.2, "color": "#111111",
                                     "line": {"width": 3}}})
-    for key, value in _ranges(panels, frame, zoom).items():
+    for key, value in _ranges(panels, frame, zoom, moved_from).items():
         layout[key].update(value)
+    titles, arrows = _titles(panels, frame, size, row_view), []
+    if moved_from is not None:
+        scales = [arrow_scale(before, panel.centres[frame], float(np.diff(layout[f"xaxis{_axis(p)}"]["range"])[0]))
+                  for p, (panel, before) in enumerate(zip(panels, moved_from, strict=True))]
+        arrows = _arrows(panels, frame, moved_from, scales)
+        for panel_title, scale in zip(titles, scales, strict=True):
+            if scale > 1:
+                panel_title["text"] += f"<br><span style='font-size:{size - 2}px;color:#555555'>arrows ×{scale:g}</span>"
     controls = animate and n_frames > 1
     panel_height = (400 if presentation else 290) if row_view else 500  # row: near-square panels
     legend = {"title": {"text": COLOUR_BY_LABELS[colour_by]}, "itemsizing": "constant", "itemclick": False,
@@ -309,7 +369,8 @@ def embedding_figure(panels: Sequence[PanelFrames], labels: PointLabels, colour_
     else:
         legend.update(x=1.01, xanchor="left", y=1.0, yanchor="top")
     layout.update(
-        annotations=_titles(panels, frame, size, row_view), shapes=shapes,
+        annotations=titles + arrows,
+        shapes=shapes,
         uirevision="embedding",  # keep the zoom when the page reruns
         title={"text": title or f"Epoch {epochs[frame]}", "x": 0.01, "xanchor": "left", "y": 0.99,
                "yanchor": "top", "font": {"size": size + 4}},
