@@ -334,8 +334,8 @@ def test_a_chart_that_asks_for_another_view_or_more_than_was_sent_gets_everythin
     assert sent == {}
 
 
-def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again() -> None:
-    at = page("centroid_explorer", tiny(seed="20", epochs="100"))
+def stop_and_wait(at) -> None:
+    """Press Stop and rerun the page until it says the run stopped."""
     (stop,) = [b for b in at.button if b.label == "Stop"]
     stop.click().run()
     deadline = time.monotonic() + TIMEOUT
@@ -343,6 +343,11 @@ def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again
         assert time.monotonic() < deadline, "the run never stopped"
         time.sleep(0.3)
         at.run()
+
+
+def test_explorer_stop_keeps_the_epochs_trained_so_far_and_offers_to_train_again() -> None:
+    at = page("centroid_explorer", tiny(seed="20", epochs="100"))
+    stop_and_wait(at)
     at.run()  # the run that saw the job stop may have drawn its top before it stopped
     no_trouble(at)
     fig = animation(at)
@@ -384,13 +389,7 @@ def test_explorer_link_with_an_impossible_centre_source_says_so_and_uses_the_def
 def test_explorer_step_a_batch_after_stop_goes_on_from_the_epochs_trained() -> None:
     at = page("centroid_explorer", tiny(seed="26", epochs="100"))
     assert not [b for b in at.button if b.label == "Step a batch"]
-    (stop,) = [b for b in at.button if b.label == "Stop"]
-    stop.click().run()
-    deadline = time.monotonic() + TIMEOUT
-    while not any(i.value.startswith("Stopped after epoch") for i in at.info):
-        assert time.monotonic() < deadline, "the run never stopped"
-        time.sleep(0.3)
-        at.run()
+    stop_and_wait(at)
     at.run()
     job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()},
                                                               "seed": 26, "epochs": 100})))
