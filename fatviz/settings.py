@@ -26,6 +26,7 @@ from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES, NEGATIVE_MODES, RADIUS_MODES, default_compactness_weight, default_margin
 from fatviz.models import MODELS
+from fatviz.reid_synth import DEFAULT_REID_SIZE, REID_SIZES
 from fatviz.sampling import BATCH_SAMPLERS
 
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
@@ -38,7 +39,8 @@ BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 # What each kind of job reads: its sections, less the fields it overrides itself. Bump
 # KEY_VERSION whenever the same settings would train to a different result (a saved run under
 # an old key is then trained again instead of being served as if it were this code's result).
-KEY_VERSION = 5  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
+# 6: reid-synth's default is the ReID-like "market" size (was today's "small").
+KEY_VERSION = 6  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
 JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train": (("data", "model", "training", "view"), ()),
     "compare": (("data", "model", "training", "view"), ("centroid",)),
@@ -96,6 +98,9 @@ class RunSettings:
     blob_dim: int = _setting(2, "data", "blobs: input dimension", low=2, app=(2, 64))
     blob_spread: float = _setting(1.0, "data", "blobs: spread of each blob", low=1e-6, app=(0.2, 3.0))
     blob_outliers: float = _setting(0.0, "data", "blobs: fraction of outliers", low=0.0, high=0.99, app=(0.0, 0.3))
+    reid_size: str = _setting(DEFAULT_REID_SIZE, "data", "reid-synth: market (300 identities of 4-12 images, 6 "
+                              "cameras, occluders) or small (60 identities of 16 images, 4 cameras)",
+                              choices=lambda: REID_SIZES.names())
     # -- model and loss --
     model: str = _setting("auto", "model", "embedding network (auto: MLP for vectors, lenet-bn for small images)",
                           choices=lambda: ("auto", *MODELS.names()))
