@@ -448,13 +448,20 @@ def test_version_1_folder_still_loads(small_run, tmp_path):
     meta = json.loads((folder / "distill.json").read_text())
     meta["schema_version"] = 1
     (folder / "distill.json").write_text(json.dumps(meta))
-    small_run.table.drop(columns=["noise_kind", "second_label"]).to_csv(folder / "table.csv", index=False)
+    small_run.table.drop(columns=["noise_kind", "second_label", "pair_first", "pair_second"]).to_csv(
+        folder / "table.csv", index=False)
     back = load_distillation(folder)
     assert tuple(back.table.columns) == TABLE_COLUMNS
     assert ((back.table.noise_kind == "wrong_identity") == back.table.was_flipped).all()
+    assert (back.table.pair_first == -1).all()
+    meta["schema_version"] = 2  # before two-people verdicts
+    (folder / "distill.json").write_text(json.dumps(meta))
+    small_run.table.drop(columns=["pair_first", "pair_second"]).to_csv(folder / "table.csv", index=False)
+    back = load_distillation(folder)
+    assert tuple(back.table.columns) == TABLE_COLUMNS and (back.table.pair_second == -1).all()
     meta["schema_version"] = 7
     (folder / "distill.json").write_text(json.dumps(meta))
-    with pytest.raises(FatvizError, match="reads version 2"):
+    with pytest.raises(FatvizError, match="reads version 3"):
         load_distillation(folder)
 
 
@@ -487,3 +494,64 @@ def test_the_agree_rule_never_empties_a_class():
     assert keep[given != 2].all()
     floor = int(np.ceil(CLASS_FLOOR * 8))
     assert np.flatnonzero(keep[given == 2]).tolist() == list(range(8 - floor, 8))  # its best-scored quarter
+
+
+def test_the_two_class_target_puts_half_on_each_person():
+    from fatviz.distill.teacher import pair_target
+
+    target = pair_target(np.array([[0, 2], [3, 1]]), 4)
+    assert target.dtype == np.float32 and np.allclose(target.sum(axis=1), 1.0)
+    assert target.tolist() == [[0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.5]]
+
+
+def test_two_people_needs_two_sure_and_different_views():
+    from fatviz.distill.teacher import two_people
+
+    left = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.1, 0.1, 0.8]])
+    right = np.array([[0.05, 0.9, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+    pair = two_people(np.stack([left, right]), 4, threshold=0.5)
+    # Two different identities, both sure: a pair; the same identity twice, or one view unsure: one person.
+    assert pair.tolist() == [[0, 1], [-1, -1], [-1, -1], [2, 0]]
+    assert two_people(np.stack([left, right]), 4, threshold=0.85).tolist() == [[0, 1], *[[-1, -1]] * 3]
+    assert (two_people(None, 3) == -1).all() and two_people(None, 3).shape == (3, 2)  # vectors: no halves
+
+
+def test_view_probs_cut_an_image_into_its_two_halves():
+    from fatviz.distill.teacher import view_probs
+
+    class Halves:  # a stand-in trainer whose "logits" are the mean of each channel: they show what it saw
+        def __init__(self, x):
+            self.x_train = x
+
+        def embed(self, x):
+            return x, torch.log(x.mean(dim=(2, 3)) + 1.0)
+
+    x = torch.cat([torch.zeros(1, 2, 4, 4), torch.ones(1, 2, 4, 4)], dim=-1)  # left half 0, right half 1
+    x[:, 1, :, 4:] = 3.0  # channel 1 high on the right only
+    left, right = view_probs(Halves(x))
+    assert np.allclose(left, 0.5)  # the left half alone is flat
+    assert right[0, 1] == pytest.approx(4 / 6)  # the right half alone: log 2 and log 4 (the whole image: 2.5/4)
+    assert view_probs(Halves(torch.zeros(3, 5))) is None  # vectors have no halves
+
+
+def test_a_teacher_that_sees_two_people_gives_them_the_two_class_target():
+    probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]], dtype=np.float32)
+    teacher = Teacher(kept=np.array([True, False]), probs=probs, rounds=[], history={},
+                      pair=np.array([[-1, -1], [2, 0]]))
+    soft = teacher.soft_labels(1.0)
+    assert np.allclose(soft[0], probs[0]) and soft[1].tolist() == [0.5, 0.0, 0.5]
+    assert teacher.two_people.tolist() == [False, True]
+    assert (Teacher(kept=np.ones(2, bool), probs=probs, rounds=[], history={}).pair == -1).all()
+
+
+def test_two_people_scores_hand_made():
+    from fatviz.distill.report import two_people_scores
+
+    kind = np.array(["multi", "multi", "multi", "clean", "clean"])
+    true, second = np.array([0, 1, 2, 3, 0]), np.array([1, 2, 0, -1, -1])
+    pair = np.array([[1, 0], [1, 3], [-1, -1], [3, 0], [-1, -1]])  # found (either order), half right, missed, false
+    s = two_people_scores(pair, true, second, kind)
+    assert s["n_two_people"] == 3 and s["two_people_precision"] == pytest.approx(2 / 3)
+    assert s["two_people_found"] == pytest.approx(1 / 3)
+    none = two_people_scores(np.full((5, 2), -1), true, second, np.full(5, "clean"))
+    assert none["n_two_people"] == 0 and math.isnan(none["two_people_precision"]) and math.isnan(none["two_people_found"])
