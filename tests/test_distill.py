@@ -504,34 +504,40 @@ def test_the_two_class_target_puts_half_on_each_person():
     assert target.tolist() == [[0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.5]]
 
 
-def test_two_people_needs_two_sure_and_different_views():
+def test_two_people_needs_two_likely_classes():
     from fatviz.distill.teacher import two_people
 
-    left = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.1, 0.1, 0.8]])
-    right = np.array([[0.05, 0.9, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
-    pair = two_people(np.stack([left, right]), 4, threshold=0.5)
-    # Two different identities, both sure: a pair; the same identity twice, or one view unsure: one person.
-    assert pair.tolist() == [[0, 1], [-1, -1], [-1, -1], [2, 0]]
-    assert two_people(np.stack([left, right]), 4, threshold=0.85).tolist() == [[0, 1], *[[-1, -1]] * 3]
-    assert (two_people(None, 3) == -1).all() and two_people(None, 3).shape == (3, 2)  # vectors: no halves
+    probs = np.array([[0.45, 0.1, 0.45], [0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.24, 0.26, 0.5]])
+    # Most likely first; a second class under the threshold: one person.
+    assert two_people(probs, threshold=0.25).tolist() == [[0, 2], [-1, -1], [2, 1], [2, 1]]
+    assert two_people(probs, threshold=0.3).tolist() == [[0, 2], [-1, -1], [2, 1], [-1, -1]]
 
 
-def test_view_probs_cut_an_image_into_its_two_halves():
-    from fatviz.distill.teacher import view_probs
+def test_the_teacher_learns_two_people_from_pairs_of_its_kept_samples():
+    from fatviz.distill.teacher import TWO_PEOPLE_SHARE, with_two_people
+    from fatviz.noise import side_by_side
 
-    class Halves:  # a stand-in trainer whose "logits" are the mean of each channel: they show what it saw
-        def __init__(self, x):
-            self.x_train = x
-
-        def embed(self, x):
-            return x, torch.log(x.mean(dim=(2, 3)) + 1.0)
-
-    x = torch.cat([torch.zeros(1, 2, 4, 4), torch.ones(1, 2, 4, 4)], dim=-1)  # left half 0, right half 1
-    x[:, 1, :, 4:] = 3.0  # channel 1 high on the right only
-    left, right = view_probs(Halves(x))
-    assert np.allclose(left, 0.5)  # the left half alone is flat
-    assert right[0, 1] == pytest.approx(4 / 6)  # the right half alone: log 2 and log 4 (the whole image: 2.5/4)
-    assert view_probs(Halves(torch.zeros(3, 5))) is None  # vectors have no halves
+    data = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="symmetric:0.2"))
+    n, k = len(data.given_labels), data.dataset.num_classes
+    keep = np.arange(n) % 3 != 0
+    grown, targets = with_two_people(data, keep, seed=0)
+    m = len(grown.dataset.x_train) - n
+    assert 0 < m <= round(TWO_PEOPLE_SHARE * n) and np.array_equal(grown.dataset.x_train[:n], data.dataset.x_train)
+    assert np.array_equal(targets.keep, np.concatenate([keep, np.ones(m, bool)]))
+    assert np.array_equal(targets.soft[:n].argmax(1), data.given_labels) and np.allclose(targets.soft[:n].max(1), 1)
+    halves = targets.soft[n:]
+    assert np.allclose(halves.sum(1), 1) and ((halves == 0.5).sum(1) == 2).all() and halves.shape == (m, k)
+    # Each synthetic image is two kept samples side by side, with half its target on either one's given label.
+    x = grown.dataset.x_train[n:]
+    for row in range(m):
+        pair = np.flatnonzero(halves[row])
+        found = [(i, j) for i in np.flatnonzero(keep) for j in np.flatnonzero(keep)
+                 if set(data.given_labels[[i, j]]) == set(pair)
+                 and np.allclose(side_by_side(data.dataset.x_train[i], data.dataset.x_train[j]), x[row], atol=1e-6)]
+        assert found, row
+        if row == 2:
+            break
+    assert with_two_people(data, keep, seed=0)[1].soft.tobytes() == targets.soft.tobytes()  # seeded
 
 
 def test_a_teacher_that_sees_two_people_gives_them_the_two_class_target():
