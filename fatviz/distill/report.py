@@ -10,7 +10,7 @@ import pandas as pd
 
 from fatviz.distill.confident_learning import CV_FOLDS
 from fatviz.distill.student import SCORES
-from fatviz.distill.teacher import Teacher
+from fatviz.distill.teacher import PAIR_THRESHOLD, Teacher
 from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
 from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
@@ -229,12 +229,13 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
     if set(kinds) - {"wrong identity"}:
         notes.append(f"Noise kinds here: {', '.join(kinds)}. Per-kind flag scores leave the other noisy kinds "
                      "out (precision counts false alarms on clean samples only). A composite's soft label "
-                     "'holds both' when its top two classes are its two true classes. The teacher says an image "
-                     "shows two people when " + (
-                         "its left and right halves, each seen alone, are sure of two different identities"
-                         if data.dataset.kind == "image" else "its second most likely class is nearly as likely "
-                         "as its first") + "; such an image is flagged and its soft label is half each of the "
-                     "two. Centre shifts are "
+                     "'holds both' when its top two classes are its two true classes. " + (
+                         "From round 1 the teacher also trains on side-by-side pairs of its kept samples, with half "
+                         "the target on each; it then says an image shows two people when its top two classes "
+                         f"each hold at least {PAIR_THRESHOLD:g}, and such an image is flagged and its soft label "
+                         "is half each of the two. " if data.dataset.kind == "image" else
+                         "The teacher says nothing of two people in vector data (an average of two vectors looks "
+                         "like label noise between two classes). ") + "Centre shifts are "
                      "mean distances, in the student's anchor space, between centres from clean samples and "
                      "centres that also take in the noisy ones (by given label).")
         notes.extend(n for n in data.dataset.notes if n.startswith(("outlier noise", "multi noise")))
