@@ -143,6 +143,9 @@ class RunSettings:
     keep_fraction: float = _setting(0.7, "distill", "small-loss: share of each class kept", low=1e-6, high=1.0,
                                     app=(0.05, 1.0))
     temperature: float = _setting(1.0, "distill", "soft-label temperature", low=1e-3, app=(0.1, 10.0))
+    two_people_share: float = _setting(0.0, "distill", "teacher, image data: synthetic two-people images per round "
+                                       "after the first, as a share of the training set (0: off)", low=0.0,
+                                       high=1.0, app=(0.0, 0.5))
     # -- the comparisons, trained after the student --
     cv_epochs: int = _setting(3, "distill", "confident learning (the comparison): epochs per cross-validation fold",
                               low=1, app=(1, 20))

@@ -514,15 +514,15 @@ def test_two_people_needs_two_likely_classes():
 
 
 def test_the_teacher_learns_two_people_from_pairs_of_its_kept_samples():
-    from fatviz.distill.teacher import TWO_PEOPLE_SHARE, with_two_people
+    from fatviz.distill.teacher import with_two_people
     from fatviz.noise import side_by_side
 
     data = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="symmetric:0.2"))
     n, k = len(data.given_labels), data.dataset.num_classes
     keep = np.arange(n) % 3 != 0
-    grown, targets = with_two_people(data, keep, seed=0)
+    grown, targets = with_two_people(data, keep, seed=0, share=0.1)
     m = len(grown.dataset.x_train) - n
-    assert 0 < m <= round(TWO_PEOPLE_SHARE * n) and np.array_equal(grown.dataset.x_train[:n], data.dataset.x_train)
+    assert 0 < m <= round(0.1 * n) and np.array_equal(grown.dataset.x_train[:n], data.dataset.x_train)
     assert np.array_equal(targets.keep, np.concatenate([keep, np.ones(m, bool)]))
     assert np.array_equal(targets.soft[:n].argmax(1), data.given_labels) and np.allclose(targets.soft[:n].max(1), 1)
     halves = targets.soft[n:]
@@ -537,7 +537,7 @@ def test_the_teacher_learns_two_people_from_pairs_of_its_kept_samples():
         assert found, row
         if row == 2:
             break
-    assert with_two_people(data, keep, seed=0)[1].soft.tobytes() == targets.soft.tobytes()  # seeded
+    assert with_two_people(data, keep, seed=0, share=0.1)[1].soft.tobytes() == targets.soft.tobytes()  # seeded
 
 
 def test_a_teacher_that_sees_two_people_gives_them_the_two_class_target():

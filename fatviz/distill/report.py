@@ -230,10 +230,13 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
         notes.append(f"Noise kinds here: {', '.join(kinds)}. Per-kind flag scores leave the other noisy kinds "
                      "out (precision counts false alarms on clean samples only). A composite's soft label "
                      "'holds both' when its top two classes are its two true classes. " + (
-                         "From round 1 the teacher also trains on side-by-side pairs of its kept samples, with half "
+                         f"From round 1 the teacher also trains on side-by-side pairs of its kept samples "
+                         f"({s.two_people_share:.0%} of the set), with half "
                          "the target on each; it then says an image shows two people when its top two classes "
                          f"each hold at least {PAIR_THRESHOLD:g}, and such an image is flagged and its soft label "
-                         "is half each of the two. " if data.dataset.kind == "image" else
+                         "is half each of the two. " if data.dataset.kind == "image" and s.two_people_share > 0 else
+                         "The teacher says nothing of two people here (two_people_share is 0). "
+                         if data.dataset.kind == "image" else
                          "The teacher says nothing of two people in vector data (an average of two vectors looks "
                          "like label noise between two classes). ") + "Centre shifts are "
                      "mean distances, in the student's anchor space, between centres from clean samples and "
