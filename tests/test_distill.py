@@ -561,3 +561,21 @@ def test_two_people_scores_hand_made():
     assert s["two_people_found"] == pytest.approx(1 / 3)
     none = two_people_scores(np.full((5, 2), -1), true, second, np.full(5, "clean"))
     assert none["n_two_people"] == 0 and math.isnan(none["two_people_precision"]) and math.isnan(none["two_people_found"])
+
+
+def test_a_teacher_with_two_people_rounds_never_keeps_an_image_it_calls_two_people():
+    from fatviz.distill.teacher import PAIR_THRESHOLD
+
+    s = RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="multi:0.1", teacher_epochs=1,
+                    teacher_rounds=1, round_epochs=1, two_people_share=0.3)
+    data = prepare_data(s)
+    teacher = train_teacher(s, data)
+    n = len(data.given_labels)
+    assert teacher.pair.shape == (n, 2)
+    two = teacher.two_people
+    assert not (teacher.kept & two).any()
+    assert (teacher.pair[two, 0] != teacher.pair[two, 1]).all()
+    top = np.sort(teacher.probs, axis=1)[:, -2]
+    assert np.array_equal(two, top >= PAIR_THRESHOLD)  # the verdict is the final round's top two
+    off = train_teacher(s.replace(two_people_share=0.0), data)
+    assert not off.two_people.any()
