@@ -14,7 +14,9 @@ from fatviz.settings import RunSettings
 _SECONDS_PER_INPUT = {"mlp": 2e-8, "lenet": 0.7e-6, "lenet-bn": 0.8e-6, "cnn-fast": 1.4e-6, "cnn": 2.2e-6, "resnet18": 1.2e-5}
 _DATASET_SIZES = {"digits": (1347, 450, 64), "mnist": (60000, 10000, 784), "fashion-mnist": (60000, 10000, 784),
                   "cifar10": (50000, 10000, 3072), "folder": (20000, 5000, 3072),
-                  "market1501": (12936, 19732, 6144), "reid-synth": (960, 320, 6144)}
+                  "market1501": (12936, 19732, 6144)}
+# reid-synth by size (fatviz.reid_synth.REID_SIZES): market's counts vary with the seed, so its largest.
+_REID_SYNTH_SIZES = {"small": (960, 320, 6144), "market": (2700, 900, 6144)}
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ def estimate(kind: str, settings: RunSettings) -> Estimate:
         n_train, n_test, dim = 150 * s.blob_classes, 50 * s.blob_classes, s.blob_dim
         shape: tuple[int, ...] = (dim,)
     else:
-        n_train, n_test, dim = _DATASET_SIZES.get(s.dataset, (20000, 5000, 3072))
+        sizes = {**_DATASET_SIZES, "reid-synth": _REID_SYNTH_SIZES[s.reid_size]}
+        n_train, n_test, dim = sizes.get(s.dataset, (20000, 5000, 3072))
         shape = (dim,) if s.dataset == "digits" else (3, 64, 32) if dim == 6144 else (3, 32, 32)
     if s.subsample:
         n_train, n_test = min(n_train, s.subsample), min(n_test, max(s.subsample // 3, 100))

@@ -642,7 +642,7 @@ class DatasetSpec:
     name: str
     description: str
     # Called with keyword arguments data_root (a Path, or None unless needs_folder), subsample,
-    # seed, test_fraction, blobs and image_size; returns a Dataset.
+    # seed, test_fraction, blobs, image_size and reid_size (and ignores those it does not read); returns a Dataset.
     load: Callable[..., Dataset]
     needs_folder: bool  # True: data_root must name a local folder holding `layout` (or a file, see `root`)
     layout: str  # what that folder holds, for error messages and the docs
@@ -705,11 +705,13 @@ def load_dataset(
     test_fraction: float = 0.25,
     blobs: BlobSpec | None = None,
     image_size: tuple[int, int] | None = None,
+    reid_size: str | None = None,
 ) -> Dataset:
     """Load a dataset by name from local files (or sklearn/synthetic), split and normalised.
 
     `test_fraction` applies to digits, blobs and folder (the others ship a split);
-    `image_size` (height, width) to folder (default 32x32) and market1501 (default 64x32).
+    `image_size` (height, width) to folder (default 32x32) and market1501 (default 64x32);
+    `reid_size` (a fatviz.reid_synth.REID_SIZES name) to reid-synth.
     """
     spec = DATASETS.get(name)
     if not 0.0 < test_fraction < 1.0:
@@ -719,5 +721,5 @@ def load_dataset(
     return spec.load(
         data_root=_require_root(spec, data_root) if spec.needs_folder else None,
         subsample=subsample, seed=seed, test_fraction=test_fraction, blobs=blobs,
-        image_size=image_size,
+        image_size=image_size, reid_size=reid_size,
     )

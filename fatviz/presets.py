@@ -27,14 +27,14 @@ PRESETS: dict[str, tuple[str, RunSettings]] = {
         RunSettings(dataset="blobs", embedding_dim=2, blob_outliers=0.05, epochs=30),
     ),
     "ReID: clean": (
-        "reid-synth: people seen by four cameras (64x32 colour images), retrieval of unseen identities "
+        "reid-synth (small): people seen by four cameras (64x32 colour images), retrieval of unseen identities "
         "across cameras, as ReID is evaluated; 10 epochs.",
-        RunSettings(dataset="reid-synth", epochs=10),
+        RunSettings(dataset="reid-synth", reid_size="small", epochs=10),
     ),
     "ReID: 20% wrong identity + 10% nobody + 5% two people": (
         "The three label-noise kinds of person ReID at once: images filed under the wrong person, images of "
         "nobody in the set, and images showing two people.",
-        RunSettings(dataset="reid-synth", epochs=10, noise="symmetric:0.2+outlier:0.1+multi:0.05"),
+        RunSettings(dataset="reid-synth", reid_size="small", epochs=10, noise="symmetric:0.2+outlier:0.1+multi:0.05"),
     ),
 }
 

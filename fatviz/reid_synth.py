@@ -15,26 +15,57 @@ The test split holds, per test identity and camera, one query image (`is_query_t
 the rest as gallery; `cam_test` records the camera, and the evaluation removes gallery
 entries of the query's identity AND camera (`fatviz.metrics`).
 
-`subsample=N` sets the training size in whole identities: ceil(N / images per identity)
+Two sizes (`REID_SIZES`, the `reid_size` setting): "small" is 60 training identities of 16
+images (4 cameras x 4), every identity in every camera, the app's classroom size; "market"
+(the default) is ReID-like: 300 training identities of 4 to 12 images each, each seen by 2 to 6
+of 6 cameras whose light and colour balance differ more, with wider crop jitter, mirrored
+poses and occluders (a pole, a bag or a passer-by's coat in front of the person) over part of
+the images. docs/METHOD.md says what either does not model.
+
+`subsample=N` sets the training size in whole identities: ceil(N / mean images per identity)
 (at least two). `test_fraction` is the share of all identities held out for test.
-Generation is vectorised numpy: the defaults take a fraction of a second.
+Generation is vectorised numpy: small takes a fraction of a second, market about two.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from fatviz.data import DATASETS, Dataset, DatasetSpec, _check_image_size, _image_dataset
 from fatviz.errors import FatvizError
+from fatviz.registry import Registry
 
 NAME = "reid-synth"
-DESCRIPTION = "synthetic people seen by 4 cameras, drawn from the seed (person re-identification, no files)"
-TRAIN_IDENTITIES = 60  # default training identities
-CAMERAS = 4
-IMAGES_PER_CAMERA = 4  # per identity and camera: the first of a test identity's is its query
+DESCRIPTION = "synthetic people seen by several cameras, drawn from the seed (person re-identification, no files)"
 DEFAULT_SIZE = (64, 32)  # (height, width), Market-1501's aspect ratio
+
+
+@dataclass(frozen=True)
+class ReidSize:
+    """How big and how hard a reid-synth set is: its identities, their images, and the cameras' spread."""
+
+    description: str
+    identities: int  # training identities (test identities come on top, see test_fraction)
+    images: tuple[int, int]  # images per identity, lowest and highest (uniform in between)
+    cameras: int
+    cameras_per_identity: tuple[int, int]  # how many of the cameras see an identity, lowest and highest
+    camera_spread: float  # 1: the small set's spread of camera light and colour balance; larger differs more
+    jitter: float  # 1: the small set's crop jitter (position and scale); larger moves the person more
+    occluders: float  # share of images with an occluder in front of the person
+    mirror: bool  # half the images see the person mirrored (the bag on the other side)
+
+
+REID_SIZES: Registry[ReidSize] = Registry("reid-synth size")
+REID_SIZES.register("market", ReidSize(
+    "ReID-like: 300 training identities of 4-12 images, 6 cameras (2-6 per identity) with strong light and colour "
+    "shifts, crop jitter, mirrored poses and occluders", 300, (4, 12), 6, (2, 6), 1.6, 2.0, 0.35, True))
+REID_SIZES.register("small", ReidSize(
+    "60 training identities of 16 images, 4 images in each of 4 cameras: the classroom size", 60, (16, 16), 4,
+    (4, 4), 1.0, 1.0, 0.0, False))
+DEFAULT_REID_SIZE = "market"
 _CANVAS = (64.0, 32.0)  # shapes are laid out in these canonical units, then sampled at image_size
 
 # Clothing hues (HSV hue in [0, 1)): few enough that identities share colours and must be told
@@ -79,12 +110,18 @@ def _identities(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     }
 
 
-def _cameras(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+def _around(rng: np.random.Generator, low: float, high: float, spread: float, shape) -> np.ndarray:
+    """Uniform draws in [low, high] widened about its middle by `spread` (1: the range itself)."""
+    mid, half = (low + high) / 2, (high - low) / 2 * spread
+    return rng.uniform(mid - half, mid + half, shape)
+
+
+def _cameras(rng: np.random.Generator, n: int, spread: float) -> dict[str, np.ndarray]:
     """How each of n cameras sees: light, colour balance, background, scale and viewpoint."""
     return {
-        "gain": rng.uniform(0.6, 1.25, n),
-        "balance": rng.uniform(0.75, 1.25, (n, 3)),
-        "offset": rng.uniform(-0.05, 0.08, (n, 3)),
+        "gain": _around(rng, 0.6, 1.25, spread, n),
+        "balance": _around(rng, 0.75, 1.25, spread, (n, 3)),
+        "offset": _around(rng, -0.05, 0.08, spread, (n, 3)),
         "wall": rng.uniform(0.15, 0.75, (n, 3)),
         "floor": rng.uniform(0.1, 0.6, (n, 3)),
         "horizon": rng.uniform(42.0, 54.0, n),  # where the floor starts, canonical rows
@@ -93,8 +130,27 @@ def _cameras(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     }
 
 
+def _occlude(img: np.ndarray, y: np.ndarray, x: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """`share` of the images get one occluder in front: a pole, something low (a bench, a car's bonnet)
+    over the legs, or a passer-by's coat from one side; a flat colour, lit by the camera later."""
+    n = len(img)
+    kind = rng.integers(0, 3, n)
+    side = rng.random(n) < 0.5
+    pole_w, coat_w = rng.uniform(2.5, 6.0, n), rng.uniform(7.0, 12.0, n)
+    pole_x = rng.uniform(0.0, _CANVAS[1] - pole_w)
+    x0 = np.select([kind == 0, kind == 1], [pole_x, np.zeros(n)], np.where(side, 0.0, _CANVAS[1] - coat_w))
+    x1 = np.select([kind == 0, kind == 1], [pole_x + pole_w, np.full(n, _CANVAS[1])],
+                   np.where(side, coat_w, _CANVAS[1]))
+    y0 = np.select([kind == 0, kind == 1], [np.zeros(n), rng.uniform(38.0, 52.0, n)], rng.uniform(8.0, 20.0, n))
+    on = rng.random(n) < share
+    r = [a[:, None, None].astype(np.float32) for a in (x0, x1, y0)]
+    mask = on[:, None, None] & (x >= r[0]) & (x < r[1]) & (y >= r[2])
+    colour = rng.uniform(0.1, 0.8, (n, 3)).astype(np.float32)
+    return np.where(mask[..., None], colour[:, None, None, :], img)
+
+
 def _render(people: dict[str, np.ndarray], cams: dict[str, np.ndarray], who: np.ndarray, cam: np.ndarray,
-            rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+            rng: np.random.Generator, size: tuple[int, int], spec: ReidSize) -> np.ndarray:
     """uint8 (N, H, W, 3) images of identities `who` under cameras `cam`, all at once."""
     n = len(who)
     height, width = size
@@ -107,10 +163,10 @@ def _render(people: dict[str, np.ndarray], cams: dict[str, np.ndarray], who: np.
     def per(a: np.ndarray) -> np.ndarray:
         return a[:, None, None].astype(np.float32) if a.dtype.kind == "f" else a[:, None, None]
 
-    scale = per(cams["scale"][cam] * people["height"][who] * rng.uniform(0.92, 1.06, n))
+    scale = per(cams["scale"][cam] * people["height"][who] * _around(rng, 0.92, 1.06, spec.jitter, n))
     squeeze = per(cams["squeeze"][cam] * rng.uniform(0.92, 1.08, n))
-    cx = per(16.0 + rng.normal(0, 1.2, n))
-    top = per(_CANVAS[0] * (1 - cams["scale"][cam]) * 0.6 + rng.normal(0, 1.0, n) + 1.5)
+    cx = per(16.0 + rng.normal(0, 1.2 * spec.jitter, n))
+    top = per(_CANVAS[0] * (1 - cams["scale"][cam]) * 0.6 + rng.normal(0, 1.0 * spec.jitter, n) + 1.5)
     # Body coordinates: v down the figure (0 = top of the head, 60 = soles), u across from its axis.
     v = (y - top) / scale
     u = (x - cx) / (scale * squeeze)
@@ -151,6 +207,10 @@ def _render(people: dict[str, np.ndarray], cams: dict[str, np.ndarray], who: np.
         label[mask] = k
     figure = np.take_along_axis(palette, label.reshape(n, -1, 1), 1).reshape(n, height, width, 3)
     img = np.where((label > 0)[..., None], figure, img)
+    if spec.mirror:
+        img = np.where((rng.random(n) < 0.5)[:, None, None, None], img[:, :, ::-1], img)
+    if spec.occluders:
+        img = _occlude(img, y, x, spec.occluders, rng)
 
     light = cams["gain"][cam][:, None] * cams["balance"][cam] * rng.uniform(0.9, 1.1, (n, 1))
     img = img * light[:, None, None, :].astype(np.float32) + cams["offset"][cam][:, None, None, :].astype(np.float32)
@@ -158,34 +218,56 @@ def _render(people: dict[str, np.ndarray], cams: dict[str, np.ndarray], who: np.
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
+def _shots(rng: np.random.Generator, spec: ReidSize, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(identity, camera, shot) of every image of n identities, in identity, camera, shot order.
+
+    Each identity has its own count of images, spread as evenly as they go over its own cameras; every
+    camera of an identity sees it at least twice (when the counts allow), so a query always has a
+    gallery image of its identity in another camera.
+    """
+    count = rng.integers(spec.images[0], spec.images[1] + 1, n)
+    low, high = spec.cameras_per_identity
+    most = np.clip(count // 2, low, min(high, spec.cameras))
+    seen = np.minimum(rng.integers(low, high + 1, n), most)
+    who, cam, shot = [], [], []
+    for i in range(n):
+        cams = np.sort(rng.permutation(spec.cameras)[:seen[i]])
+        per_cam = np.full(seen[i], count[i] // seen[i])
+        per_cam[rng.permutation(seen[i])[:count[i] % seen[i]]] += 1
+        for c, k in zip(cams, per_cam, strict=True):
+            who += [i] * k
+            cam += [c] * k
+            shot += list(range(k))
+    return np.array(who, np.int64), np.array(cam, np.int64), np.array(shot, np.int64)
+
+
 def load_reid_synth(*, data_root: object = None, subsample: int | None = None, seed: int = 0,
                     test_fraction: float = 0.25, blobs: object = None,
-                    image_size: tuple[int, int] | None = None) -> Dataset:
+                    image_size: tuple[int, int] | None = None, reid_size: str | None = None, **_: object) -> Dataset:
     """The reid-synth Dataset: train identities, and disjoint test identities as query + gallery."""
 
     del data_root, blobs  # the loader interface passes them; this set needs neither
     size = _check_image_size(image_size or DEFAULT_SIZE)
+    spec = REID_SIZES.get(reid_size or DEFAULT_REID_SIZE)
     if not 0.0 < test_fraction < 1.0:
         raise FatvizError(f"test_fraction must lie in (0, 1), got {test_fraction}.")
-    per_identity = CAMERAS * IMAGES_PER_CAMERA
-    n_train = TRAIN_IDENTITIES if not subsample else max(2, math.ceil(subsample / per_identity))
+    per_identity = sum(spec.images) / 2
+    n_train = spec.identities if not subsample else max(2, math.ceil(subsample / per_identity))
     n_test = max(2, round(n_train * test_fraction / (1.0 - test_fraction)))
     rng = np.random.default_rng(seed)
     people = _identities(rng, n_train + n_test)
-    cams = _cameras(rng, CAMERAS)
-    # Images in identity, camera, shot order; identities 0..n_train-1 train, the rest test.
-    who = np.repeat(np.arange(n_train + n_test), per_identity)
-    cam = np.tile(np.repeat(np.arange(CAMERAS), IMAGES_PER_CAMERA), n_train + n_test)
-    shot = np.tile(np.arange(IMAGES_PER_CAMERA), (n_train + n_test) * CAMERAS)
-    images = _render(people, cams, who, cam, rng, size)
+    cams = _cameras(rng, spec.cameras, spec.camera_spread)
+    # Identities 0..n_train-1 train, the rest test.
+    who, cam, shot = _shots(rng, spec, n_train + n_test)
+    images = _render(people, cams, who, cam, rng, size, spec)
     train = who < n_train
     notes: tuple[str, ...] = ()
     if subsample:
-        notes = (f"reid-synth sized to {n_train} train identities ({n_train * per_identity} images) for "
+        notes = (f"reid-synth sized to {n_train} train identities ({int(train.sum())} images) for "
                  f"subsample={subsample}, and {n_test} test identities",)
     return _image_dataset(
         NAME, images[train], who[train], images[~train], who[~train], [f"{i:04d}" for i in range(n_train)],
-        notes, cam_test=cam[~train].astype(np.int64), is_query_test=shot[~train] == 0,
+        notes, cam_test=cam[~train], is_query_test=shot[~train] == 0,
     )
 
 

@@ -36,6 +36,7 @@ from fatviz.catalogue import (
 from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
 from fatviz.noise import SPEC_KINDS
+from fatviz.reid_synth import DEFAULT_REID_SIZE, REID_SIZES
 
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
@@ -46,7 +47,8 @@ BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 # What each kind of job reads: its sections, less the fields it overrides itself. Bump
 # KEY_VERSION whenever the same settings would train to a different result (a saved run under
 # an old key is then trained again instead of being served as if it were this code's result).
-KEY_VERSION = 5  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
+# 6: reid-synth's default is the ReID-like "market" size (was today's "small").
+KEY_VERSION = 6  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
 JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train": (("data", "model", "training", "view"), ()),
     "compare": (("data", "model", "training", "view"), ("centroid",)),
@@ -105,6 +107,9 @@ class RunSettings:
     blob_dim: int = _setting(2, "data", "blobs: input dimension", low=2, app=(2, 64))
     blob_spread: float = _setting(1.0, "data", "blobs: spread of each blob", low=1e-6, app=(0.2, 3.0))
     blob_outliers: float = _setting(0.0, "data", "blobs: fraction of outliers", low=0.0, high=0.99, app=(0.0, 0.3))
+    reid_size: str = _setting(DEFAULT_REID_SIZE, "data", "reid-synth: market (300 identities of 4-12 images, 6 "
+                              "cameras, occluders) or small (60 identities of 16 images, 4 cameras)",
+                              choices=lambda: REID_SIZES.names())
     # -- model and loss --
     model: str = _setting("auto", "model", "embedding network (auto: MLP for vectors, lenet-bn for small images)",
                           choices=lambda: ("auto", *MODELS.names()))
@@ -148,6 +153,9 @@ class RunSettings:
     keep_fraction: float = _setting(0.7, "distill", "small-loss: share of each class kept", low=1e-6, high=1.0,
                                     app=(0.05, 1.0))
     temperature: float = _setting(1.0, "distill", "soft-label temperature", low=1e-3, app=(0.1, 10.0))
+    two_people_share: float = _setting(0.0, "distill", "teacher, image data: synthetic two-people images per round "
+                                       "after the first, as a share of the training set (0: off)", low=0.0,
+                                       high=1.0, app=(0.0, 0.5))
     # -- the comparisons, trained after the student --
     cv_epochs: int = _setting(3, "distill", "confident learning (the comparison): epochs per cross-validation fold",
                               low=1, app=(1, 20))

@@ -55,7 +55,8 @@ def prepare_data(settings: RunSettings) -> PreparedData:
     blobs = BlobSpec(n_classes=settings.blob_classes, dim=settings.blob_dim, spread=settings.blob_spread,
                      outlier_fraction=settings.blob_outliers)
     dataset = load_dataset(settings.dataset, data_root=settings.data_root or None,
-                           subsample=settings.subsample or None, seed=settings.seed, blobs=blobs)
+                           subsample=settings.subsample or None, seed=settings.seed, blobs=blobs,
+                           reid_size=settings.reid_size)
     return prepare(dataset, settings)
 
 

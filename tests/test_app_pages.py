@@ -260,6 +260,30 @@ def test_noisy_labels_blobs_show_a_table_instead_of_images(fake_distill: list[Ru
     assert len(missed) == 1 and len(missed[0]) == int((~t.flagged & t.was_flipped).sum())
 
 
+def test_the_gallery_names_both_people_the_teacher_sees(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("fatviz.distill")
+
+    def run_distillation(settings: RunSettings, should_stop=None, on_progress=None):
+        result = fake_result(n=60, k=10, seed=1, settings=settings)
+        t = result.table
+        row = int(np.flatnonzero(t.flagged & t.was_flipped)[0])
+        result.table = t.assign(pair_first=np.where(t.index == row, 3, -1), pair_second=np.where(t.index == row, 7, -1))
+        return result
+
+    module.run_distillation = run_distillation
+    module.save_distillation = lambda result, folder: None
+    monkeypatch.setitem(sys.modules, "fatviz.distill", module)
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update(TINY | {"dataset": "reid-synth", "reid_size": "small", "subsample": "160"})
+    at.run()
+    next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
+    wait_for(at, lambda a: bool(a.metric))
+    no_trouble(at)
+    captions = [c for image in at.image for c in image.captions]
+    assert sum("teacher: two people, 3 and 7" in c for c in captions) == 1
+    assert sum("· teacher " in c for c in captions) == len(captions) - 1  # the others: the teacher's one label
+
+
 def test_noisy_labels_hint_without_noise() -> None:
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
     at.run()

@@ -54,7 +54,8 @@ def test_a_registered_dataset_loads_through_load_dataset(tmp_path):
         assert DATASETS.names()[-2:] == ("tiny", "tiny-files") and "tiny" in DATASETS
         ds = load_dataset("tiny", seed=4, subsample=6, test_fraction=0.5)
         assert ds.name == "tiny" and ds.x_train.shape == (6, 3) and ds.num_classes == 2
-        assert calls == [dict(data_root=None, subsample=6, seed=4, test_fraction=0.5, blobs=None, image_size=None)]
+        assert calls == [dict(data_root=None, subsample=6, seed=4, test_fraction=0.5, blobs=None, image_size=None,
+                              reid_size=None)]
         with pytest.raises(FatvizError, match=re.escape("tiny-files needs data_root: the folder holding TINY/vectors.npy")):
             load_dataset("tiny-files")
         with pytest.raises(FatvizError, match="is not a folder: expected TINY/vectors.npy"):

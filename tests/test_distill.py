@@ -469,13 +469,20 @@ def test_version_1_folder_still_loads(small_run, tmp_path):
     meta = json.loads((folder / "distill.json").read_text())
     meta["schema_version"] = 1
     (folder / "distill.json").write_text(json.dumps(meta))
-    small_run.table.drop(columns=["noise_kind", "second_label"]).to_csv(folder / "table.csv", index=False)
+    small_run.table.drop(columns=["noise_kind", "second_label", "pair_first", "pair_second"]).to_csv(
+        folder / "table.csv", index=False)
     back = load_distillation(folder)
     assert tuple(back.table.columns) == TABLE_COLUMNS
     assert ((back.table.noise_kind == "wrong_identity") == back.table.was_flipped).all()
+    assert (back.table.pair_first == -1).all()
+    meta["schema_version"] = 2  # before two-people verdicts
+    (folder / "distill.json").write_text(json.dumps(meta))
+    small_run.table.drop(columns=["pair_first", "pair_second"]).to_csv(folder / "table.csv", index=False)
+    back = load_distillation(folder)
+    assert tuple(back.table.columns) == TABLE_COLUMNS and (back.table.pair_second == -1).all()
     meta["schema_version"] = 7
     (folder / "distill.json").write_text(json.dumps(meta))
-    with pytest.raises(FatvizError, match="reads version 2"):
+    with pytest.raises(FatvizError, match="reads version 3"):
         load_distillation(folder)
 
 
@@ -508,3 +515,88 @@ def test_the_agree_rule_never_empties_a_class():
     assert keep[given != 2].all()
     floor = int(np.ceil(CLASS_FLOOR * 8))
     assert np.flatnonzero(keep[given == 2]).tolist() == list(range(8 - floor, 8))  # its best-scored quarter
+
+
+def test_the_two_class_target_puts_half_on_each_person():
+    from fatviz.distill.teacher import pair_target
+
+    target = pair_target(np.array([[0, 2], [3, 1]]), 4)
+    assert target.dtype == np.float32 and np.allclose(target.sum(axis=1), 1.0)
+    assert target.tolist() == [[0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.5]]
+
+
+def test_two_people_needs_two_likely_classes():
+    from fatviz.distill.teacher import two_people
+
+    probs = np.array([[0.45, 0.1, 0.45], [0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.24, 0.26, 0.5]])
+    # Most likely first; a second class under the threshold: one person.
+    assert two_people(probs, threshold=0.25).tolist() == [[0, 2], [-1, -1], [2, 1], [2, 1]]
+    assert two_people(probs, threshold=0.3).tolist() == [[0, 2], [-1, -1], [2, 1], [-1, -1]]
+
+
+def test_the_teacher_learns_two_people_from_pairs_of_its_kept_samples():
+    from fatviz.distill.teacher import with_two_people
+    from fatviz.noise import side_by_side
+
+    data = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="symmetric:0.2"))
+    n, k = len(data.given_labels), data.dataset.num_classes
+    keep = np.arange(n) % 3 != 0
+    grown, targets = with_two_people(data, keep, seed=0, share=0.1)
+    m = len(grown.dataset.x_train) - n
+    assert 0 < m <= round(0.1 * n) and np.array_equal(grown.dataset.x_train[:n], data.dataset.x_train)
+    assert np.array_equal(targets.keep, np.concatenate([keep, np.ones(m, bool)]))
+    assert np.array_equal(targets.soft[:n].argmax(1), data.given_labels) and np.allclose(targets.soft[:n].max(1), 1)
+    halves = targets.soft[n:]
+    assert np.allclose(halves.sum(1), 1) and ((halves == 0.5).sum(1) == 2).all() and halves.shape == (m, k)
+    # Each synthetic image is two kept samples side by side, with half its target on either one's given label.
+    x = grown.dataset.x_train[n:]
+    for row in range(m):
+        pair = np.flatnonzero(halves[row])
+        found = [(i, j) for i in np.flatnonzero(keep) for j in np.flatnonzero(keep)
+                 if set(data.given_labels[[i, j]]) == set(pair)
+                 and np.allclose(side_by_side(data.dataset.x_train[i], data.dataset.x_train[j]), x[row], atol=1e-6)]
+        assert found, row
+        if row == 2:
+            break
+    assert with_two_people(data, keep, seed=0, share=0.1)[1].soft.tobytes() == targets.soft.tobytes()  # seeded
+
+
+def test_a_teacher_that_sees_two_people_gives_them_the_two_class_target():
+    probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]], dtype=np.float32)
+    teacher = Teacher(kept=np.array([True, False]), probs=probs, rounds=[], history={},
+                      pair=np.array([[-1, -1], [2, 0]]))
+    soft = teacher.soft_labels(1.0)
+    assert np.allclose(soft[0], probs[0]) and soft[1].tolist() == [0.5, 0.0, 0.5]
+    assert teacher.two_people.tolist() == [False, True]
+    assert (Teacher(kept=np.ones(2, bool), probs=probs, rounds=[], history={}).pair == -1).all()
+
+
+def test_two_people_scores_hand_made():
+    from fatviz.distill.report import two_people_scores
+
+    kind = np.array(["multi", "multi", "multi", "clean", "clean"])
+    true, second = np.array([0, 1, 2, 3, 0]), np.array([1, 2, 0, -1, -1])
+    pair = np.array([[1, 0], [1, 3], [-1, -1], [3, 0], [-1, -1]])  # found (either order), half right, missed, false
+    s = two_people_scores(pair, true, second, kind)
+    assert s["n_two_people"] == 3 and s["two_people_precision"] == pytest.approx(2 / 3)
+    assert s["two_people_found"] == pytest.approx(1 / 3)
+    none = two_people_scores(np.full((5, 2), -1), true, second, np.full(5, "clean"))
+    assert none["n_two_people"] == 0 and math.isnan(none["two_people_precision"]) and math.isnan(none["two_people_found"])
+
+
+def test_a_teacher_with_two_people_rounds_never_keeps_an_image_it_calls_two_people():
+    from fatviz.distill.teacher import PAIR_THRESHOLD
+
+    s = RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="multi:0.1", teacher_epochs=1,
+                    teacher_rounds=1, round_epochs=1, two_people_share=0.3)
+    data = prepare_data(s)
+    teacher = train_teacher(s, data)
+    n = len(data.given_labels)
+    assert teacher.pair.shape == (n, 2)
+    two = teacher.two_people
+    assert not (teacher.kept & two).any()
+    assert (teacher.pair[two, 0] != teacher.pair[two, 1]).all()
+    top = np.sort(teacher.probs, axis=1)[:, -2]
+    assert np.array_equal(two, top >= PAIR_THRESHOLD)  # the verdict is the final round's top two
+    off = train_teacher(s.replace(two_people_share=0.0), data)
+    assert not off.two_people.any()

@@ -26,6 +26,7 @@ from fatviz.distill.report import (
     kind_flag_scores,
     per_class_table,
     soft_label_scores,
+    two_people_scores,
 )
 from fatviz.distill.stopping import DistillationStopped
 from fatviz.distill.student import (
@@ -157,6 +158,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         **kind_flag_scores(flagged, sample_kind),
         **soft_label_scores(soft, true, second, sample_kind,
                             np.setdiff1d(np.arange(ds.num_classes), data.noisy.held_out)),
+        **two_people_scores(teacher.pair, true, second, sample_kind),
         **centre_shifts(student_centres(settings, data, student), sample_kind, teacher.kept),
         **{f"{phase}_seconds": t for phase, t in seconds.items()},
         **{f"{phase}_eval_seconds": t for phase, t in eval_seconds.items()},
@@ -166,7 +168,8 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         "index": np.arange(n), "true_label": true, "given_label": given, "teacher_label": teacher_label,
         "score": probs[np.arange(n), given].astype(np.float64), "flagged": flagged,
         "round_discarded": teacher.round_discarded, "was_flipped": flipped, "cleanlab_flagged": cl_flagged,
-        "noise_kind": sample_kind, "second_label": second,
+        "noise_kind": sample_kind, "second_label": second, "pair_first": teacher.pair[:, 0],
+        "pair_second": teacher.pair[:, 1],
     })
     keys = (*REPORT_KEYS, *REID_REPORT_KEYS, *KIND_REPORT_KEYS)
     return DistillResult(

@@ -10,14 +10,14 @@ import pandas as pd
 
 from fatviz.distill.confident_learning import CV_FOLDS
 from fatviz.distill.student import SCORES
-from fatviz.distill.teacher import Teacher
+from fatviz.distill.teacher import PAIR_THRESHOLD, Teacher
 from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
 from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
 from fatviz.train import PreparedData, RunResult
 
 TABLE_COLUMNS = ("index", "true_label", "given_label", "teacher_label", "score", "flagged", "round_discarded",
-                 "was_flipped", "cleanlab_flagged", "noise_kind", "second_label")
+                 "was_flipped", "cleanlab_flagged", "noise_kind", "second_label", "pair_first", "pair_second")
 PER_CLASS_COLUMNS = ("class", "n", "n_flipped", "n_flagged", "precision", "recall", "f1")
 CONFUSION_COLUMNS = ("given_label", "teacher_label", "true_label", "count")
 BASELINE_COLUMNS = (*SCORES, "seconds")
@@ -38,7 +38,8 @@ REID_REPORT_KEYS = ("student_cmc_1", "student_minp", "baseline_cmc_1", "baseline
 # outliers (flat) and composites (both classes), and how far noisy samples move the class centres.
 KIND_REPORT_KEYS = (
     *(f"{key}_{kind}" for kind in NOISY_SAMPLE_KINDS for key in ("n", "flag_precision", "flag_recall", "flag_f1")),
-    "multi_top2_both", "outlier_soft_entropy", "clean_soft_entropy",
+    "multi_top2_both", "n_two_people", "two_people_precision", "two_people_found",
+    "outlier_soft_entropy", "clean_soft_entropy",
     "centre_spacing", "centre_shift_noisy", "centre_shift_kept", *(f"centre_shift_{k}" for k in NOISY_SAMPLE_KINDS))
 
 
@@ -115,6 +116,19 @@ def soft_label_scores(soft: np.ndarray, true: np.ndarray, second: np.ndarray, sa
 
     return {"multi_top2_both": both, "outlier_soft_entropy": mean(sample_kind == "outlier"),
             "clean_soft_entropy": mean(sample_kind == "clean")}
+
+
+def two_people_scores(pair: np.ndarray, true: np.ndarray, second: np.ndarray,
+                      sample_kind: np.ndarray) -> dict[str, float]:
+    """How the teacher's two-people verdicts (pair, (N, 2), -1 for one person) meet the composites: how many
+    it made, the share of them that are composites, and the share of composites whose two identities it
+    named (in either order)."""
+    said = pair[:, 0] >= 0
+    multi = sample_kind == "multi"
+    both = np.sort(pair, axis=1) == np.sort(np.stack([true, second], axis=1), axis=1)
+    return {"n_two_people": float(said.sum()),
+            "two_people_precision": float(multi[said].mean()) if said.any() else math.nan,
+            "two_people_found": float((said & both.all(axis=1))[multi].mean()) if multi.any() else math.nan}
 
 
 def centre_shifts(centres_of, sample_kind: np.ndarray, kept: np.ndarray) -> dict[str, float]:
@@ -215,7 +229,16 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
     if set(kinds) - {"wrong identity"}:
         notes.append(f"Noise kinds here: {', '.join(kinds)}. Per-kind flag scores leave the other noisy kinds "
                      "out (precision counts false alarms on clean samples only). A composite's soft label "
-                     "'holds both' when its top two classes are its two true classes. Centre shifts are "
+                     "'holds both' when its top two classes are its two true classes. " + (
+                         f"From round 1 the teacher also trains on side-by-side pairs of its kept samples "
+                         f"({s.two_people_share:.0%} of the set), with half "
+                         "the target on each; it then says an image shows two people when its top two classes "
+                         f"each hold at least {PAIR_THRESHOLD:g}, and such an image is flagged and its soft label "
+                         "is half each of the two. " if data.dataset.kind == "image" and s.two_people_share > 0 else
+                         "The teacher says nothing of two people here (two_people_share is 0). "
+                         if data.dataset.kind == "image" else
+                         "The teacher says nothing of two people in vector data (an average of two vectors looks "
+                         "like label noise between two classes). ") + "Centre shifts are "
                      "mean distances, in the student's anchor space, between centres from clean samples and "
                      "centres that also take in the noisy ones (by given label).")
         notes.extend(n for n in data.dataset.notes if n.startswith(("outlier noise", "multi noise")))
@@ -270,6 +293,9 @@ def format_report(result: DistillResult) -> str:
                      f"{r['centre_shift_kept']:.3f}; clean centres lie {r['centre_spacing']:.3f} apart on average")
         if "multi" in present:
             lines.append(f"  composites whose soft label's top two are both their classes: {r['multi_top2_both']:.3f}")
+            lines.append(f"  images the teacher sees as two people: {int(r['n_two_people'])}, of which composites "
+                         f"{r['two_people_precision']:.3f}; composites with both people named: "
+                         f"{r['two_people_found']:.3f}")
         if "outlier" in present:
             lines.append(f"  soft-label entropy (1 = flat over the known classes): outliers "
                          f"{r['outlier_soft_entropy']:.3f}, clean {r['clean_soft_entropy']:.3f}")

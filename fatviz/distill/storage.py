@@ -25,13 +25,15 @@ from fatviz.runs import DISTILL_MARKER, check_schema, load_run, save_run
 from fatviz.settings import RunSettings
 
 SCHEMA = "fatviz.distill"
-SCHEMA_VERSION = 2  # 2: per-sample noise kind and second true class, per-kind report figures
-READABLE_VERSIONS = (1, 2)  # version 1 loads as wrong-identity noise only, without the per-kind figures
+SCHEMA_VERSION = 3  # 2: per-sample noise kind and second true class, per-kind report figures; 3: two people
+# Version 1 loads as wrong-identity noise only, without the per-kind figures; 1 and 2 without two-people verdicts.
+READABLE_VERSIONS = (1, 2, 3)
 META_FILE = DISTILL_MARKER  # listings tell a distillation folder by this file
 STUDENT_FOLDER = "student"
 TABLE_TYPES = {"index": np.int64, "true_label": np.int64, "given_label": np.int64, "teacher_label": np.int64,
                "score": np.float64, "flagged": bool, "round_discarded": np.int64, "was_flipped": bool,
-               "cleanlab_flagged": bool, "noise_kind": str, "second_label": np.int64}
+               "cleanlab_flagged": bool, "noise_kind": str, "second_label": np.int64, "pair_first": np.int64,
+               "pair_second": np.int64}
 
 
 def json_ready(value: Any) -> Any:
@@ -114,10 +116,12 @@ def load_distillation(folder: str | os.PathLike) -> DistillResult:
     check_schema(meta, SCHEMA, version if version in READABLE_VERSIONS else SCHEMA_VERSION, meta_path, "distillation")
     try:
         if version == 1:  # before noise kinds: every flipped label was a wrong identity
-            table = _read_table(base / "table.csv", TABLE_COLUMNS[:-2])
+            table = _read_table(base / "table.csv", TABLE_COLUMNS[:-4])
             table = table.assign(noise_kind=np.where(table["was_flipped"], "wrong_identity", "clean"), second_label=-1)
         else:
-            table = _read_table(base / "table.csv", TABLE_COLUMNS)
+            table = _read_table(base / "table.csv", TABLE_COLUMNS[:-2] if version == 2 else TABLE_COLUMNS)
+        if version in (1, 2):  # before two-people verdicts: the teacher saw one person in every image
+            table = table.assign(pair_first=-1, pair_second=-1)
         table = table.astype(TABLE_TYPES)
         baselines = pd.read_csv(base / "baselines.csv", index_col="model")
         if tuple(baselines.columns) != BASELINE_COLUMNS:

@@ -23,6 +23,7 @@ from fatviz.noise import NOISE_KINDS, parse_noise
 from fatviz.paths import allowed_roots, resolve_under
 from fatviz.presets import PRESETS
 from fatviz.registry import Registry
+from fatviz.reid_synth import REID_SIZES
 from fatviz.settings import RunSettings, SettingField, setting_fields
 from pages.ui.look import show_error
 from pages.ui.uploads import held_upload, upload_widget
@@ -169,7 +170,7 @@ def _write_state(s: RunSettings) -> None:
         "w_cw": s.compactness_weight if s.compactness_weight is not None else 0.0,
         "w_cw_auto": s.compactness_weight is None, "w_epochs": s.epochs,
         "w_embedding_dim": s.embedding_dim, "w_seed": s.seed, **centre_widgets(s.centres),
-        "w_blob_outliers": s.blob_outliers, "w_blob_spread": s.blob_spread,
+        "w_blob_outliers": s.blob_outliers, "w_blob_spread": s.blob_spread, "w_reid_size": s.reid_size,
     }})
 
 
@@ -234,6 +235,8 @@ def _draw(show: tuple[str, ...]) -> None:
         if ss["w_dataset"] == "blobs":
             sb.slider("Blob spread", *limits("blob_spread"), step=0.1, key="w_blob_spread")
             sb.slider("Outlier fraction", *limits("blob_outliers"), step=0.01, key="w_blob_outliers")
+        if ss["w_dataset"] == "reid-synth":
+            sb.radio("Size", choices("reid_size"), key="w_reid_size", horizontal=True, help=_described(REID_SIZES))
     if "noise" in show:
         sb.subheader("Label noise")
         sb.radio("Wrong identity", NOISE_KINDS, key="w_noise_kind", horizontal=True,
@@ -295,7 +298,7 @@ def _from_widgets(base: RunSettings) -> RunSettings:
         compactness_weight=None if ss["w_cw_auto"] else float(ss["w_cw"]),
         epochs=int(ss["w_epochs"]), embedding_dim=int(ss["w_embedding_dim"]), seed=int(ss["w_seed"]),
         centres=centre_text(ss), blob_outliers=float(ss["w_blob_outliers"]),
-        blob_spread=float(ss["w_blob_spread"]),
+        blob_spread=float(ss["w_blob_spread"]), reid_size=ss["w_reid_size"],
     )
 
 
