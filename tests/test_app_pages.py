@@ -182,6 +182,13 @@ def wait_for(at: AppTest, done, seconds: float = 120) -> None:
         time.sleep(0.3)
 
 
+def run_the_teacher(at: AppTest) -> None:
+    """Press the Noisy labels page's Run button and rerun until its metrics show, without trouble."""
+    next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
+    wait_for(at, lambda a: bool(a.metric))
+    no_trouble(at)
+
+
 @pytest.fixture()
 def fake_distill(monkeypatch: pytest.MonkeyPatch) -> list[RunSettings]:
     """Replace fatviz.distill with one that returns a synthetic result at once; records the settings it gets."""
@@ -236,9 +243,7 @@ def test_noisy_labels_widgets_reach_the_distillation(fake_distill: list[RunSetti
     at.run()
     at.slider(key="nl_threshold").set_value(0.8)
     at.slider(key="nl_rounds").set_value(2).run()
-    next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
-    wait_for(at, lambda a: bool(a.metric))
-    no_trouble(at)
+    run_the_teacher(at)
     (settings,) = fake_distill
     assert (settings.confidence_threshold, settings.teacher_rounds) == (0.8, 2)
     at.radio(key="nl_rule").set_value("small-loss").run()  # new settings: no result yet, the button is back
@@ -251,9 +256,7 @@ def test_noisy_labels_blobs_show_a_table_instead_of_images(fake_distill: list[Ru
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
     at.query_params.update(TINY | {"seed": "9", "dataset": "blobs", "subsample": "0"})
     at.run()
-    next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
-    wait_for(at, lambda a: bool(a.metric))
-    no_trouble(at)
+    run_the_teacher(at)
     assert not at.image
     t = fake_result(n=60, k=10, seed=1).table
     missed = [df.value for df in at.dataframe if "missed" in set(df.value.get("outcome", []))]
@@ -276,9 +279,7 @@ def test_the_gallery_names_both_people_the_teacher_sees(monkeypatch: pytest.Monk
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
     at.query_params.update(TINY | {"dataset": "reid-synth", "reid_size": "small", "subsample": "160"})
     at.run()
-    next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
-    wait_for(at, lambda a: bool(a.metric))
-    no_trouble(at)
+    run_the_teacher(at)
     captions = [c for image in at.image for c in image.captions]
     assert sum("teacher: two people, 3 and 7" in c for c in captions) == 1
     assert sum("· teacher " in c for c in captions) == len(captions) - 1  # the others: the teacher's one label
