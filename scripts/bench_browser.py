@@ -174,6 +174,15 @@ CHART_STATE = f"""() => {{
 }}"""
 
 
+CATCH_UP_S = 15.0
+CAUGHT_UP = f"""() => {{
+    const chart = document.querySelector("{CHART}");
+    const host = chart && chart.parentElement;
+    return !!host && Number(host.dataset.frames || 0) > 0
+        && Number(host.dataset.shown || 0) >= Number(host.dataset.frames || 0);
+}}"""
+
+
 def chart_state(page) -> dict | None:
     """The live chart's counters (frames held, distinct epochs shown, payloads applied) and whether
     it is still the DOM node first seen on this page."""
@@ -195,6 +204,15 @@ def time_demo(page, on_first_frame=None) -> dict[str, float]:
         on_first_frame(page)
     page.locator(ANIMATION).first.wait_for(timeout=2 * SLOW * 1000)
     done = time.perf_counter() - start
+    # Training has ended; the chart may still be stepping through epochs that arrived while the
+    # browser was busy (a loaded machine, the screenshot above). Read its counters once it has
+    # caught up, or after CATCH_UP_S: a chart that jumped to the end never catches up.
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(CAUGHT_UP, timeout=CATCH_UP_S * 1000)
+    except PlaywrightTimeout:
+        pass
     end = chart_state(page)
     return {"first_frame_s": round(first, 2), "full_animation_s": round(done, 2),
             "frames_at_first": at_first["frames"], "frames": end["frames"], "epochs_shown": end["shown"],
