@@ -239,7 +239,7 @@ class _Recorder:
             self.starts.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
             return order()
 
-        trainer._batch_loss, trainer.loss_fn, trainer.epoch_order = batch, loss, epoch_order
+        trainer.train_batch, trainer.loss_fn, trainer.epoch_order = batch, loss, epoch_order
 
 
 def _whole_set_by_hand(trainer: Trainer, state: dict, weights: np.ndarray, option: str) -> dict:
@@ -300,3 +300,27 @@ def test_each_centre_source_gives_the_loss_the_centres_computed_by_hand(source, 
         elif opt.normalise_members:  # mean-norm: inside the ball
             assert (got.centres.norm(dim=1) <= 1 + 1e-6).all()
     assert np.isfinite(trainer.snapshot_list[-1].losses["total"])
+
+
+def test_the_trainer_asks_its_parallel_strategy_for_its_share_and_whether_to_stop():
+    """A strategy (fatviz.parallel) decides this process's part of every epoch and the agreed stop."""
+    from fatviz.parallel import SingleProcess
+
+    class FirstHalf(SingleProcess):
+        def batch_share(self, global_length: int, k: int) -> int:
+            return global_length // 2
+
+        def shard(self, order: torch.Tensor, global_length: int) -> torch.Tensor:
+            return order[:len(order) // 2]
+
+        def agreed_stop(self, should_stop):
+            return lambda: True  # another process asked to stop
+
+    data = prepare_data(TINY)
+    assert isinstance(Trainer(TINY, data).parallel, SingleProcess)
+    trainer = Trainer(TINY.replace(epochs=3), data, parallel=FirstHalf())
+    batches = trainer.epoch_batches()
+    assert max(len(b) for b in batches) == TINY.batch_size // 2
+    assert sum(len(b) for b in batches) <= len(data.given_labels) // 2
+    result = trainer.fit()
+    assert result.stopped and [s.epoch for s in result.snapshots] == [0, 1]
