@@ -9,7 +9,7 @@ on the fixed stratified subset the per-epoch snapshots use, and keeps the second
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -21,9 +21,6 @@ from fatviz.losses import LOSSES
 from fatviz.metrics import evaluate_embeddings
 from fatviz.models import build_model
 from fatviz.settings import RunSettings
-
-if TYPE_CHECKING:
-    from fatviz.train import RunResult
 
 # 256 images a batch: on 2 CPU cores a 1024-image batch's activations outgrow the cache, and
 # lenet-bn took 181 us an image at 1024 against 111 at 256 (cnn 469 against 277).
@@ -97,7 +94,15 @@ class Evaluator:
         return self.final_metrics
 
 
-def embed_split(result: RunResult, dataset: Dataset, split: str = "test") -> torch.Tensor:
+class SavedWeights(Protocol):
+    """What embed_split reads of a run (a fatviz.train.RunResult has it)."""
+
+    settings: RunSettings
+    model_kind: str
+    state_dict: dict[str, torch.Tensor]
+
+
+def embed_split(result: SavedWeights, dataset: Dataset, split: str = "test") -> torch.Tensor:
     """A split ("train" or "test") of the dataset embedded by a run's saved weights, in its anchor space, on the CPU."""
     settings = result.settings
     model = build_model(result.model_kind, tuple(dataset.input_shape), settings.embedding_dim, dataset.num_classes)
