@@ -40,16 +40,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-# torch.distributed.nn.functional names `group.WORLD` as the default group of its functions, which
-# binds whatever group is up when it is first imported, and DistributedDataParallel imports it
-# (through torch._dynamo). Imported after init_process_group, it would hold the group for the life
-# of the process: destroy_process_group could not free it, so gloo's worker threads (which end only
-# when it is freed) would outlive the interpreter, and one of them letting go of a finished
-# collective's tensors then needs the GIL during finalisation: the process aborts at exit (SIGABRT,
-# 'terminate called without an active exception'). Imported here, before any group, it binds None.
-import torch.distributed.nn.functional  # noqa: F401
-from torch.nn.parallel import DistributedDataParallel
-
 from fatviz.centroids import CentroidAccumulator, Centroids
 from fatviz.errors import FatvizError
 from fatviz.models import pick_device
@@ -169,6 +159,21 @@ def backend_for(device: torch.device) -> str:
     raise FatvizError(f"Training on several processes runs on cpu or cuda, not {device.type}: pass --device cpu or cuda.")
 
 
+# torch.distributed.nn.functional names `group.WORLD` as the default group of its functions, which
+# binds whatever group is up when it is first imported, and DistributedDataParallel imports it
+# (through torch._dynamo). Imported after init_process_group, it would hold the group for the life
+# of the process: destroy_process_group could not free it, so gloo's worker threads (which end only
+# when it is freed) would outlive the interpreter, and one of them letting go of a finished
+# collective's tensors then needs the GIL during finalisation: the process aborts at exit (SIGABRT,
+# 'terminate called without an active exception'). So init_from_env imports both before it starts
+# a group, where it binds None; not at this module's import, because torch._dynamo costs a
+# single-process run (which imports this module to ask `is_distributed`) about 2.5 s of start-up.
+def _import_before_any_group() -> None:
+    """Import what binds the world group at first import while no group is up (see the note above)."""
+    import torch.distributed.nn.functional  # noqa: F401
+    from torch.nn.parallel import DistributedDataParallel  # noqa: F401
+
+
 def init_from_env(device: torch.device | str = "cpu", timeout_s: float = TIMEOUT_S) -> Ranks:
     """Join the job torchrun started (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), once per process.
 
@@ -187,6 +192,7 @@ def init_from_env(device: torch.device | str = "cpu", timeout_s: float = TIMEOUT
                               "start at most one process per GPU, or pass --device cpu.")
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
+        _import_before_any_group()
         dist.init_process_group(backend, init_method="env://", rank=int(os.environ["RANK"]),
                                 world_size=int(os.environ["WORLD_SIZE"]), timeout=timedelta(seconds=timeout_s))
     return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
@@ -254,6 +260,8 @@ class DataParallel(SingleProcess):
             module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group=self.group)  # same parameters
         # Buffers are averaged where they are read (sync_buffers), not broadcast in every forward:
         # an eval-mode forward then holds no collective, so ranks may embed unequal shards.
+        from torch.nn.parallel import DistributedDataParallel
+
         model = DistributedDataParallel(
             module, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
             process_group=self.group, forward_sync_buffers=False,
