@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from fatviz.data import DATASETS
-from fatviz.distill.report import PHASES
+from fatviz.distill.report import phase_times
 from fatviz.errors import FatvizError
 from fatviz.figures.labels import (
     OUTCOMES,
@@ -25,7 +25,6 @@ from fatviz.figures.labels import (
     score_figure,
 )
 from fatviz.noise import SAMPLE_KINDS
-from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
 from pages.ui.gallery import gallery, truth_known
 from pages.ui.live import finished_job, prepared_data
@@ -184,7 +183,7 @@ def show_result(result, settings: RunSettings) -> None:
         "{:.0f}", subset=(["flagged"], slice(None)), na_rep="–"), width="stretch")
     with c2:
         _downloads(result, settings, data)
-        times = seconds_text(rep, PHASES)
+        times = phase_times(rep)
         st.caption(f"One row per training sample: given, teacher's and true label, score, flagged, round "
                    f"discarded. Took {rep['seconds']:.1f} s" + (f": {times}." if times else "."))
     gallery, rounds, confusion, student, per_class = st.tabs(

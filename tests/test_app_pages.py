@@ -6,6 +6,7 @@ import base64
 import importlib
 import json
 import math
+import re
 import sys
 import time
 import types
@@ -312,6 +313,9 @@ def test_noisy_labels_page_with_a_real_tiny_distillation() -> None:
     no_trouble(at)
     precision = float(metrics(at)["Precision"])
     assert 0.0 <= precision <= 1.0 and not math.isnan(precision)
+    # The phases' seconds, with the student's test-split evaluation inside its own (issue 24).
+    took = next(c.value for c in at.caption if "Took" in c.value)
+    assert re.search(r"student [0-9.]+ s \(evaluation [0-9.]+ s\)", took), took
 
 
 # --------------------------------------------------------------------------- navigation
