@@ -22,7 +22,7 @@ def test_identical_requests_share_one_job_and_results_are_saved(tmp_path):
     assert set(job.snapshots) == set(CENTROIDS.names())
     assert job.frames() == TINY.epochs + 1
     assert job.first_frame_seconds is not None and job.first_frame_seconds <= job.seconds
-    saved = load_run(mgr.run_folder(job) / "norm-mean-norm")
+    saved = load_run(mgr.store.folder(job) / "norm-mean-norm")
     assert saved.settings.centroid == "norm-mean-norm"
     assert saved.final_metrics == job.results["norm-mean-norm"].final_metrics
     # A new manager (an app restart) answers from disk without training.
@@ -162,8 +162,8 @@ def test_a_killed_worker_fails_its_job_and_the_next_job_succeeds(tmp_path):
     try:
         job = mgr.submit("train", TINY.replace(epochs=100))
         assert job.wait_frames(1, timeout=180)
-        for proc in list(mgr._pool._processes.values()):
-            os.kill(proc.pid, signal.SIGKILL)  # what the kernel's OOM killer does
+        for pid in mgr.pool.pids():
+            os.kill(pid, signal.SIGKILL)  # what the kernel's OOM killer does
         assert job.wait(60)
         assert job.status == "error" and "stopped unexpectedly" in job.error
         assert not list(tmp_path.glob("**/run.pt"))
@@ -180,7 +180,7 @@ def test_workers_can_run_at_a_lower_cpu_priority(tmp_path):
         pytest.skip("os.nice is Unix-only")
     mgr = JobManager(workers=1, runs_dir=None, warm_up=False, niceness=5)
     try:
-        pid = mgr._pool.submit(os.getpid).result(timeout=120)
+        pid = mgr.pool.submit(os.getpid).result(timeout=120)
         assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 5
     finally:
         mgr.shutdown()
