@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fatviz.errors import FatvizError
 from fatviz.job_kinds import JOB_KINDS
+from fatviz.settings import RunSettings
 
-if TYPE_CHECKING:
-    from fatviz.jobs import Job
+
+class Job(Protocol):
+    """What the store reads of a job (fatviz.jobs.Job)."""
+
+    key: str
+    kind: str
+    settings: RunSettings
+    options: tuple[str, ...]
+    results: dict[str, Any]
 
 
 class RunStore:

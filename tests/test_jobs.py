@@ -198,12 +198,17 @@ def test_seconds_left_is_estimated_from_the_progress_so_far():
     assert job.seconds_left() == pytest.approx(0.0)
 
 
-def test_a_distillation_estimate_counts_the_epochs_its_settings_train():
-    from fatviz.budget import estimate
+def test_every_distillation_setting_that_adds_training_can_tip_it_over_the_time_limit():
+    from fatviz.budget import Budget, estimate
 
-    base = TINY.replace(teacher_epochs=5, teacher_rounds=3, round_epochs=3, cv_epochs=3, baselines="fat", epochs=10)
-    per_epoch = estimate("train", base).seconds / base.epochs
-    # 5 + 3*3 teacher, 4 fold-sets of 3 (5 folds on 4/5 each), student and one baseline of 10.
-    assert estimate("distill", base).seconds == pytest.approx(per_epoch * (14 + 12 + 20))
-    assert estimate("distill", base.replace(baselines="all")).seconds == pytest.approx(per_epoch * (14 + 12 + 40))
-    assert estimate("distill", base.replace(cv_epochs=5, baselines="none")).seconds == pytest.approx(per_epoch * (14 + 20 + 10))
+    base = TINY.replace(teacher_epochs=5, teacher_rounds=3, round_epochs=3, cv_epochs=3, baselines="none", epochs=10)
+    limit = Budget(max_active=4, memory=1e12, seconds=estimate("distill", base).seconds * 1.001)
+    limit.check("distill", base, active=0)  # fits
+    for more in (dict(teacher_epochs=6), dict(teacher_rounds=4), dict(round_epochs=4), dict(cv_epochs=4),
+                 dict(baselines="fat"), dict(epochs=11)):
+        with pytest.raises(FatvizError, match="minutes"):
+            limit.check("distill", base.replace(**more), active=0)
+    assert estimate("distill", base.replace(baselines="all")).seconds > estimate("distill", base.replace(
+        baselines="fat")).seconds
+    # A setting that adds no epoch (the soft labels' temperature) fits the same.
+    limit.check("distill", base.replace(temperature=2.0), active=0)
