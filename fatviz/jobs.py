@@ -195,13 +195,11 @@ class JobManager:
     def __init__(self, workers: int = 2, runs_dir: str | os.PathLike | None = "runs", warm_up: bool = True,
                  start_method: str = "spawn", niceness: int = 0, budget: Budget | None = None,
                  forget_after: float = 900.0) -> None:
-        """`warm_up` runs a tiny training in each worker at start (the app: workers start when a
-        page opens, long before the click); a one-shot CLI call skips it. `start_method` "fork"
-        saves the workers' imports, but is only safe in a single-threaded caller (the CLI).
-        `niceness` lowers the workers' CPU priority (Unix), so that on a laptop whose cores all
-        train, the page and the browser that draw the epochs are served first. `budget` (the app
-        passes `Budget.for_machine`) refuses jobs that do not fit; None accepts all. Finished jobs
-        are dropped from memory `forget_after` seconds after they end (they stay on disk)."""
+        """`warm_up` runs a tiny training in each worker as it starts (the app; a one-shot CLI call skips
+        it); `start_method` "fork" saves the workers' imports but suits only a single-threaded caller;
+        `niceness` lowers the workers' CPU priority so the pages drawing the epochs come first; `budget`
+        refuses jobs that do not fit (None accepts all); finished jobs leave memory `forget_after`
+        seconds after they end (they stay on disk)."""
         from fatviz.layouts import LayoutService
 
         self.workers = workers
@@ -230,10 +228,6 @@ class JobManager:
             threading._register_atexit(self.shutdown)  # the hook concurrent.futures itself uses
         except (AttributeError, RuntimeError):
             pass
-
-    def ready(self, timeout: float | None = None) -> bool:
-        """Wait until the worker processes have started and warmed up (True when they have)."""
-        return self.pool.ready(timeout)
 
     def get(self, key: str) -> Job | None:
         """The job with this key, if one was submitted and is still remembered."""
