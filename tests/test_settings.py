@@ -143,6 +143,17 @@ def test_app_limits_refuse_with_one_message_and_cli_hint():
     assert RunSettings().check_app_limits() == RunSettings()
 
 
+def test_each_noise_term_is_held_to_its_own_app_range():
+    from fatviz.noise import NOISE_TERMS
+
+    for name, term in NOISE_TERMS.items():
+        high = term.rates[1]
+        assert RunSettings(noise=f"{name}:{high:g}").outside_app_limits() == []
+        above = min(high + 0.05, 0.95)
+        with pytest.raises(FatvizError, match=f"noise {name}:{above:g} is outside 0 to {high:g}"):
+            RunSettings(noise=f"{name}:{above:g}").check_app_limits()
+
+
 def test_a_fake_centroid_option_is_accepted_once_registered():
     from fatviz.centroids import CENTROIDS, CentroidOption
 
