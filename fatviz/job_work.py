@@ -1,7 +1,8 @@
 """What each job kind does with torch: train in a worker, save and load its results, recognise and animate a saved folder.
 
 fatviz.job_kinds names these functions by module and name, so the registry (read by settings
-and `--help`) never imports torch.
+and `--help`) never imports torch. Each imports its job's module when called, not with this one,
+so a test that stands in a fake `fatviz.distill` (tests/test_app_pages.py) is the one called.
 """
 
 from __future__ import annotations
@@ -11,12 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from fatviz.catalogue import CENTROIDS
-from fatviz.compare_losses import COMPARISON_FILE, compare_losses, load_comparison, save_comparison
-from fatviz.distill import load_distillation, run_distillation, save_distillation
-from fatviz.distill.storage import STUDENT_FOLDER
 from fatviz.runs import DISTILL_MARKER, RUN_FILE, load_group, load_run, save_group
 from fatviz.settings import RunSettings
-from fatviz.train import Trainer, option_settings, prepare_data
 
 Emit = Callable[[str, tuple], None]
 ShouldStop = Callable[[], bool]
@@ -24,6 +21,8 @@ ShouldStop = Callable[[], bool]
 
 def train_options(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
     """Train a group of centroid options in lockstep (epoch by epoch, round robin) so panels advance together."""
+    from fatviz.train import Trainer, option_settings, prepare_data
+
     data = prepare_data(settings)
     trainers = {o: Trainer(option_settings(settings, o), data) for o in options}
     streams = {o: t.snapshots(should_stop) for o, t in trainers.items()}
@@ -40,6 +39,8 @@ def train_options(settings: RunSettings, options: tuple[str, ...], emit: Emit, s
 
 def distill(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
     """A teacher-student distillation, its progress sent as the one option's events."""
+    from fatviz.distill import run_distillation
+
     result = run_distillation(settings, should_stop=should_stop,
                               on_progress=lambda f, msg: emit(options[0], ("progress", f, msg)))
     return {options[0]: result}
@@ -47,6 +48,8 @@ def distill(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_
 
 def compare(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
     """FAT and the triplet losses over seeds, its progress sent as the one option's events."""
+    from fatviz.compare_losses import compare_losses
+
     result = compare_losses(settings, should_stop=should_stop,
                             on_progress=lambda f, msg: emit(options[0], ("progress", f, msg)))
     return {options[0]: result}
@@ -64,21 +67,29 @@ def load_runs(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
 
 def save_distillation_of(results: dict[str, Any], folder: Path) -> None:
     """Save the one distillation result."""
+    from fatviz.distill import save_distillation
+
     save_distillation(next(iter(results.values())), folder)
 
 
 def load_distillation_as(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
     """Load a saved distillation under the job's one option."""
+    from fatviz.distill import load_distillation
+
     return {options[0]: load_distillation(folder)}
 
 
 def save_comparison_of(results: dict[str, Any], folder: Path) -> None:
     """Save the one loss comparison into the folder."""
+    from fatviz.compare_losses import COMPARISON_FILE, save_comparison
+
     save_comparison(next(iter(results.values())), folder / COMPARISON_FILE)
 
 
 def load_comparison_as(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
     """Load a saved loss comparison under the job's one option."""
+    from fatviz.compare_losses import COMPARISON_FILE, load_comparison
+
     return {options[0]: load_comparison(folder / COMPARISON_FILE)}
 
 
@@ -103,9 +114,13 @@ def distill_marker(folder: Path) -> Path | None:
 
 def comparison_marker(folder: Path) -> Path | None:
     """A loss comparison's file, if the folder holds one."""
+    from fatviz.compare_losses import COMPARISON_FILE
+
     return _present(folder / COMPARISON_FILE)
 
 
 def student_animation(folder: Path) -> Any:
     """A saved distillation's student run (what its animation shows)."""
+    from fatviz.distill.storage import STUDENT_FOLDER
+
     return load_run(folder / STUDENT_FOLDER)

@@ -146,8 +146,10 @@ class WorkerPool:
             return self._thread_submit(fn, args, kwargs)
         for attempt in range(2):
             with self._lock:
-                if self._executor is None or getattr(self._executor, "_broken", False):
-                    self.restart(self._executor) if self._executor is not None else self.start()
+                if self._executor is None:
+                    self.start()  # started on the first call (the layout worker)
+                elif getattr(self._executor, "_broken", False):
+                    self.restart(self._executor)
                 executor = self._executor
             if executor is None:
                 raise RuntimeError(f"the {self.what} workers are shut down")
