@@ -195,7 +195,7 @@ def loss_step_seconds(settings: RunSettings, num_classes: int, repeats: int = 20
             emb = base.clone().requires_grad_(True)
             lg = logits.clone().requires_grad_(True)
             start = time.perf_counter()
-            if spec.uses_centres and source.kind == "batch":  # as Trainer._batch_loss builds them
+            if spec.uses_centres and source.kind == "batch":  # as TrainingCentres.for_batch builds them
                 centroids = compute_centroids(emb, labels, settings.centroid, k)
             elif moving is not None:
                 moving.update(*class_sums(emb, labels, settings.centroid, k))
@@ -253,7 +253,7 @@ def compare_losses(settings: RunSettings, variants: Sequence[str] | Mapping[str,
             seconds = time.perf_counter() - t
             if trainer.stopped:
                 raise FatvizError("The comparison was stopped before it finished; nothing was saved.")
-            metrics = trainer.evaluate()
+            metrics = trainer.evaluator.evaluate()
             row = {
                 "variant": name, "loss": s.loss, "seed": seed, "changes": changes[name], "run_key": key,
                 **{k: metrics.get(k) for k in METRICS},

@@ -48,14 +48,14 @@ import torch.distributed as dist
 # collective's tensors then needs the GIL during finalisation: the process aborts at exit (SIGABRT,
 # 'terminate called without an active exception'). Imported here, before any group, it binds None.
 import torch.distributed.nn.functional  # noqa: F401
-from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from torch.nn.parallel import DistributedDataParallel
 
 from fatviz.centroids import CentroidAccumulator, Centroids
 from fatviz.errors import FatvizError
 from fatviz.models import pick_device
+from fatviz.parallel import SingleProcess
 from fatviz.settings import RunSettings
-from fatviz.train import PreparedData, RunResult, Snapshot, Targets, Trainer, TrainingDiverged, _embed
+from fatviz.train import PreparedData, RunResult, Targets, Trainer
 
 # How long a rank waits at init and in any collective for the others: long enough for a slow
 # rank to load a large dataset, short enough that a lost rank does not hold the rest for gloo's
@@ -216,90 +216,106 @@ def rank_seed(seed: int, rank: int) -> int:
 # -- training -----------------------------------------------------------------------------------
 
 
-class RankBatches:
-    """A batch sampler's global batches as one rank sees them: the same order, batches of its share.
-
-    A global batch is the sampler's (`batch_size`, or P x K for identity-balanced batches); each
-    rank takes 1/world_size of it, which for P x K batches must be whole identities.
-    """
-
-    def __init__(self, sampler, settings: RunSettings, world_size: int) -> None:
-        self.inner = sampler
-        self.global_length = sampler.batch_length(settings.batch_size)
-        self.share = self.global_length // world_size
-        # A shuffled batch was checked against world_size already (DistributedTrainer); a P x K one
-        # must also leave each rank whole identities.
-        k = getattr(sampler, "k", 1)
-        if self.global_length % world_size or self.share % k:
-            raise FatvizError(f"A global batch of P x K = {self.global_length // k} x {k} does not split into "
-                              f"{world_size} equal parts of whole identities: pick a batch size (and pk_k) so "
-                              f"that P is a multiple of {world_size}.")
-
-    def batch_length(self, batch_size: int) -> int:
-        """This rank's share of a global batch."""
-        return self.share
-
-    def order(self, generator: torch.Generator) -> torch.Tensor:
-        """The sampler's global order (every rank draws the same one)."""
-        return self.inner.order(generator)
-
-
-class DistributedTrainer(Trainer):
-    """A Trainer on one rank of a process group: DDP gradients, each rank on its shard of every epoch.
+class DataParallel(SingleProcess):
+    """The strategy of a Trainer on one rank of a process group (see fatviz.parallel): DDP gradients,
+    each rank on its share of every global batch, centres and stop decisions agreed by all-reduce.
 
     `settings.batch_size` is the global batch (it must split evenly over the ranks), so the run
     trains on the same global batches as one process would and saves the same settings. Every
     rank holds the whole data, trains on its part of every global batch of the epoch's seeded order
     (`rank_shard`), builds the whole-set centres from its shard of the set by all-reduce, and takes
     identical snapshots (the losses averaged over the ranks, batch-norm running statistics averaged
-    before anything is embedded).
-    Every rank must make the same calls; a non-finite loss on any rank stops all with one message.
+    before anything is embedded). Every rank must make the same calls; a non-finite loss on any
+    rank stops all with one message.
     """
 
-    def __init__(self, settings: RunSettings, data: PreparedData | None = None, targets: Targets | None = None,
-                 *, snapshots: bool = True, group: dist.ProcessGroup | None = None,
-                 sync_batchnorm: bool = False) -> None:
+    def __init__(self, group: dist.ProcessGroup | None = None, *, sync_batchnorm: bool = False) -> None:
         if not dist.is_initialized():
             raise FatvizError("No process group: call fatviz.distributed.init_from_env() first (under torchrun).")
         self.group = group
         self.rank, self.world_size = dist.get_rank(group), dist.get_world_size(group)
-        if settings.batch_size % self.world_size or settings.batch_size // self.world_size < 2:
-            raise FatvizError(f"batch_size {settings.batch_size} does not split into batches of at least 2 over "
-                              f"{self.world_size} processes: pick a multiple of {self.world_size}.")
-        backend_for(pick_device(settings.device))
-        super().__init__(settings, data, targets, snapshots=snapshots)
-        self.run_settings = settings
-        self.settings = settings.replace(batch_size=settings.batch_size // self.world_size)  # this rank's view
-        self.sampler = RankBatches(self.sampler, settings, self.world_size)
-        module = self.model
-        if sync_batchnorm:
-            if self.device.type != "cuda":
-                raise FatvizError("SyncBatchNorm needs CUDA; on the CPU leave it off (running statistics are averaged).")
-            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group=group)  # same parameters
-        self.module = module
-        # Buffers are averaged where they are read (see _average_buffers), not broadcast in every
-        # forward: an eval-mode forward then holds no collective, so ranks may embed unequal shards.
-        self.model = DistributedDataParallel(
-            module, device_ids=[torch.cuda.current_device()] if self.device.type == "cuda" else None,
-            process_group=group, forward_sync_buffers=False,
-            find_unused_parameters=not self.loss_spec.uses_logits)  # losses that ignore the classifier head
-        torch.manual_seed(rank_seed(settings.seed, self.rank))
-        n = len(self.y_train)
-        self._centre_idx = torch.arange(n, device=self.device)[self.rank::self.world_size]
-        w = torch.zeros(n, device=self.device)
-        w[self._keep_idx] = 1.0
-        if self.centre_weights is not None:
-            w = w * self.centre_weights
-        self._centre_w = w[self._centre_idx]
+        self.sync_batchnorm = sync_batchnorm
+        self.device = torch.device("cpu")  # the run's, once `prepare` is called
 
-    # -- collectives --------------------------------------------------------------------------
+    def prepare(self, batch_size: int, device: torch.device) -> None:
+        """Refuse a global batch that does not split into parts of at least 2, or a device with no backend;
+        the collectives run on `device`."""
+        self.device = device
+        if batch_size % self.world_size or batch_size // self.world_size < 2:
+            raise FatvizError(f"batch_size {batch_size} does not split into batches of at least 2 over "
+                              f"{self.world_size} processes: pick a multiple of {self.world_size}.")
+        backend_for(device)
+
+    def wrap(self, module: torch.nn.Module, device: torch.device, uses_logits: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(the module, optionally with SyncBatchNorm, and its DistributedDataParallel wrapper)."""
+        if self.sync_batchnorm:
+            if device.type != "cuda":
+                raise FatvizError("SyncBatchNorm needs CUDA; on the CPU leave it off (running statistics are averaged).")
+            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group=self.group)  # same parameters
+        # Buffers are averaged where they are read (sync_buffers), not broadcast in every forward:
+        # an eval-mode forward then holds no collective, so ranks may embed unequal shards.
+        model = DistributedDataParallel(
+            module, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
+            process_group=self.group, forward_sync_buffers=False,
+            find_unused_parameters=not uses_logits)  # losses that ignore the classifier head
+        return module, model
+
+    def reseed(self, seed: int) -> None:
+        """Each rank its own seed for per-rank randomness, once every rank built the same model."""
+        torch.manual_seed(rank_seed(seed, self.rank))
+
+    def batch_share(self, global_length: int, k: int) -> int:
+        """1/world_size of a global batch, which for P x K batches (k > 1) must be whole identities."""
+        share = global_length // self.world_size
+        if global_length % self.world_size or share % k:
+            raise FatvizError(f"A global batch of P x K = {global_length // k} x {k} does not split into "
+                              f"{self.world_size} equal parts of whole identities: pick a batch size (and pk_k) so "
+                              f"that P is a multiple of {self.world_size}.")
+        return share
+
+    def shard(self, order: torch.Tensor, global_length: int) -> torch.Tensor:
+        """This rank's part of every global batch of the epoch's order (the same seeded order on every rank)."""
+        return rank_shard(order, self.rank, self.world_size, global_length)
+
+    def centre_shard(self, n: int, device: torch.device) -> torch.Tensor:
+        """Every world_size-th training sample, from this rank's: its part of the whole-set centres."""
+        return torch.arange(n, device=device)[self.rank::self.world_size]
+
+    def centroids(self, emb: torch.Tensor, labels: torch.Tensor, option: str, num_classes: int,
+                  weights: torch.Tensor | None = None) -> Centroids:
+        """Centroids of every rank's members together, by all-reduce (every rank calls it)."""
+        return sharded_centroids(emb, labels, option, num_classes, weights=weights, group=self.group)
+
+    def reduce_sums(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        """The global batch's per-class sums: the ema centres move alike on every rank."""
+        all_reduce_sums(sums, counts, self.group)
+
     def _sum(self, values: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(values, op=dist.ReduceOp.SUM, group=self.group)
         return values
 
-    def _average_buffers(self) -> None:
+    def mean_losses(self, losses: dict[str, float]) -> dict[str, float]:
+        """The epoch's loss terms averaged over the ranks, so every rank's snapshot is the same."""
+        if not losses:
+            return losses
+        names = sorted(losses)
+        mean = self._sum(torch.tensor([losses[k] for k in names], dtype=torch.float64, device=self.device)) / self.world_size
+        return {k: float(v) for k, v in zip(names, mean, strict=True)}
+
+    def non_finite(self, total: torch.Tensor) -> dict[int, float]:
+        """Every rank learns every rank's running loss: one non-finite loss stops them all alike."""
+        totals = torch.zeros(self.world_size, dtype=torch.float64, device=total.device)
+        totals[self.rank] = total.detach().double()
+        return {r: v for r, v in enumerate(self._sum(totals).tolist()) if not math.isfinite(v)}
+
+    def agreed_stop(self, should_stop: Callable[[], bool] | None) -> Callable[[], bool] | None:
+        """`should_stop` (given on every rank or on none) stops all when any says so."""
+        return None if should_stop is None else (
+            lambda: bool(self._sum(torch.tensor([float(should_stop())], device=self.device)).item()))
+
+    def sync_buffers(self, module: torch.nn.Module) -> None:
         """Average the batch-norm running statistics (each rank saw its own batches)."""
-        floats = [b for b in self.module.buffers() if b.is_floating_point()]
+        floats = [b for b in module.buffers() if b.is_floating_point()]
         if floats:
             flat = self._sum(torch.cat([b.reshape(-1) for b in floats])) / self.world_size
             offset = 0
@@ -307,79 +323,19 @@ class DistributedTrainer(Trainer):
                 b.copy_(flat[offset:offset + b.numel()].view_as(b))
                 offset += b.numel()
 
-    # -- Trainer hooks ------------------------------------------------------------------------
-    def epoch_order(self) -> torch.Tensor:
-        """This rank's shard of the epoch's global order (the same seeded permutation on every rank)."""
-        return rank_shard(super().epoch_order(), self.rank, self.world_size, self.sampler.global_length)
+    def extras(self) -> dict:
+        """The number of processes the run trained on."""
+        return {"world_size": self.world_size}
 
-    def whole_set_centroids(self, train_emb: torch.Tensor | None = None) -> Centroids:
-        """Whole-training-set centres from this rank's shard of it, by all-reduce (every rank calls it)."""
-        if train_emb is None:
-            self._average_buffers()
-            emb, _ = _embed(self.module, self.x_train[self._centre_idx])
-        else:
-            emb = train_emb[self._centre_idx]
-        return sharded_centroids(emb, self.y_train[self._centre_idx], self.settings.centroid, self.num_classes,
-                                 weights=self._centre_w, group=self.group)
 
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """As Trainer.embed, with every rank's batch-norm statistics, so every rank gets the same
-        answer mid-training (a collective: every rank calls it)."""
-        self._average_buffers()
-        return _embed(self.module, x)
+class DistributedTrainer(Trainer):
+    """A Trainer on one rank of a process group: a Trainer with the DataParallel strategy."""
 
-    def batch_sums(self, emb: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The global batch's per-class sums: the ema centres move alike on every rank."""
-        sums, counts = super().batch_sums(emb, y, w)
-        all_reduce_sums(sums, counts, self.group)
-        return sums, counts
-
-    def _batch_loss(self, emb: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Batch centres are the global batch's: this rank's batch sums, all-reduced each step."""
-        if not (self.loss_spec.uses_centres and self.centre_source.kind == "batch"):
-            return super()._batch_loss(emb, logits, idx)
-        y = self.y_train[idx]
-        w = None if self.centre_weights is None else self.centre_weights[idx]
-        centroids = sharded_centroids(emb, y, self.settings.centroid, self.num_classes, weights=w, group=self.group)
-        return self.loss_fn(emb, y, logits, y if self.soft is None else self.soft[idx], centroids)
-
-    def _snapshot(self, epoch: int, losses: dict[str, float]) -> Snapshot:
-        """The same snapshot on every rank: averaged running statistics, losses averaged over the ranks."""
-        self._average_buffers()
-        if losses:
-            names = sorted(losses)
-            mean = self._sum(torch.tensor([losses[k] for k in names], dtype=torch.float64,
-                                          device=self.device)) / self.world_size
-            losses = {k: float(v) for k, v in zip(names, mean, strict=True)}
-        return super()._snapshot(epoch, losses)
-
-    def _check_finite(self, total: torch.Tensor, epoch: int, batch: int | None) -> None:
-        """Every rank learns every rank's running loss: one non-finite loss stops them all alike."""
-        totals = torch.zeros(self.world_size, dtype=torch.float64, device=self.device)
-        totals[self.rank] = total.detach().double()
-        totals = self._sum(totals).tolist()
-        bad = [r for r, v in enumerate(totals) if not math.isfinite(v)]
-        if bad:
-            try:
-                Trainer._check_finite(torch.tensor(totals[bad[0]]), epoch, batch)
-            except TrainingDiverged as exc:
-                raise TrainingDiverged(f"Rank {', '.join(map(str, bad))} of {self.world_size}: {exc}") from None
-
-    def snapshots(self, should_stop: Callable[[], bool] | None = None,
-                  on_progress: Callable[[float, str], None] | None = None) -> Iterator[Snapshot]:
-        """Train as Trainer.snapshots; `should_stop` (given on every rank or on none) stops all when any says so."""
-        agreed = None if should_stop is None else (
-            lambda: bool(self._sum(torch.tensor([float(should_stop())], device=self.device)).item()))
-        yield from super().snapshots(agreed, on_progress)
-        self._average_buffers()  # the saved weights carry every rank's statistics, snapshots or not
-
-    def result(self) -> RunResult:
-        """The run as one process would record it: the global settings, plain weights, and world_size."""
-        res = super().result()
-        res.settings = self.run_settings
-        consume_prefix_in_state_dict_if_present(res.state_dict, "module.")
-        res.extras["world_size"] = self.world_size
-        return res
+    def __init__(self, settings: RunSettings, data: PreparedData | None = None, targets: Targets | None = None,
+                 *, snapshots: bool = True, group: dist.ProcessGroup | None = None,
+                 sync_batchnorm: bool = False) -> None:
+        super().__init__(settings, data, targets, snapshots=snapshots,
+                         parallel=DataParallel(group, sync_batchnorm=sync_batchnorm))
 
 
 def run_distributed_train(settings: RunSettings, out: str | os.PathLike, overwrite: bool = True,

@@ -10,15 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from fatviz.centroids import anchor_space
 from fatviz.data import Dataset
 from fatviz.errors import FatvizError
+from fatviz.evaluation import embed_split
 from fatviz.metrics import RankLists, rank_lists
-from fatviz.models import build_model
 from fatviz.projection import project_frames
-from fatviz.train import PreparedData, RunResult, _embed, prepare_data
+from fatviz.train import PreparedData, RunResult, prepare_data
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,26 +45,13 @@ class RunRankLists:
         return points
 
 
-def embed_test_split(result: RunResult, dataset: Dataset) -> np.ndarray:
-    """The test split embedded by the run's saved weights, in its anchor space (as evaluation sees it)."""
-    model = build_model(result.model_kind, tuple(dataset.input_shape), result.settings.embedding_dim,
-                        dataset.num_classes)
-    try:
-        model.load_state_dict(result.state_dict)
-    except RuntimeError as exc:
-        raise FatvizError(f"The run's weights do not fit its dataset as loaded now ({exc}); train the run again."
-                          ) from None
-    emb, _ = _embed(model, torch.as_tensor(dataset.x_test, dtype=torch.float32))
-    return anchor_space(emb, result.settings.centroid).numpy()
-
-
 def run_rank_lists(result: RunResult, data: PreparedData | None = None, k: int = 10) -> RunRankLists:
     """Rank lists of a run's test queries against its gallery (data: the run's settings' data by default)."""
     dataset = (data if data is not None else prepare_data(result.settings)).dataset
     if dataset.is_query_test is None and dataset.ids_test is None:
         raise FatvizError(f"{dataset.name} has no query/gallery split, so it has no rank lists; train on "
                           "reid-synth or market1501, or upload your own images.")
-    emb = embed_test_split(result, dataset)
+    emb = embed_split(result, dataset).numpy()  # the test split, in the run's anchor space
     if dataset.is_query_test is None:
         # A user's own set: every test image queries all the others. Giving each image a camera of its
         # own makes the same-camera rule remove exactly the query itself from its gallery.

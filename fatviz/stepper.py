@@ -118,7 +118,7 @@ class BatchStepper:
                     at.per_epoch = len(at.order)
                 terms = trainer.train_batch(at.order[at.batch])
                 at.batch += 1
-                trainer._check_finite(terms["total"], at.epoch + 1, at.batch)
+                trainer.check_finite(terms["total"], at.epoch + 1, at.batch)
                 if at.batch == len(at.order):  # the epoch is done: the next step starts the next one
                     at.epoch, at.order, at.batch = at.epoch + 1, None, 0
                 at.now = self._measure(option, {k: float(v) for k, v in terms.items()})

@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fatviz.centroids import CENTROIDS, Centroids, MovingCentres, anchor_space, class_sums, compute_centroids
+from fatviz.centroids import CENTROIDS, Centroids, anchor_space
 from fatviz.data import Dataset, load_dataset, visualisation_indices
 from fatviz.errors import FatvizError
+from fatviz.evaluation import Evaluator, embed_batches
 from fatviz.losses import LOSSES, triplet_bound
-from fatviz.metrics import evaluate_embeddings
-from fatviz.models import EmbeddingNet, build_model, choose_model, pick_device
+from fatviz.models import build_model, choose_model, pick_device
 from fatviz.noise import NoisyLabels, apply_noise
+from fatviz.parallel import SingleProcess
 from fatviz.sampling import BATCH_SAMPLERS
 from fatviz.settings import RunSettings
+from fatviz.training_centres import TrainingCentres
 
 # Batches between two finiteness checks of the running loss (each check waits for the device).
 CHECK_EVERY = 25
@@ -117,22 +119,6 @@ class RunResult:
         return self.snapshots[-1].metrics if self.snapshots else {}
 
 
-def _embed(model: EmbeddingNet, x: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings and logits of x in eval mode, in batches, without gradients."""
-    # 256 images a batch: on 2 CPU cores a 1024-image batch's activations outgrow the cache, and
-    # lenet-bn took 181 us an image at 1024 against 111 at 256 (cnn 469 against 277).
-    was_training = model.training
-    model.eval()
-    embs, logits = [], []
-    with torch.no_grad():
-        for start in range(0, x.shape[0], batch):
-            e, lg = model(x[start:start + batch])
-            embs.append(e)
-            logits.append(lg)
-    model.train(was_training)
-    return torch.cat(embs), torch.cat(logits)
-
-
 @contextmanager
 def cpu_threads(count: int | None):
     """Temporarily set torch's and BLAS's CPU thread counts (None: leave them)."""
@@ -171,252 +157,208 @@ class Targets:
     centre_weights: np.ndarray | None = None
 
 
-class Trainer:
-    """Trains one run from its settings (and optional targets); iterate `snapshots()` for live
-    progress, then read `result()`. It knows nothing of pages or distillation rounds."""
+@dataclass(frozen=True, eq=False)
+class TrainingSet:
+    """The training split on the run's device, as a run's Targets say it is trained on."""
 
-    def __init__(self, settings: RunSettings, data: PreparedData | None = None, targets: Targets | None = None,
-                 *, snapshots: bool = True) -> None:
-        self.settings = settings
-        self.data = data if data is not None else prepare_data(settings)
-        self.targets = targets or Targets()
-        self.loss_spec = LOSSES.get(settings.loss)
-        self.take_snapshots = snapshots
-        self.device = pick_device(settings.device)
-        ds = self.data.dataset
-        self.num_classes = ds.num_classes
-        t = self.targets
-        labels = self.data.given_labels if t.labels is None else t.labels
-        keep = np.ones(len(labels), dtype=bool) if t.keep is None else np.asarray(t.keep).astype(bool)
+    x: torch.Tensor  # (N, ...) every training input
+    y: torch.Tensor  # (N,) the given labels, or the targets' labels
+    keep_idx: torch.Tensor  # the samples trained on
+    kept_labels: np.ndarray  # their labels, for the batch sampler
+    soft: torch.Tensor | None  # (N, K) cross-entropy targets instead of y
+    centre_weights: torch.Tensor | None  # (N,) how much each sample shapes its class centre
+
+    @classmethod
+    def of(cls, data: PreparedData, targets: Targets, device: torch.device) -> TrainingSet:
+        """The data's training split with `targets` applied, on `device`."""
+        labels = data.given_labels if targets.labels is None else targets.labels
+        keep = np.ones(len(labels), dtype=bool) if targets.keep is None else np.asarray(targets.keep).astype(bool)
         if not keep.any():
             raise FatvizError("No training sample is left to train on (every sample was discarded).")
-        self._keep_idx = torch.as_tensor(np.flatnonzero(keep), device=self.device)
-        self.sampler = BATCH_SAMPLERS.get(settings.batch_sampler).build(np.asarray(labels)[keep],
-                                                                         settings.batch_size, settings.pk_k)
-        self.x_train = torch.as_tensor(ds.x_train, dtype=torch.float32, device=self.device)
-        self.y_train = torch.as_tensor(labels, dtype=torch.long, device=self.device)
-        self.soft = None if t.soft is None else torch.as_tensor(t.soft, dtype=torch.float32, device=self.device)
-        self.centre_weights = None if t.centre_weights is None else torch.as_tensor(
-            t.centre_weights, dtype=torch.float32, device=self.device)
-        self.x_test = torch.as_tensor(ds.x_test, dtype=torch.float32, device=self.device)
-        n_test = len(ds.y_test)
-        self._eval_idx = (None if n_test <= settings.eval_points
-                          else visualisation_indices(ds.y_test, settings.eval_points, settings.seed))
-        self.test_metrics: dict[str, float] = {}
-        self.eval_seconds = 0.0  # spent in evaluate(): the test metrics, per epoch and at the end
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-        torch.manual_seed(settings.seed)
-        self.model_kind = choose_model(settings.model, tuple(ds.input_shape))
-        self.model = build_model(self.model_kind, tuple(ds.input_shape), settings.embedding_dim,
-                                 ds.num_classes).to(self.device)
+
+        def floats(a: np.ndarray | None) -> torch.Tensor | None:
+            return None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device)
+
+        return cls(x=floats(data.dataset.x_train), y=torch.as_tensor(labels, dtype=torch.long, device=device),
+                   keep_idx=torch.as_tensor(np.flatnonzero(keep), device=device), kept_labels=np.asarray(labels)[keep],
+                   soft=floats(targets.soft), centre_weights=floats(targets.centre_weights))
+
+
+def build_network(settings: RunSettings, dataset: Dataset, device: torch.device) -> tuple[str, torch.nn.Module]:
+    """The run's model kind and its untrained network on `device`, drawn from the run's seed."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    torch.manual_seed(settings.seed)
+    kind = choose_model(settings.model, tuple(dataset.input_shape))
+    return kind, build_model(kind, tuple(dataset.input_shape), settings.embedding_dim, dataset.num_classes).to(device)
+
+
+def snapshot_of(settings: RunSettings, epoch: int, vis_emb: torch.Tensor, vis_given: torch.Tensor, centroids: Centroids,
+                losses: dict[str, float], metrics: dict[str, float], seconds: float) -> Snapshot:
+    """A Snapshot of the model as measured: the visual subset's embeddings (and their triplet loss and
+    FAT bound), the whole-set centres, the epoch's loss terms and the test metrics."""
+    try:
+        b = triplet_bound(vis_emb, vis_given, settings.centroid, settings.effective_margin)
+        bound = {"exact": b.exact, "bound": b.bound, "bound_point_to_set": b.point_to_set, "bound_radius": b.radius_term}
+    except FatvizError:
+        bound = {}
+    return Snapshot(
+        epoch=epoch, embeddings=anchor_space(vis_emb, settings.centroid).cpu().numpy().astype(np.float32),
+        centres=centroids.centres.cpu().numpy().astype(np.float32),
+        radius=centroids.radius.cpu().numpy().astype(np.float32), present=centroids.present.cpu().numpy(),
+        losses=losses, bound=bound, metrics=metrics, seconds=seconds)
+
+
+def diverged(bad: dict[int, float], world_size: int, epoch: int, batch: int | None) -> TrainingDiverged:
+    """The error for a running loss that is not finite on the processes in `bad` (rank: its value) at
+    an epoch (by a batch, when known); ranks are named when several processes train."""
+    where = f"epoch {epoch}" + (f", by batch {batch}" if batch is not None else "")
+    ranks = f"Rank {', '.join(map(str, bad))} of {world_size}: " if world_size > 1 else ""
+    return TrainingDiverged(f"{ranks}The loss became {next(iter(bad.values()))} at {where}. "
+                            "Lower the learning rate or the margin, or pick a normalised centroid option.")
+
+
+class Trainer:
+    """Trains one run from its settings (and optional targets); iterate `snapshots()` for live
+    progress, then read `result()`. It knows nothing of pages or distillation rounds. `parallel` says
+    how this process trains the run with others (fatviz.parallel); by default it trains alone.
+    """
+
+    def __init__(self, settings: RunSettings, data: PreparedData | None = None, targets: Targets | None = None,
+                 *, snapshots: bool = True, parallel: SingleProcess | None = None) -> None:
+        self.settings = settings
+        self.parallel = parallel if parallel is not None else SingleProcess()
+        self.device = pick_device(settings.device)
+        self.parallel.prepare(settings.batch_size, self.device)
+        self.data = data if data is not None else prepare_data(settings)
+        self.loss_spec = LOSSES.get(settings.loss)
+        self.take_snapshots = snapshots
+        ds = self.data.dataset
+        self.num_classes = ds.num_classes
+        ts = TrainingSet.of(self.data, targets or Targets(), self.device)
+        self.x_train, self.y_train, self.soft, self.keep_idx = ts.x, ts.y, ts.soft, ts.keep_idx
+        self.sampler = BATCH_SAMPLERS.get(settings.batch_sampler).build(ts.kept_labels, settings.batch_size, settings.pk_k)
+        self.global_batch = self.sampler.batch_length(settings.batch_size)
+        self.batch_share = self.parallel.batch_share(self.global_batch, getattr(self.sampler, "k", 1))
+        self.model_kind, net = build_network(settings, ds, self.device)
+        # `module` is the network to read; `model` the one trained (a DDP wrapper of it on several processes).
+        self.module, self.model = self.parallel.wrap(net, self.device, self.loss_spec.uses_logits)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
         self.loss_fn = self.loss_spec.build(settings)
         self.generator = torch.Generator().manual_seed(settings.seed)
+        self.parallel.reseed(settings.seed)
+        self.evaluator = Evaluator(self.module, ds, settings, self.device)
+        self.centres = TrainingCentres(settings, ds.num_classes, self.x_train, self.y_train, self.keep_idx, ts.centre_weights,
+                                       enabled=self.loss_spec.uses_centres, module=self.module, parallel=self.parallel)
         self.snapshot_list: list[Snapshot] = []
         self.stopped = False
-        self._start = 0.0
-        self._centroids: Centroids | None = None
-        self.centre_source = settings.centre_source
-        self._moving: MovingCentres | None = None  # the ema:BETA centres, started at the first epoch
-
-    # -- pieces -----------------------------------------------------------------------
-    def whole_set_centroids(self, train_emb: torch.Tensor | None = None) -> Centroids:
-        """Centres over the whole training set (model in eval mode), fixed for an epoch."""
-        if train_emb is None:
-            train_emb, _ = _embed(self.model, self.x_train)
-        w = torch.zeros(len(self.y_train), device=self.device)
-        w[self._keep_idx] = 1.0
-        if self.centre_weights is not None:
-            w = w * self.centre_weights
-        return compute_centroids(train_emb, self.y_train, self.settings.centroid, self.num_classes, weights=w)
-
-    def batch_sums(self, emb: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-class sums and weights of one batch, what moves the ema centres (`class_sums`)."""
-        return class_sums(emb, y, self.settings.centroid, self.num_classes, weights=w)
-
-    def _batch_loss(self, emb: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        y = self.y_train[idx]
-        centroids = None
-        if self.loss_spec.uses_centres:
-            centroids = self._centroids
-            # Distillation's centre weights say which samples shape a centre, whatever the source.
-            w = None if self.centre_weights is None else self.centre_weights[idx]
-            if self.centre_source.kind == "batch":
-                centroids = compute_centroids(emb, y, self.settings.centroid, self.num_classes, weights=w)
-            elif self.centre_source.kind == "ema":
-                # The batch moves the centres before its loss: like `batch`, it is measured against
-                # centres it has shaped, and like every source the centres carry no gradient.
-                self._moving.update(*self.batch_sums(emb, y, w))
-                centroids = self._moving.centroids(emb, y, w)
-        targets = y if self.soft is None else self.soft[idx]
-        return self.loss_fn(emb, y, logits, targets, centroids)
+        self.started = 0.0
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embeddings, logits) of inputs `x` in eval mode, in chunks."""
-        return _embed(self.model, x)
-
-    @property
-    def evaluated_on(self) -> tuple[int, int]:
-        """(test samples the per-epoch metrics use, test split size)."""
-        n = len(self.data.dataset.y_test)
-        return (n if self._eval_idx is None else len(self._eval_idx), n)
-
-    def evaluate(self, subset: bool = False) -> dict[str, float]:
-        """Test metrics (true labels) of the model as it is now: the whole test split, or with
-        `subset` the fixed stratified evaluation subset the per-epoch snapshots use."""
-        start = time.perf_counter()
-        ds = self.data.dataset
-        pick = self._eval_idx if subset else None
-
-        def part(a: np.ndarray | None) -> np.ndarray | None:
-            return a if a is None or pick is None else a[pick]
-
-        x = self.x_test if pick is None else self.x_test[torch.as_tensor(pick, device=self.device)]
-        test_emb, test_logits = _embed(self.model, x)
-        metrics = evaluate_embeddings(  # the embeddings stay on the device: the ranking runs there
-            anchor_space(test_emb, self.settings.centroid), part(ds.y_test),
-            logits=test_logits.cpu().numpy() if self.loss_spec.uses_logits else None,
-            cams=part(ds.cam_test), is_query=part(ds.is_query_test), seed=self.settings.seed)
-        self.eval_seconds += time.perf_counter() - start
-        return {k: float(v) for k, v in metrics.items()}
-
-    def final_evaluation(self) -> dict[str, float]:
-        """The whole test split once, after training (reusing the last snapshot's when that was it)."""
-        if not self.test_metrics:
-            last = self.snapshot_list[-1] if self.snapshot_list else None
-            self.test_metrics = (dict(last.metrics) if last is not None and self._eval_idx is None
-                                 else self.evaluate())
-        return self.test_metrics
+        """(embeddings, logits) of inputs `x` in eval mode, in chunks (with every process's batch-norm statistics)."""
+        self.parallel.sync_buffers(self.module)
+        return embed_batches(self.module, x)
 
     def measure(self) -> tuple[torch.Tensor, Centroids]:
         """The model as it is now: the visualisation subset's embeddings and the whole-set centres."""
-        train_emb, _ = _embed(self.model, self.x_train)
+        train_emb, _ = embed_batches(self.module, self.x_train)
         vis_emb = train_emb[torch.as_tensor(self.data.vis_idx, device=self.device)]
-        return vis_emb, self.whole_set_centroids(train_emb)
+        return vis_emb, self.centres.whole_set(train_emb)
 
     def _snapshot(self, epoch: int, losses: dict[str, float]) -> Snapshot:
-        """Measure the model now: embeddings, centres, bound on the visual subset, test metrics."""
-        s = self.settings
-        vis_emb, self._centroids = self.measure()
+        """Measure the model now, the same on every process; its centres are the next epoch's."""
+        self.parallel.sync_buffers(self.module)
+        losses = self.parallel.mean_losses(losses)
+        vis_emb, self.centres.current = self.measure()
         vis_given = self.y_train[torch.as_tensor(self.data.vis_idx, device=self.device)]
-        try:
-            b = triplet_bound(vis_emb, vis_given, s.centroid, s.effective_margin)
-            bound = {"exact": b.exact, "bound": b.bound, "bound_point_to_set": b.point_to_set,
-                     "bound_radius": b.radius_term}
-        except FatvizError:
-            bound = {}
-        metrics = self.evaluate(subset=True)
-        c = self._centroids
-        return Snapshot(
-            epoch=epoch,
-            embeddings=anchor_space(vis_emb, s.centroid).cpu().numpy().astype(np.float32),
-            centres=c.centres.cpu().numpy().astype(np.float32),
-            radius=c.radius.cpu().numpy().astype(np.float32),
-            present=c.present.cpu().numpy(),
-            losses=losses, bound=bound, metrics=metrics,
-            seconds=time.perf_counter() - self._start)
+        metrics = self.evaluator.evaluate(subset=True)
+        return snapshot_of(self.settings, epoch, vis_emb, vis_given, self.centres.current, losses, metrics,
+                           time.perf_counter() - self.started)
 
-    # -- the loop ---------------------------------------------------------------------
     def snapshots(self, should_stop: Callable[[], bool] | None = None,
                   on_progress: Callable[[float, str], None] | None = None) -> Iterator[Snapshot]:
         """Train epoch by epoch, yielding a snapshot after each (epoch 0 = before training).
 
-        `should_stop` is polled between batches; when it returns True, training ends
-        after the current batch, a last snapshot is taken, and `self.stopped` is set.
+        `should_stop` is polled between batches; when it returns True (on any process), training
+        ends after the current batch, a last snapshot is taken, and `self.stopped` is set.
         """
         with cpu_threads(threads_for(self.model_kind, self.device)):
-            yield from self._loop(should_stop, on_progress)
+            yield from self._loop(self.parallel.agreed_stop(should_stop), on_progress)
+        self.parallel.sync_buffers(self.module)  # the saved weights carry every process's statistics
 
     def _loop(self, should_stop: Callable[[], bool] | None,
               on_progress: Callable[[float, str], None] | None) -> Iterator[Snapshot]:
-        self._start = time.perf_counter()
+        self.started = time.perf_counter()
         if self.take_snapshots:
-            snap = self._snapshot(0, {})
-            self.snapshot_list.append(snap)
-            yield snap
+            self.snapshot_list.append(self._snapshot(0, {}))
+            yield self.snapshot_list[-1]
         for epoch in range(1, self.settings.epochs + 1):
             # Loss terms add up on the device: reading a float every batch would make a GPU wait
             # for each step. Finiteness is checked every CHECK_EVERY batches and at the epoch end.
             sums: dict[str, torch.Tensor] = {}
             batches = 0
             for idx in self.epoch_batches():
-                terms = self.train_batch(idx)
-                for k, v in terms.items():
+                for k, v in self.train_batch(idx).items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
                 batches += 1
                 if batches % CHECK_EVERY == 0:
-                    self._check_finite(sums["total"], epoch, batches)
+                    self.check_finite(sums["total"], epoch, batches)
                 if should_stop is not None and should_stop():
                     self.stopped = True
                     break
             if batches:
-                self._check_finite(sums["total"], epoch, None)
-            sums = {k: float(v) for k, v in sums.items()}
-            losses = {k: v / max(1, batches) for k, v in sums.items()}
+                self.check_finite(sums["total"], epoch, None)
+            losses = {k: float(v) / max(1, batches) for k, v in sums.items()}
             if on_progress is not None:
                 on_progress(epoch / self.settings.epochs, f"epoch {epoch}/{self.settings.epochs}")
-            last = epoch == self.settings.epochs or self.stopped
             if self.take_snapshots:
-                snap = self._snapshot(epoch, losses)
-                self.snapshot_list.append(snap)
-                if last:
-                    self.final_evaluation()  # before the last yield: a consumer may stop iterating there
-                yield snap
+                self.snapshot_list.append(self._snapshot(epoch, losses))
+                if epoch == self.settings.epochs or self.stopped:  # before the last yield: a consumer may stop there
+                    self.evaluator.final(self.snapshot_list[-1].metrics)
+                yield self.snapshot_list[-1]
             else:
-                self._centroids = None
+                self.centres.current = None
             if self.stopped:
                 return
 
+    def epoch_order(self) -> torch.Tensor:
+        """The next epoch's order of the kept training samples, by the settings' batch sampler (every process draws the same)."""
+        return self.keep_idx[self.sampler.order(self.generator).to(self.device)]
+
     def epoch_batches(self) -> list[torch.Tensor]:
-        """Start an epoch (its centres, when fixed per epoch; train mode) and return its batches of sample indices."""
-        if self.loss_spec.uses_centres and self.centre_source.kind == "ema" and self._moving is None:
-            # Every class starts at its epoch-0 whole-set centre, so one no batch has reached yet is
-            # still a negative where it was, not a missing one.
-            start = self._centroids if self._centroids is not None else self.whole_set_centroids()
-            self._moving = MovingCentres(start, self.centre_source.beta)
-        if self.loss_spec.uses_centres and self.centre_source.kind == "epoch" and (
-                self._centroids is None or not self.take_snapshots):
-            self._centroids = self.whole_set_centroids()
+        """Start an epoch (its centres, when fixed per epoch; train mode) and return this process's batches of sample indices."""
+        self.centres.start_epoch(refresh=not self.take_snapshots)
         self.model.train()
-        order = self.epoch_order()
-        bs = self.sampler.batch_length(self.settings.batch_size)  # a DistributedTrainer's settings hold its share
+        order, bs = self.parallel.shard(self.epoch_order(), self.global_batch), self.batch_share
         # Batch norm cannot train on a single sample: a last batch of one is left out.
         return [idx for idx in (order[start:start + bs] for start in range(0, len(order), bs)) if len(idx) >= 2]
 
     def train_batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimiser step on the training samples `idx`; returns the loss terms (detached, on the device)."""
         emb, logits = self.model(self.x_train[idx])
-        terms = self._batch_loss(emb, logits, idx)
+        targets = self.y_train[idx] if self.soft is None else self.soft[idx]
+        terms = self.loss_fn(emb, self.y_train[idx], logits, targets, self.centres.for_batch(emb, idx))
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.optimizer.step()
         return {k: v.detach() for k, v in terms.items()}
 
-    def epoch_order(self) -> torch.Tensor:
-        """This epoch's order of the kept training samples, by the settings' batch sampler."""
-        return self._keep_idx[self.sampler.order(self.generator).to(self.device)]
-
-    @staticmethod
-    def _check_finite(total: torch.Tensor, epoch: int, batch: int | None) -> None:
-        if not torch.isfinite(total):
-            where = f"epoch {epoch}" + (f", by batch {batch}" if batch is not None else "")
-            raise TrainingDiverged(
-                f"The loss became {float(total)} at {where}. "
-                "Lower the learning rate or the margin, or pick a normalised centroid option.")
+    def check_finite(self, total: torch.Tensor, epoch: int, batch: int | None = None) -> None:
+        """Raise TrainingDiverged when the running loss `total` is not finite on this or any other process."""
+        bad = self.parallel.non_finite(total)
+        if bad:
+            raise diverged(bad, self.parallel.world_size, epoch, batch)
 
     def result(self) -> RunResult:
-        """The run so far, as a RunResult."""
-        given = self.y_train.cpu().numpy()
-        vis = self.data.vis_idx
+        """The run so far, as a RunResult (as one process would record it)."""
+        given, vis, ds = self.y_train.cpu().numpy(), self.data.vis_idx, self.data.dataset
         return RunResult(
             settings=self.settings, snapshots=list(self.snapshot_list),
-            state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            vis_idx=vis, vis_true=self.data.dataset.y_train[vis], vis_given=given[vis],
-            vis_flipped=given[vis] != self.data.dataset.y_train[vis],
-            class_names=list(self.data.dataset.class_names), model_kind=self.model_kind,
-            device=str(self.device), seconds=time.perf_counter() - self._start, stopped=self.stopped,
-            test_metrics=dict(self.test_metrics), evaluated_on=self.evaluated_on)
+            state_dict={k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            vis_idx=vis, vis_true=ds.y_train[vis], vis_given=given[vis], vis_flipped=given[vis] != ds.y_train[vis],
+            class_names=list(ds.class_names), model_kind=self.model_kind, device=str(self.device),
+            seconds=time.perf_counter() - self.started, stopped=self.stopped, extras=self.parallel.extras(),
+            test_metrics=dict(self.evaluator.final_metrics), evaluated_on=self.evaluator.evaluated_on)
 
     def fit(self, should_stop: Callable[[], bool] | None = None,
             on_snapshot: Callable[[Snapshot], None] | None = None,

@@ -85,7 +85,7 @@ def clean_scores(settings: RunSettings, images: int = 0) -> dict[str, float]:
     clean = settings.replace(noise="none")
     trainer = Trainer(clean, image_data(clean, images) if images else None, snapshots=False)
     trainer.fit()
-    m = trainer.evaluate()
+    m = trainer.evaluator.evaluate()
     return {"clean_precision_at_1": m["precision_at_1"], "clean_cmc_1": m.get("cmc_1", math.nan),
             "clean_map": m["map"]}
 

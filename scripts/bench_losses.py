@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_real, when run
 
 from bench_real import stroke_images  # noqa: E402
 
-from fatviz.centroids import MovingCentres, compute_centroids  # noqa: E402
 from fatviz.compare_losses import (  # noqa: E402
     QUICK_VARIANTS,
     VARIANTS,
@@ -184,7 +183,7 @@ def centre_seconds(settings: RunSettings, data: PreparedData, rounds: int = 5, r
     """Seconds per epoch the run's training centres cost, the least of `rounds` measurements.
 
     epoch: one whole-set pass (embedding the training set in eval mode, then the centres);
-    batch and ema: one step's centres (as `Trainer._batch_loss` builds them, on a batch of real
+    batch and ema: one step's centres (as `TrainingCentres.for_batch` builds them, on a batch of real
     embeddings) times the steps of an epoch. The training rows' own s/epoch were taken on cores
     other jobs shared; this isolates what the source itself adds.
     """
@@ -194,19 +193,15 @@ def centre_seconds(settings: RunSettings, data: PreparedData, rounds: int = 5, r
         times = []
         for _ in range(rounds):
             start = time.perf_counter()
-            trainer.whole_set_centroids()
+            trainer.centres.whole_set()
             times.append(time.perf_counter() - start)
         return min(times)
     idx = trainer.epoch_order()[:settings.batch_size]
-    emb, y = trainer.embed(trainer.x_train[idx])[0], trainer.y_train[idx]
-    moving = MovingCentres(trainer.whole_set_centroids(), source.beta) if source.kind == "ema" else None
+    emb = trainer.embed(trainer.x_train[idx])[0]
+    trainer.centres.start_epoch(refresh=True)  # the ema centres start from the whole-set ones
 
     def step() -> None:
-        if moving is None:
-            compute_centroids(emb, y, settings.centroid, trainer.num_classes)
-        else:
-            moving.update(*trainer.batch_sums(emb, y, None))
-            moving.centroids(emb, y)
+        trainer.centres.for_batch(emb, idx)
 
     medians = []
     for _ in range(rounds):
@@ -216,7 +211,7 @@ def centre_seconds(settings: RunSettings, data: PreparedData, rounds: int = 5, r
             step()
             times.append(time.perf_counter() - start)
         medians.append(statistics.median(times))
-    return min(medians) * math.ceil(len(trainer._keep_idx) / settings.batch_size)
+    return min(medians) * math.ceil(len(trainer.keep_idx) / settings.batch_size)
 
 
 def centre_costs(settings: RunSettings, variants: dict[str, dict[str, Any]], data: PreparedData,

@@ -282,7 +282,7 @@ def fatviz_run(s, data) -> tuple[float, float]:
     t = time.perf_counter()
     trainer = Trainer(s, data, snapshots=False)
     trainer.fit()
-    p1 = trainer.final_evaluation()["precision_at_1"]
+    p1 = trainer.evaluator.final()["precision_at_1"]
     return time.perf_counter() - t, p1
 
 
@@ -356,12 +356,12 @@ def eval_overhead(model: str, n: int, n_test: int, batch_size: int, epochs: int 
     out["big_snapshot_overhead"] = out["big_epoch_snapshots_s"] / out["big_epoch_plain_s"] - 1
     out["big_epochs_timed"] = epochs - 1
     t = time.perf_counter()
-    trainer.evaluate(subset=True)
+    trainer.evaluator.evaluate(subset=True)
     out["big_subset_eval_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    trainer.evaluate()
+    trainer.evaluator.evaluate()
     out["big_full_test_eval_s"] = time.perf_counter() - t
-    out["eval_points"] = trainer.evaluated_on[0]
+    out["eval_points"] = trainer.evaluator.evaluated_on[0]
     return out
 
 

@@ -29,7 +29,7 @@ def test_each_row_is_a_training_with_that_variant_and_seed(tmp_path):
     s = TINY.replace(seed=1, loss="triplet-hard")
     trainer = Trainer(s, prepare_data(s), snapshots=False)
     trainer.fit()
-    assert result.rows[3]["precision_at_1"] == pytest.approx(trainer.evaluate()["precision_at_1"])
+    assert result.rows[3]["precision_at_1"] == pytest.approx(trainer.evaluator.evaluate()["precision_at_1"])
     summary = {r["variant"]: r for r in result.summary()}
     p = [r["precision_at_1"] for r in result.rows if r["variant"] == "fat"]
     assert summary["fat"]["precision_at_1"] == pytest.approx(statistics.fmean(p))
@@ -68,7 +68,7 @@ def test_a_study_names_its_own_variants_and_brings_its_own_data():
     s = TINY.replace(seed=0, loss="fat", margin=0.3)
     trainer = Trainer(s, prepare_data(s), snapshots=False)
     trainer.fit()
-    assert result.rows[0]["map"] == pytest.approx(trainer.evaluate()["map"])
+    assert result.rows[0]["map"] == pytest.approx(trainer.evaluator.evaluate()["map"])
     # Every change is checked before anything trains.
     with pytest.raises(FatvizError, match="unknown setting"):
         compare_losses(TINY, {"x": {"loss": "fat", "warmup": 2}}, data=lambda s: pytest.fail("trained"))
@@ -91,7 +91,7 @@ def test_settings_a_loss_does_not_read_train_to_the_same_result_and_are_trained_
     for s in (bh, bh.replace(**fat_only)):
         trainer = Trainer(s, prepare_data(s), snapshots=False)
         trainer.fit()
-        figures.append(trainer.evaluate())
+        figures.append(trainer.evaluator.evaluate())
     assert figures[0] == figures[1]
     # So a study trains such a variant once, and an earlier comparison's rows are not trained again.
     study = {"bh": {"loss": "triplet-hard"}, "bh, weight 0.3": {"loss": "triplet-hard", **fat_only}}

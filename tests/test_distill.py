@@ -35,7 +35,7 @@ from fatviz.distill.teacher import round_work
 from fatviz.errors import FatvizError
 from fatviz.progress import Pace, epoch_work, left_text, seconds_text
 from fatviz.settings import RunSettings
-from fatviz.train import _embed, prepare_data
+from fatviz.train import prepare_data
 
 # Easy synthetic data: six tight blobs in 8-D, where random centres lie far apart (in 2-D two
 # of them can overlap, and then a clean sample is honestly ambiguous); 450 training samples.
@@ -131,11 +131,11 @@ def test_confident_only_centres_ignore_flagged(blobs_data):
     kept[::3] = False
     soft = np.eye(6, dtype=np.float32)[blobs_data.given_labels]
     trainer = student_trainer(BLOBS, blobs_data, soft, kept)
-    emb, _ = _embed(trainer.model, trainer.x_train)
+    emb, _ = trainer.embed(trainer.x_train)
     moved = emb.clone()
     moved[torch.as_tensor(~kept)] = 1e3 * torch.randn(int((~kept).sum()), emb.shape[1])
-    a = trainer.whole_set_centroids(emb)
-    b = trainer.whole_set_centroids(moved)
+    a = trainer.centres.whole_set(emb)
+    b = trainer.centres.whole_set(moved)
     torch.testing.assert_close(a.centres, b.centres)
     torch.testing.assert_close(a.radius, b.radius)
     labels = torch.as_tensor(blobs_data.given_labels)

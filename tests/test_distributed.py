@@ -106,12 +106,10 @@ def _train_worker(out: Path) -> None:
     # Moving-average centres move with the global batch's sums: every rank holds the same ones.
     ema = DistributedTrainer(SETTINGS.replace(centres="ema:0.8", epochs=1), snapshots=False)
     ema.fit()
-    report["ema_means"] = ema._moving.means.tolist()
+    report["ema_means"] = ema.centres.moving.means.tolist()
     # Identity-balanced batches: 4 classes x 8 per global batch of 32, so 2 whole classes per rank.
     pk = DistributedTrainer(SETTINGS.replace(blob_classes=4, batch_sampler="pk", pk_k=4, epochs=1), snapshots=False)
-    order = pk.epoch_order()
-    labels = pk.y_train[order].view(-1, pk.sampler.share)
-    report["pk_counts"] = sorted({int(c) for row in labels for c in torch.bincount(row) if c})
+    report["pk_counts"] = sorted({int(c) for idx in pk.epoch_batches() for c in torch.bincount(pk.y_train[idx]) if c})
     pk.fit()
     try:  # 3 classes x 10: 15 per rank cannot be whole identities
         DistributedTrainer(SETTINGS.replace(batch_sampler="pk", pk_k=4), snapshots=False)
@@ -207,9 +205,10 @@ def test_sharded_centres_equal_single_process_centres(trained) -> None:
 
 
 def test_two_process_run_saves_one_run_like_a_single_process(trained) -> None:
+    from fatviz.evaluation import embed_batches
     from fatviz.models import build_model
     from fatviz.runs import load_run
-    from fatviz.train import _embed, prepare_data, train
+    from fatviz.train import prepare_data, train
 
     out, reports = trained
     assert reports[1]["path"] is None and reports[0]["path"] is not None  # rank 0 alone saved
@@ -228,7 +227,7 @@ def test_two_process_run_saves_one_run_like_a_single_process(trained) -> None:
     model = build_model(run.model_kind, tuple(data.dataset.input_shape), SETTINGS.embedding_dim,
                         data.dataset.num_classes)
     model.load_state_dict(run.state_dict)
-    emb, _ = _embed(model, torch.as_tensor(data.dataset.x_train, dtype=torch.float32))
+    emb, _ = embed_batches(model, torch.as_tensor(data.dataset.x_train, dtype=torch.float32))
     ref = compute_centroids(emb, torch.as_tensor(data.given_labels), SETTINGS.centroid, data.dataset.num_classes)
     np.testing.assert_allclose(run.snapshots[-1].centres, ref.centres.numpy(), atol=1e-5)
 

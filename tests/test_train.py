@@ -95,13 +95,11 @@ def test_noise_is_applied_to_the_given_labels_only():
     assert np.array_equal(result.vis_flipped, flipped[result.vis_idx])
 
 
-def test_diverging_loss_raises_one_clear_error(monkeypatch):
-    def nan_loss(self, emb, logits, idx):
-        return {"total": emb.sum() * float("nan")}
-
-    monkeypatch.setattr(Trainer, "_batch_loss", nan_loss)
+def test_diverging_loss_raises_one_clear_error():
+    trainer = Trainer(TINY)
+    trainer.loss_fn = lambda emb, labels, logits, targets, centroids: {"total": emb.sum() * float("nan")}
     with pytest.raises(TrainingDiverged, match="learning rate"):
-        train(TINY)
+        trainer.fit()
 
 
 def test_compare_centroids_trains_all_four_options_on_the_same_data():
@@ -152,7 +150,7 @@ def test_a_run_records_the_loss_it_trained_with(loss, tmp_path):
 def test_evaluate_is_the_final_snapshots_metrics():
     trainer = Trainer(TINY.replace(epochs=2), prepare_data(TINY))
     result = trainer.fit()
-    assert trainer.evaluate() == pytest.approx(result.final_metrics)
+    assert trainer.evaluator.evaluate() == pytest.approx(result.final_metrics)
 
 
 def test_a_fake_loss_registered_once_trains():
@@ -185,13 +183,13 @@ def test_per_epoch_metrics_use_a_fixed_subset_and_the_end_the_whole_test_split(t
     trainer = Trainer(settings, data)
     result = trainer.fit()
     assert result.evaluated_on == (40, n_test)
-    assert result.final_metrics == pytest.approx(trainer.evaluate())  # the whole split
+    assert result.final_metrics == pytest.approx(trainer.evaluator.evaluate())  # the whole split
     # The snapshot's figures are those of the stratified subset, recomputed here by hand.
-    pick = trainer._eval_idx
+    pick = trainer.evaluator.subset
     assert len(pick) == 40 and set(np.unique(data.dataset.y_test[pick])) == set(np.unique(data.dataset.y_test))
     with torch.no_grad():
         trainer.model.eval()
-        emb = trainer.model(trainer.x_test[torch.as_tensor(pick)])[0]
+        emb = trainer.model(trainer.evaluator.x_test[torch.as_tensor(pick)])[0]
     from fatviz.centroids import anchor_space
 
     by_hand = evaluate_embeddings(anchor_space(emb, settings.centroid).numpy(), data.dataset.y_test[pick],
@@ -202,18 +200,18 @@ def test_per_epoch_metrics_use_a_fixed_subset_and_the_end_the_whole_test_split(t
 
 
 def test_a_nan_loss_names_its_epoch_without_a_sync_per_batch(monkeypatch):
-    real = Trainer._batch_loss
+    real = Trainer.train_batch
     seen = {"batches": 0}
     per_epoch = -(-len(prepare_data(TINY).given_labels) // TINY.batch_size)
 
-    def late_nan(self, emb, logits, idx):
+    def late_nan(self, idx):
         seen["batches"] += 1
-        out = real(self, emb, logits, idx)
+        out = real(self, idx)
         if seen["batches"] > per_epoch:  # fine through epoch 1, NaN from epoch 2 on
             out["total"] = out["total"] * float("nan")
         return out
 
-    monkeypatch.setattr(Trainer, "_batch_loss", late_nan)
+    monkeypatch.setattr(Trainer, "train_batch", late_nan)
     with pytest.raises(TrainingDiverged, match="epoch 2"):
         train(TINY.replace(epochs=3))
 
@@ -226,12 +224,12 @@ class _Recorder:
     def __init__(self, trainer: Trainer) -> None:
         self.calls: list[tuple[int, torch.Tensor, torch.Tensor, object]] = []
         self.starts: list[dict] = []
-        batch_loss, inner, order = trainer._batch_loss, trainer.loss_fn, trainer.epoch_order
+        train_batch, inner, order = trainer.train_batch, trainer.loss_fn, trainer.epoch_order
         idx_now: list[torch.Tensor] = []
 
-        def batch(emb, logits, idx):
+        def batch(idx):
             idx_now[:] = [idx]
-            return batch_loss(emb, logits, idx)
+            return train_batch(idx)
 
         def loss(emb, y, logits, targets, centroids):
             self.calls.append((len(self.starts), idx_now[0].clone(), emb.detach().clone(), centroids))
@@ -241,7 +239,7 @@ class _Recorder:
             self.starts.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
             return order()
 
-        trainer._batch_loss, trainer.loss_fn, trainer.epoch_order = batch, loss, epoch_order
+        trainer.train_batch, trainer.loss_fn, trainer.epoch_order = batch, loss, epoch_order
 
 
 def _whole_set_by_hand(trainer: Trainer, state: dict, weights: np.ndarray, option: str) -> dict:
@@ -302,3 +300,27 @@ def test_each_centre_source_gives_the_loss_the_centres_computed_by_hand(source, 
         elif opt.normalise_members:  # mean-norm: inside the ball
             assert (got.centres.norm(dim=1) <= 1 + 1e-6).all()
     assert np.isfinite(trainer.snapshot_list[-1].losses["total"])
+
+
+def test_the_trainer_asks_its_parallel_strategy_for_its_share_and_whether_to_stop():
+    """A strategy (fatviz.parallel) decides this process's part of every epoch and the agreed stop."""
+    from fatviz.parallel import SingleProcess
+
+    class FirstHalf(SingleProcess):
+        def batch_share(self, global_length: int, k: int) -> int:
+            return global_length // 2
+
+        def shard(self, order: torch.Tensor, global_length: int) -> torch.Tensor:
+            return order[:len(order) // 2]
+
+        def agreed_stop(self, should_stop):
+            return lambda: True  # another process asked to stop
+
+    data = prepare_data(TINY)
+    assert isinstance(Trainer(TINY, data).parallel, SingleProcess)
+    trainer = Trainer(TINY.replace(epochs=3), data, parallel=FirstHalf())
+    batches = trainer.epoch_batches()
+    assert max(len(b) for b in batches) == TINY.batch_size // 2
+    assert sum(len(b) for b in batches) <= len(data.given_labels) // 2
+    result = trainer.fit()
+    assert result.stopped and [s.epoch for s in result.snapshots] == [0, 1]

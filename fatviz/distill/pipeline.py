@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fatviz.centroids import anchor_space, compute_centroids
+from fatviz.centroids import compute_centroids
 from fatviz.distill.confident_learning import confident_learning, cross_validated_probs, cv_work
 from fatviz.distill.report import (
     BASELINE_COLUMNS,
@@ -40,20 +40,17 @@ from fatviz.distill.student import (
     train_student,
 )
 from fatviz.distill.teacher import teacher_work, train_teacher
-from fatviz.models import build_model
+from fatviz.evaluation import embed_split
 from fatviz.progress import Phases, Progress
 from fatviz.settings import RunSettings
-from fatviz.train import PreparedData, RunResult, Trainer, _embed, prepare_data
+from fatviz.train import PreparedData, RunResult, Trainer, prepare_data
 
 
 def student_centres(settings: RunSettings, data: PreparedData, student: RunResult):
     """`centres_of(mask)` for report.centre_shifts: class centres (by given label) of the student's
     embedding of the training split, in its anchor space, from the samples in mask."""
     ds = data.dataset
-    model = build_model(student.model_kind, tuple(ds.input_shape), settings.embedding_dim, ds.num_classes)
-    model.load_state_dict(student.state_dict)
-    emb, _ = _embed(model, torch.as_tensor(ds.x_train, dtype=torch.float32))
-    emb = anchor_space(emb, settings.centroid)
+    emb = embed_split(student, ds, "train")
     labels = torch.as_tensor(data.given_labels)
 
     def centres_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -63,7 +63,7 @@ def train_student(settings: RunSettings, data: PreparedData, soft: np.ndarray, k
     trainer = student_trainer(settings, data, soft, kept, make_trainer=make_trainer)
     report = None if on_progress is None else (lambda f, msg: on_progress(f, f"student, {msg}"))
     result = fit_or_stop(trainer, "while the student trained", should_stop, report)
-    result.extras["eval_seconds"] = trainer.eval_seconds  # its per-epoch and final test metrics
+    result.extras["eval_seconds"] = trainer.evaluator.seconds  # its per-epoch and final test metrics
     # Pages mark the flagged points in the student's embedding animation.
     result.extras["vis_flagged"] = ~kept[result.vis_idx]
     return result
@@ -99,7 +99,7 @@ def train_baselines(settings: RunSettings, data: PreparedData, *, should_stop: C
         part = phases.part(name)
         report = None if part is None else (lambda f, msg, name=name, part=part: part(f, f"baseline {name}, {msg}"))
         fit_or_stop(trainer, "while a baseline trained", should_stop, report)
-        m = trainer.evaluate()
+        m = trainer.evaluator.evaluate()
         out[name] = {**{k: m[k] for k in (*SCORES, *REID_SCORES) if k in m}, "seconds": time.perf_counter() - start,
-                     "eval_seconds": trainer.eval_seconds}
+                     "eval_seconds": trainer.evaluator.seconds}
     return out
