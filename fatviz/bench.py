@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from fatviz.catalogue import DEFAULT_CENTROID
 from fatviz.centroids import compute_centroids, euclidean
 from fatviz.errors import FatvizError
 from fatviz.losses import FATLoss, batch_hard_loss, triplet_all_loss
@@ -61,7 +62,7 @@ def _loss_steps(labels: torch.Tensor, centres: torch.Tensor, methods: Sequence[s
     steps: dict[str, Step] = {}
     for name in methods:
         if name == "fat":
-            fat = FATLoss("norm-mean-norm", margin=MARGIN)
+            fat = FATLoss(DEFAULT_CENTROID, margin=MARGIN)
             steps[name] = lambda e, fat=fat: fat(e, labels)
         elif name == "triplet-all":
             steps[name] = lambda e: triplet_all_loss(e, labels, MARGIN, normalize=True, method="sorted")
@@ -173,7 +174,7 @@ def loss_benchmark(sizes: Sequence[int] = (256, 512, 1024, 2048, 4096), dim: int
             g = torch.Generator().manual_seed(seed * 1_000_003 + b)
             base = torch.randn(b, dim, generator=g)
             labels = torch.arange(b) % k
-            centres = compute_centroids(base, labels, "norm-mean-norm").centres
+            centres = compute_centroids(base, labels, DEFAULT_CENTROID).centres
             active = []
             for m in methods:
                 triplets = b * (classes_per - 1) * (b - classes_per)
@@ -233,7 +234,7 @@ def dataset_scaling_benchmark(sizes: Sequence[int] = (1000, 4000, 16000, 64000),
         raise FatvizError("num_classes must be >= 2; dim, batch_size, repeats and chunk_size >= 1.")
     sizes = _check_sizes(sizes, num_classes)
     say = progress or (lambda _msg: None)
-    loss = FATLoss("norm-mean-norm", margin=MARGIN)
+    loss = FATLoss(DEFAULT_CENTROID, margin=MARGIN)
     seconds: list[float] = []
     with _Threads(threads) as used_threads:
         for n in sizes:
@@ -242,7 +243,7 @@ def dataset_scaling_benchmark(sizes: Sequence[int] = (1000, 4000, 16000, 64000),
             labels = torch.arange(n) % num_classes
 
             def epoch(features: torch.Tensor = features, labels: torch.Tensor = labels) -> None:
-                cents = compute_centroids(features, labels, "norm-mean-norm", num_classes, chunk_size=chunk_size)
+                cents = compute_centroids(features, labels, DEFAULT_CENTROID, num_classes, chunk_size=chunk_size)
                 for start in range(0, features.shape[0], batch_size):
                     emb = features[start:start + batch_size].detach().requires_grad_(True)
                     loss(emb, labels[start:start + batch_size], centroids=cents).backward()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fatviz.catalogue import DEFAULT_CENTROID
 from fatviz.centroids import (
     CENTROIDS,
     anchor_space,
@@ -112,7 +113,7 @@ def _check_triplet(labels: np.ndarray, a: int, p: int, n: int) -> None:
         raise FatvizError(f"The negative must come from another class than the anchor's ({labels[a]}).")
 
 
-def bound_terms(points: np.ndarray, labels: np.ndarray, a: int, p: int, n: int, option: str = "norm-mean-norm",
+def bound_terms(points: np.ndarray, labels: np.ndarray, a: int, p: int, n: int, option: str = DEFAULT_CENTROID,
                 margin: float | None = None) -> BoundTerms:
     """Both sides of the bound for triplet (a, p, n), measured in the option's anchor space."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -133,7 +134,7 @@ def bound_terms(points: np.ndarray, labels: np.ndarray, a: int, p: int, n: int, 
         radius_a=float(radii[ya]), radius_n=float(radii[yn]))
 
 
-def hardest_triplet(points: np.ndarray, labels: np.ndarray, option: str = "norm-mean-norm",
+def hardest_triplet(points: np.ndarray, labels: np.ndarray, option: str = DEFAULT_CENTROID,
                     anchor: int | None = None) -> tuple[int, int, int]:
     """(a, p, n) with the farthest positive and nearest negative of the anchor, in the option's space.
 

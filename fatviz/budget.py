@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
+from fatviz.catalogue import MODELS
+from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
 from fatviz.job_kinds import JOB_KINDS
 from fatviz.settings import RunSettings
-
-# Rough costs of one training sample for one epoch on one CPU core, by model (seconds per input
-# value): measured on this project's 2-core machine (cnn on 28x28: about 1.7 ms a sample).
-_SECONDS_PER_INPUT = {"mlp": 2e-8, "lenet": 0.7e-6, "lenet-bn": 0.8e-6, "cnn-fast": 1.4e-6, "cnn": 2.2e-6, "resnet18": 1.2e-5}
-_DATASET_SIZES = {"digits": (1347, 450, 64), "mnist": (60000, 10000, 784), "fashion-mnist": (60000, 10000, 784),
-                  "cifar10": (50000, 10000, 3072), "folder": (20000, 5000, 3072),
-                  "market1501": (12936, 19732, 6144)}
-# reid-synth by size (fatviz.reid_synth.REID_SIZES): market's counts vary with the seed, so its largest.
-_REID_SYNTH_SIZES = {"small": (960, 320, 6144), "market": (2700, 900, 6144)}
 
 
 @dataclass(frozen=True)
@@ -32,16 +26,12 @@ def estimate(kind: str, settings: RunSettings) -> Estimate:
     from fatviz.models import choose_model
 
     s = settings
-    if s.dataset == "blobs":
-        n_train, n_test, dim = 150 * s.blob_classes, 50 * s.blob_classes, s.blob_dim
-        shape: tuple[int, ...] = (dim,)
-    else:
-        sizes = {**_DATASET_SIZES, "reid-synth": _REID_SYNTH_SIZES[s.reid_size]}
-        n_train, n_test, dim = sizes.get(s.dataset, (20000, 5000, 3072))
-        shape = (dim,) if s.dataset == "digits" else (3, 64, 32) if dim == 6144 else (3, 32, 32)
+    n_train, n_test, shape = DATASETS.get(s.dataset).most(s)
+    dim = math.prod(shape)
     if s.subsample:
         n_train, n_test = min(n_train, s.subsample), min(n_test, max(s.subsample // 3, 100))
-    parts = len(JOB_KINDS.get(kind).options(s))
+    spec = JOB_KINDS.get(kind)
+    parts = len(spec.options(s))
     frames = parts * (s.epochs + 1)
     memory = (
         400e6  # the interpreter, torch and the model
@@ -51,17 +41,9 @@ def estimate(kind: str, settings: RunSettings) -> Estimate:
         + 4 * min(n_test, 4096) ** 2 * 4.0  # retrieval distances, chunked
         + (s.batch_size ** 3 * 4.0 if s.loss == "triplet-all" else s.batch_size ** 2 * 16.0)
     )
-    model = choose_model(s.model, shape)
-    per_epoch = n_train * dim * _SECONDS_PER_INPUT.get(model, 1e-5) + n_test * 2e-5
-    epochs = parts * s.epochs
-    if kind == "losses":  # five losses, three seeds each, no snapshots
-        epochs = 15 * s.epochs
-    if kind == "distill":  # teacher rounds, 5 folds on 4/5 of the set each, student, its baselines
-        from fatviz.distill.student import BASELINE_ROWS
-
-        epochs = (s.teacher_epochs + s.teacher_rounds * s.round_epochs + 4 * s.cv_epochs
-                  + (1 + len(BASELINE_ROWS[s.baselines])) * s.epochs)
-    return Estimate(memory=memory, seconds=epochs * per_epoch)
+    model = MODELS.get(choose_model(s.model, shape))
+    per_epoch = n_train * dim * model.seconds_per_input + n_test * 2e-5
+    return Estimate(memory=memory, seconds=spec.epochs(s) * per_epoch)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import import_module
 from typing import Any
 
 from fatviz.errors import FatvizError
-from fatviz.registry import Registry
+from fatviz.registry import Registry, lazy
 
 # -- centroid options (docs/METHOD.md section 3) -------------------------------------------------
 
@@ -54,6 +53,7 @@ for _option in (
                    "normalised mean of normalised", "#CC79A7"),
 ):
     CENTROIDS.register(_option.name, _option)
+DEFAULT_CENTROID = "norm-mean-norm"  # the paper's best: what a run uses unless it names another
 
 
 def check_option(option: str) -> str:
@@ -142,14 +142,6 @@ def default_compactness_weight(option: str) -> float:
     return NORMALISED_COMPACTNESS if is_normalized(option) else 0.1
 
 
-def _from(module: str, name: str) -> Callable[..., Any]:
-    """A builder that imports `module` on its first call and calls its `name`."""
-    def build(*args: Any) -> Any:
-        return getattr(import_module(module), name)(*args)
-    build.__qualname__ = f"{module}.{name}"
-    return build
-
-
 # -- training losses -------------------------------------------------------------------------------
 
 
@@ -168,18 +160,41 @@ class LossSpec:
 LOSSES: Registry[LossSpec] = Registry("loss")
 for _spec in (
     LossSpec("fat", "FAT: point-to-set hinge plus compactness, centres from the data",
-             _from("fatviz.losses", "build_fat"), True, False),
+             lazy("fatviz.losses", "build_fat"), True, False),
     LossSpec("normalized-fat", "FAT on the unit sphere only (a normalised centroid option)",
-             _from("fatviz.losses", "build_fat"), True, False, needs_normalised=True),
+             lazy("fatviz.losses", "build_fat"), True, False, needs_normalised=True),
     LossSpec("hybrid", "FAT plus cross-entropy on a classifier head (soft labels when distilling)",
-             _from("fatviz.losses", "build_hybrid"), True, True),
+             lazy("fatviz.losses", "build_hybrid"), True, True),
     LossSpec("triplet-all", "the exact triplet loss over every valid triplet of a batch",
-             _from("fatviz.losses", "build_triplet_all"), False, False),
+             lazy("fatviz.losses", "build_triplet_all"), False, False),
     LossSpec("triplet-hard", "batch-hard triplet loss: farthest positive, nearest negative",
-             _from("fatviz.losses", "build_triplet_hard"), False, False),
-    LossSpec("ce", "cross-entropy on the classifier head alone", _from("fatviz.losses", "build_ce"), False, True),
+             lazy("fatviz.losses", "build_triplet_hard"), False, False),
+    LossSpec("ce", "cross-entropy on the classifier head alone", lazy("fatviz.losses", "build_ce"), False, True),
 ):
     LOSSES.register(_spec.name, _spec)
+
+
+# -- the baselines a distillation compares its student with ---------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineSet:
+    """One choice of the `baselines` setting: which models train on the noisy labels (fatviz.distill.student)."""
+
+    name: str
+    words: str  # the choice in a sentence, for pages
+    rows: tuple[str, ...]  # the baselines table's rows it trains (fatviz.distill.student.BASELINES' names)
+
+
+_FAT_ROW = "fat (noisy labels)"  # the student's own loss without the teacher: what the headline needs
+BASELINE_SETS: Registry[BaselineSet] = Registry("baseline set")
+for _set in (
+    BaselineSet("fat", "FAT only", (_FAT_ROW,)),
+    BaselineSet("all", "FAT, batch-hard, cross-entropy",
+                (_FAT_ROW, "batch-hard (noisy labels)", "cross-entropy (noisy labels)")),
+    BaselineSet("none", "none", ()),
+):
+    BASELINE_SETS.register(_set.name, _set)
 
 
 # -- embedding networks ----------------------------------------------------------------------------
@@ -193,22 +208,25 @@ class ModelSpec:
     description: str
     takes: str  # "vector" or "image": the input kind it accepts
     build: Callable[[tuple[int, ...], int], Any]  # (input shape without batch, embedding dim) -> nn.Module
+    # Seconds one training sample costs per input value for one epoch on one CPU core (the budget's
+    # time), roughly calibrated on a 2-core machine: the budget's estimate is deliberately rough.
+    seconds_per_input: float
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
 for _model in (
     ModelSpec("mlp", "two hidden layers of 128 with batch norm, for vectors", "vector",
-              _from("fatviz.models", "mlp_backbone")),
+              lazy("fatviz.models", "mlp_backbone"), 2e-8),
     ModelSpec("lenet", "LeNet-sized CNN (conv 16, conv 32, fc 128, no batch norm): the cheapest for small images",
-              "image", _from("fatviz.models", "lenet_backbone")),
+              "image", lazy("fatviz.models", "lenet_backbone"), 0.7e-6),
     ModelSpec("lenet-bn", "LeNet-sized CNN with batch norm and dropout: about LeNet's cost, quick to learn; the "
-              "default for small images", "image", _from("fatviz.models", "lenet_bn_backbone")),
+              "default for small images", "image", lazy("fatviz.models", "lenet_bn_backbone"), 0.8e-6),
     ModelSpec("cnn-fast", "the small CNN with a stride-2 first layer", "image",
-              _from("fatviz.models", "fast_cnn_backbone")),
+              lazy("fatviz.models", "fast_cnn_backbone"), 1.4e-6),
     ModelSpec("cnn", "three conv blocks of 32, 64, 128 with batch norm at full resolution", "image",
-              _from("fatviz.models", "small_cnn_backbone")),
+              lazy("fatviz.models", "small_cnn_backbone"), 2.2e-6),
     ModelSpec("resnet18", "torchvision's resnet18 (random weights), for images above 64 pixels a side", "image",
-              _from("fatviz.models", "resnet18_backbone")),
+              lazy("fatviz.models", "resnet18_backbone"), 1.2e-5),
 ):
     MODELS.register(_model.name, _model)
 
@@ -228,8 +246,8 @@ class SamplerSpec:
 BATCH_SAMPLERS: Registry[SamplerSpec] = Registry("batch sampler")
 for _sampler in (
     SamplerSpec("random", "a seeded shuffle of the kept samples, batch_size each",
-                _from("fatviz.sampling", "RandomBatches")),
+                lazy("fatviz.sampling", "RandomBatches")),
     SamplerSpec("pk", "identity-balanced: P = batch_size // K classes, K samples each",
-                _from("fatviz.sampling", "PKBatches")),
+                lazy("fatviz.sampling", "PKBatches")),
 ):
     BATCH_SAMPLERS.register(_sampler.name, _sampler)

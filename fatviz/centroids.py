@@ -20,6 +20,7 @@ from torch.autograd.function import once_differentiable
 from fatviz.catalogue import (  # noqa: F401
     CENTRE_SOURCES,
     CENTROIDS,
+    DEFAULT_CENTROID,
     DEFAULT_EMA_BETA,
     CentreSource,
     CentroidOption,
@@ -237,7 +238,7 @@ class CentroidAccumulator:
         return Centroids(self.option, centres, self._counts.clone(), present, self._radius.clone(), mean_distance)
 
 
-def compute_centroids(features: torch.Tensor, labels: torch.Tensor, option: str = "norm-mean-norm",
+def compute_centroids(features: torch.Tensor, labels: torch.Tensor, option: str = DEFAULT_CENTROID,
                       num_classes: int | None = None, weights: torch.Tensor | None = None,
                       chunk_size: int = 65536) -> Centroids:
     """Centres, counts, radii and mean member distances of every class, in O(N * D).

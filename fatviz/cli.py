@@ -26,7 +26,6 @@ from fatviz.settings import RunSettings, SettingField, setting_fields
 
 SUMMARY_KEYS = ("precision_at_1", "map", "nmi", "silhouette", "accuracy", "cmc_1", "cmc_5", "cmc_10", "minp")
 DATA_PARALLEL = ("train", "compare-centroids", "distill")  # the commands torchrun runs on several processes
-SAVED_AS = {"train": "run", "compare": "compare group", "distill": "distillation"}  # runs.group_kind's words
 
 
 class Parser(argparse.ArgumentParser):
@@ -94,16 +93,16 @@ def _destination(args: argparse.Namespace, settings: RunSettings, kind: str) -> 
     The default folder is named by the settings' key, so what it holds came from the same
     settings and is replaced; an `--out` that holds a saved run needs `--overwrite`.
     """
-    from fatviz.runs import group_kind
+    from fatviz.job_kinds import JOB_KINDS, saved_kind
 
     if not args.out:
         return Path("runs") / f"{kind}-{settings.dataset}-{settings.key(kind)}", True
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise FatvizError(f"--out {out} is a file; name a folder to save into.")
-    held = group_kind(out)
+    held = saved_kind(out)
     if held is not None and not args.overwrite:
-        raise FatvizError(f"--out {out} already holds a saved {SAVED_AS[held]}; pass --overwrite to replace it, "
+        raise FatvizError(f"--out {out} already holds a saved {JOB_KINDS.get(held).saved_as}; pass --overwrite to replace it, "
                           "or name another folder.")
     return out, args.overwrite
 
@@ -300,19 +299,23 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a saved run's animation (every panel of a compare group) as a standalone HTML file."""
-    from fatviz.distill.storage import STUDENT_FOLDER
     from fatviz.figures.embedding import embedding_animation
-    from fatviz.runs import group_kind, load_group, load_run
+    from fatviz.job_kinds import JOB_KINDS, saved_kind
+    from fatviz.runs import load_run
 
     out = Path(args.html)
     if out.is_dir():
         raise FatvizError(f"--html {out} is a folder; name the file to write, such as {out / 'animation.html'}.")
     folder = Path(args.run)
-    kind = group_kind(folder)
-    if kind == "compare":
-        fig = embedding_animation(load_group(folder))
+    kind = saved_kind(folder)
+    if kind is None:  # load_run names what a run folder should hold
+        runs = load_run(folder)
+    elif JOB_KINDS.get(kind).animation is None:
+        raise FatvizError(f"{folder} holds a saved {JOB_KINDS.get(kind).saved_as}, which has no animation; "
+                          "export a run, a compare group or a distillation.")
     else:  # a distillation exports its student's animation
-        fig = embedding_animation(load_run(folder / STUDENT_FOLDER if kind == "distill" else folder))
+        runs = JOB_KINDS.get(kind).animation(folder)
+    fig = embedding_animation(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(out, include_plotlyjs=True, full_html=True, auto_play=False)
     print(f"wrote {out}")

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -648,6 +649,13 @@ class DatasetSpec:
     layout: str  # what that folder holds, for error messages and the docs
     root: str = "folder"  # what data_root names: a "folder", a "file", or an "upload" held by the app's session
     in_sidebar: bool = True  # offered in the app's dataset choice (an upload appears there once uploaded)
+    # (training samples, test samples, input shape) at most, from the settings: what the budget plans
+    # for before loading anything. None: unknown until loaded, planned as UNKNOWN_SIZE.
+    size: Callable[[Any], tuple[int, int, tuple[int, ...]]] | None = None
+
+    def most(self, settings: Any) -> tuple[int, int, tuple[int, ...]]:
+        """(training samples, test samples, input shape) the budget plans for, before `subsample`."""
+        return self.size(settings) if self.size is not None else UNKNOWN_SIZE
 
     @property
     def private(self) -> bool:
@@ -655,25 +663,26 @@ class DatasetSpec:
         return self.root == "upload"
 
 
+UNKNOWN_SIZE: tuple[int, int, tuple[int, ...]] = (20000, 5000, (3, 32, 32))
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 for _spec in (
     DatasetSpec("digits", "sklearn's 8x8 handwritten digits, as 64-D vectors (1797 samples)",
-                _load_digits, False, ""),
+                _load_digits, False, "", size=lambda s: (1347, 450, (64,))),
     DatasetSpec("blobs", "Gaussian clusters in any dimension, optionally with far outliers",
-                _load_blobs, False, ""),
+                _load_blobs, False, "", size=lambda s: (150 * s.blob_classes, 50 * s.blob_classes, (s.blob_dim,))),
     DatasetSpec("mnist", "MNIST handwritten digits, 28x28 grey images",
                 partial(_load_idx_dataset, "mnist", "MNIST", _DIGIT_NAMES), True,
-                _IDX_LAYOUT.format(folder="MNIST")),
+                _IDX_LAYOUT.format(folder="MNIST"), size=lambda s: (60000, 10000, (1, 28, 28))),
     DatasetSpec("fashion-mnist", "Fashion-MNIST clothing, 28x28 grey images",
                 partial(_load_idx_dataset, "fashion-mnist", "FashionMNIST", _FASHION_NAMES), True,
-                _IDX_LAYOUT.format(folder="FashionMNIST")),
+                _IDX_LAYOUT.format(folder="FashionMNIST"), size=lambda s: (60000, 10000, (1, 28, 28))),
     DatasetSpec("cifar10", "CIFAR-10 objects, 32x32 colour images", _load_cifar10, True,
                 "cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta "
-                "(the CIFAR-10 python version)"),
+                "(the CIFAR-10 python version)", size=lambda s: (50000, 10000, (3, 32, 32))),
     DatasetSpec("folder", "your own images, one sub-folder per class (like torchvision's ImageFolder)",
                 _load_folder, True, _FOLDER_LAYOUT),
     DatasetSpec("market1501", "Market-1501 person re-identification crops (query/gallery retrieval)",
-                _load_market, True, _MARKET_LAYOUT),
+                _load_market, True, _MARKET_LAYOUT, size=lambda s: (12936, 19732, (3, 64, 32))),
 ):
     DATASETS.register(_spec.name, _spec)
 

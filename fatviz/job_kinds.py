@@ -1,4 +1,10 @@
-"""Job kinds: what a job of each kind trains (in a worker), and how its results are saved and loaded."""
+"""Job kinds: what a job of each kind reads and trains (in a worker), what it costs, and how it is stored.
+
+Adding a job kind is one `JOB_KINDS.register` call: the cache key (`Settings.key`), the
+budget (`fatviz.budget`), the run store, the listings of saved folders (`fatviz.runs`), the
+CLI's messages and the classroom's list of saved runs all read the entry. Its callables import
+their torch code on first use, so settings and `--help` stay light.
+"""
 
 from __future__ import annotations
 
@@ -7,82 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fatviz.centroids import CENTROIDS
-from fatviz.registry import Registry
-from fatviz.settings import RunSettings
+from fatviz.catalogue import BASELINE_SETS, CENTROIDS
+from fatviz.registry import Registry, lazy
 
 Emit = Callable[[str, tuple], None]
 ShouldStop = Callable[[], bool]
+Settings = Any  # fatviz.settings.Settings: settings imports this module, so it is not imported here
 
 
-def _train_options(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
-    """Train a group of centroid options in lockstep (epoch by epoch, round robin) so panels advance together."""
-    from fatviz.train import Trainer, option_settings, prepare_data
-
-    data = prepare_data(settings)
-    trainers = {o: Trainer(option_settings(settings, o), data) for o in options}
-    streams = {o: t.snapshots(should_stop) for o, t in trainers.items()}
-    live = list(streams)
-    while live:
-        for option in list(live):
-            snap = next(streams[option], None)
-            if snap is None:
-                live.remove(option)
-            else:
-                emit(option, ("snapshot", snap))
-    return {o: t.result() for o, t in trainers.items()}
+def _work(name: str) -> Callable[..., Any]:
+    return lazy("fatviz.job_work", name)
 
 
-def _distill(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
-    from fatviz.distill import run_distillation
-
-    result = run_distillation(settings, should_stop=should_stop,
-                              on_progress=lambda f, msg: emit(options[0], ("progress", f, msg)))
-    return {options[0]: result}
-
-
-def _save_runs(results: dict[str, Any], folder: Path) -> None:
-    from fatviz.runs import save_group
-
-    save_group(results, folder)
-
-
-def _load_runs(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
-    from fatviz.runs import load_group
-
-    return load_group(folder, options)
-
-
-def _save_distillation(results: dict[str, Any], folder: Path) -> None:
-    from fatviz.distill import save_distillation
-
-    save_distillation(next(iter(results.values())), folder)
-
-
-def _load_distillation(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
-    from fatviz.distill import load_distillation
-
-    return {options[0]: load_distillation(folder)}
-
-
-def _compare_losses(settings: RunSettings, options: tuple[str, ...], emit: Emit, should_stop: ShouldStop) -> dict:
-    from fatviz.compare_losses import compare_losses
-
-    result = compare_losses(settings, should_stop=should_stop,
-                            on_progress=lambda f, msg: emit(options[0], ("progress", f, msg)))
-    return {options[0]: result}
-
-
-def _save_comparison(results: dict[str, Any], folder: Path) -> None:
-    from fatviz.compare_losses import COMPARISON_FILE, save_comparison
-
-    save_comparison(next(iter(results.values())), folder / COMPARISON_FILE)
-
-
-def _load_comparison(folder: Path, options: tuple[str, ...]) -> dict[str, Any]:
-    from fatviz.compare_losses import COMPARISON_FILE, load_comparison
-
-    return {options[0]: load_comparison(folder / COMPARISON_FILE)}
+def _distill_epochs(s: Settings) -> int:
+    """Teacher rounds, 5 folds on 4/5 of the set each, the student, and its baselines."""
+    return (s.teacher_epochs + s.teacher_rounds * s.round_epochs + 4 * s.cv_epochs
+            + (1 + len(BASELINE_SETS.get(s.baselines).rows)) * s.epochs)
 
 
 @dataclass(frozen=True)
@@ -91,25 +37,52 @@ class JobKind:
 
     name: str
     description: str
-    options: Callable[[RunSettings], tuple[str, ...]]  # the parts of the job (panels, or one result)
-    run: Callable[[RunSettings, tuple[str, ...], Emit, ShouldStop], dict[str, Any]]
+    options: Callable[[Settings], tuple[str, ...]]  # the parts of the job (panels, or one result)
+    run: Callable[[Settings, tuple[str, ...], Emit, ShouldStop], dict[str, Any]]
     save: Callable[[dict[str, Any], Path], None]
     load: Callable[[Path, tuple[str, ...]], dict[str, Any]]
     snapshots: bool  # streams a snapshot per epoch per option (the live animation)
     splits: bool  # its options may train in separate workers at once
+    reads: tuple[str, ...]  # the settings sections its result depends on (its cache key)
+    ignores: tuple[str, ...]  # fields of those sections it sets itself, left out of its key
+    epochs: Callable[[Settings], int]  # epochs of training it runs, one after another (the budget's time)
+    saved_as: str  # what a saved folder of this kind is called in messages
+    marker: Callable[[Path], Path | None]  # the file that shows a folder holds this kind (None: it does not)
+    animation: Callable[[Path], Any] | None  # a saved folder's runs to animate (fatviz.figures), if any
+
+    def key(self, settings: Settings) -> str:
+        """The cache key of a job of this kind: a hash of what it reads."""
+        return settings.digest(self.reads, self.ignores, salt=self.name)
+
+
+def saved_kind(folder: str | Path) -> str | None:
+    """The job kind whose results a folder holds (the first whose marker is there), or None."""
+    base = Path(folder)
+    return next((name for name, kind in JOB_KINDS.items() if kind.marker(base) is not None), None)
 
 
 JOB_KINDS: Registry[JobKind] = Registry("job kind")
+_TRAINING = ("data", "model", "training", "view")
 for _kind in (
-    JobKind("train", "one run with the settings' centroid option", lambda s: (s.centroid,), _train_options,
-            _save_runs, _load_runs, snapshots=True, splits=False),
-    JobKind("compare", "the four centroid options side by side", lambda s: CENTROIDS.names(), _train_options,
-            _save_runs, _load_runs, snapshots=True, splits=True),
-    JobKind("distill", "teacher-student label distillation", lambda s: ("distillation",), _distill,
-            _save_distillation, _load_distillation, snapshots=False, splits=False),
+    JobKind("train", "one run with the settings' centroid option", lambda s: (s.centroid,),
+            _work("train_options"), _work("save_runs"), _work("load_runs"), snapshots=True, splits=False,
+            reads=_TRAINING, ignores=(), epochs=lambda s: s.epochs, saved_as="run", marker=_work("run_marker"),
+            animation=lazy("fatviz.runs", "load_run")),
+    JobKind("compare", "the four centroid options side by side", lambda s: CENTROIDS.names(),
+            _work("train_options"), _work("save_runs"), _work("load_runs"), snapshots=True, splits=True,
+            reads=_TRAINING, ignores=("centroid",), epochs=lambda s: len(CENTROIDS) * s.epochs,
+            saved_as="compare group", marker=_work("group_marker"), animation=lazy("fatviz.runs", "load_group")),
+    JobKind("distill", "teacher-student label distillation", lambda s: ("distillation",),
+            _work("distill"), _work("save_distillation_of"), _work("load_distillation_as"), snapshots=False,
+            splits=False, reads=("data", "model", "training", "distill", "view"), ignores=(),
+            epochs=_distill_epochs, saved_as="distillation", marker=_work("distill_marker"),
+            animation=_work("student_animation")),
+    # A loss comparison sets the loss fields per variant and trains its own seeds (0, 1, 2): five
+    # losses, three seeds each.
     JobKind("losses", "FAT and the triplet losses side by side, over seeds", lambda s: ("comparison",),
-            _compare_losses, _save_comparison, _load_comparison, snapshots=False, splits=False),
+            _work("compare"), _work("save_comparison_of"), _work("load_comparison_as"), snapshots=False,
+            splits=False, reads=("data", "model", "training"), ignores=("loss", "negatives", "radius", "centres", "seed"),
+            epochs=lambda s: 15 * s.epochs, saved_as="loss comparison", marker=_work("comparison_marker"),
+            animation=None),
 ):
     JOB_KINDS.register(_kind.name, _kind)
-
-

@@ -1,9 +1,9 @@
 """t-SNE and UMAP layouts of a job's epochs, fitted in the background as its snapshots arrive.
 
 PCA is instant and is computed where it is drawn. t-SNE and UMAP cost about a second per
-panel and epoch on a laptop, so a view that asks for one gets a `Layout`: the manager fits
+panel and epoch on a laptop, so a view that asks for one gets a `Layout`: the `LayoutService` fits
 each new epoch from the previous epoch's layout (fatviz.projection.fit_epoch), every option
-advancing together, in one background process of its own (the training workers are busy
+advancing together, in a `WorkerPool` of one process of its own (the training workers are busy
 training), while the view draws the epochs fitted so far. Once the job is done and saved, the
 finished layout is written beside each run (fatviz.runs.save_layout); the next visitor, or
 the next start of the app, loads it instead of fitting it again.
@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from fatviz.errors import FatvizError
+from fatviz.pool import WorkerPool
 from fatviz.projection import PanelFrames, fit_epoch, panel_of
+from fatviz.run_store import RunStore
 from fatviz.runs import load_layout, save_layout
 
 LAYOUT_WORKER_DIED = ("The layout worker stopped unexpectedly (it may have run out of memory or been killed); "
@@ -96,7 +98,45 @@ def load_saved(method: str, runs: dict[str, list], folders: dict[str, Path]) -> 
     return layout
 
 
-def _fit(executor: Executor | None, args: tuple) -> tuple[np.ndarray, np.ndarray]:
+class LayoutService:
+    """One layout per job and method, shared by every viewer, fitted on a worker of its own."""
+
+    def __init__(self, pool: WorkerPool | None, store: RunStore) -> None:
+        """`pool` fits (one worker; None fits in each layout's own thread); `store` holds the saved runs."""
+        self.pool = pool
+        self.store = store
+        self.closing = False
+        self._lock = threading.Lock()
+
+    def layout(self, job: Any, method: str) -> Layout:
+        """The t-SNE or UMAP layout of a snapshot job's epochs: loaded from beside its saved runs,
+        or fitted in the background as its epochs arrive."""
+        with self._lock:
+            layout = job.layouts.get(method)
+            if layout is not None and layout.status != "error":
+                return layout
+            if job.status == "done":
+                layout = load_saved(method, {o: list(job.snapshots.get(o, [])) for o in job.options},
+                                    self.store.run_folders(job))
+            if layout is None:
+                layout = Layout(method, job.options)
+                threading.Thread(target=follow,
+                                 args=(job, layout, job.settings.seed, self.pool, lambda: self.store.run_folders(job),
+                                       lambda: self.closing),
+                                 daemon=True, name=f"fatviz-layout-{method}").start()
+            job.layouts[method] = layout
+            return layout
+
+    def shutdown(self, jobs: list[Any], wait_seconds: float) -> None:
+        """End the layout worker; wait up to `wait_seconds` for each of `jobs`' layouts to stop."""
+        self.closing = True
+        if self.pool is not None:
+            self.pool.shutdown()
+        for layout in [la for j in jobs for la in j.layouts.values()]:
+            layout.wait(wait_seconds)
+
+
+def _fit(executor: Executor | WorkerPool | None, args: tuple) -> tuple[np.ndarray, np.ndarray]:
     if executor is None:
         return fit_epoch(*args)
     try:
@@ -108,7 +148,7 @@ def _fit(executor: Executor | None, args: tuple) -> tuple[np.ndarray, np.ndarray
     return future.result()
 
 
-def follow(job: Any, layout: Layout, seed: int, executor: Executor | None,
+def follow(job: Any, layout: Layout, seed: int, executor: Executor | WorkerPool | None,
            folders: Callable[[], dict[str, Path]], closing: Callable[[], bool] = lambda: False) -> None:
     """Lay out `job`'s epochs as they arrive, until the job has ended and every epoch is laid out;
     then save the layout beside each run (`folders()`: the job's saved run folders) if the job

@@ -21,6 +21,7 @@ from torch.autograd.function import once_differentiable
 # The losses a run can choose, and the FAT defaults, are declared without torch (settings and
 # --help read them); they are re-exported here, where the library's users look for them.
 from fatviz.catalogue import (  # noqa: F401
+    DEFAULT_CENTROID,
     LOSSES,
     NEGATIVE_MODES,
     NORMALISED_COMPACTNESS,
@@ -97,7 +98,7 @@ class FATLoss(nn.Module):
     option's anchor space. Anchors whose class has no centre contribute nothing.
     """
 
-    def __init__(self, option: str = "norm-mean-norm", margin: float | None = None,
+    def __init__(self, option: str = DEFAULT_CENTROID, margin: float | None = None,
                  negatives: str = "all", hardest_k: int = 5, radius: str = "mean",
                  compactness_weight: float | None = None) -> None:
         super().__init__()
@@ -201,7 +202,7 @@ class HybridLoss(nn.Module):
 
     def __init__(self, fat: FATLoss | None = None, ce_weight: float = 1.0) -> None:
         super().__init__()
-        self.fat = fat if fat is not None else FATLoss("norm-mean-norm")
+        self.fat = fat if fat is not None else FATLoss(DEFAULT_CENTROID)
         if ce_weight < 0:
             raise FatvizError("The cross-entropy weight must be >= 0.")
         self.ce_weight = float(ce_weight)
@@ -317,7 +318,7 @@ class BoundResult:
         return self.bound - self.exact
 
 
-def triplet_bound(embeddings: torch.Tensor, labels: torch.Tensor, option: str = "norm-mean-norm",
+def triplet_bound(embeddings: torch.Tensor, labels: torch.Tensor, option: str = DEFAULT_CENTROID,
                   margin: float | None = None) -> BoundResult:
     """Exact mean triplet hinge and the mean docs/METHOD.md section 2 upper bound over the same triplets.
 

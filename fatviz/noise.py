@@ -11,6 +11,7 @@ final training set that kind touches, the kinds touch disjoint samples, so the r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,10 +19,6 @@ import numpy as np
 from fatviz.data import Dataset
 from fatviz.errors import FatvizError
 from fatviz.registry import Registry
-
-NOISE_KINDS = ("none", "symmetric", "pairflip")  # the label-only kinds: add_label_noise moves labels
-DATA_KINDS = ("outlier", "multi")  # kinds that change the data itself (apply_noise)
-SPEC_KINDS = (*NOISE_KINDS[1:], *DATA_KINDS)  # what a `kind:rate` term may name
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,62 @@ SAMPLE_KINDS.register("outlier", SampleKind(
 SAMPLE_KINDS.register("multi", SampleKind(
     "multi", "a composite of two samples of different classes, labelled as the second", "#009E73"))
 NOISY_SAMPLE_KINDS = SAMPLE_KINDS.names()[1:]
-_TERM_KIND = {"symmetric": "wrong_identity", "pairflip": "wrong_identity", "outlier": "outlier", "multi": "multi"}
+WRONG_IDENTITY = "wrong_identity"  # what the label-only terms leave on a sample
+
+
+@dataclass(frozen=True)
+class NoiseTerm:
+    """One `kind:RATE` term of the noise setting: what it leaves on a sample, the rates a visitor may ask
+    for, and its words for the sidebar."""
+
+    name: str
+    sample_kind: str  # a SAMPLE_KINDS name
+    rates: tuple[float, float]  # the app's range (the sidebar's slider; the CLI keeps to it unless --no-limits)
+    label: str
+    help: str
+    # Wrong-identity terms: the offset (mod K) added to each moved label, from (rng, shape, K);
+    # None for the terms that change the data, which apply_noise applies step by step.
+    flip: Callable[[np.random.Generator, tuple[int, ...], int], np.ndarray] | None = None
+
+    @property
+    def moves_labels_only(self) -> bool:
+        """True for the wrong-identity terms (one of them at a time), False for those that change the data."""
+        return self.flip is not None
+
+
+NOISE_TERMS: Registry[NoiseTerm] = Registry("noise kind")
+for _term in (
+    # An offset uniform in 1..K-1 lands on each other class with probability 1/(K-1).
+    NoiseTerm("symmetric", WRONG_IDENTITY, (0.0, 0.9), "symmetric", "a label moved to a random other class",
+              flip=lambda rng, shape, k: rng.integers(1, k, size=shape)),
+    NoiseTerm("pairflip", WRONG_IDENTITY, (0.0, 0.9), "pairflip", "a label moved to the next class",
+              flip=lambda rng, shape, k: np.ones(shape, np.int64)),
+    NoiseTerm("outlier", "outlier", (0.0, 0.3), "Nobody in the set (outlier)",
+              "share of the training set: images of classes held out of the label set, each given a known label"),
+    NoiseTerm("multi", "multi", (0.0, 0.3), "Two people in one image (multi)",
+              "share of the training set: two images of different classes side by side, labelled as one of them"),
+):
+    NOISE_TERMS.register(_term.name, _term)
+
+
+def label_terms() -> tuple[str, ...]:
+    """The wrong-identity terms (the sidebar's radio): they move labels only, and one applies at a time."""
+    return tuple(n for n, t in NOISE_TERMS.items() if t.moves_labels_only)
+
+
+def flip_kinds(flipped: np.ndarray) -> np.ndarray:
+    """Per sample, its SAMPLE_KINDS name where only flips are known (label-only noise, older tables)."""
+    return np.where(np.asarray(flipped, bool), WRONG_IDENTITY, "clean")
+
+
+def outside_rates(spec: str) -> list[str]:
+    """One message per term of a valid noise spec whose rate is outside the app's range for its kind."""
+    out = []
+    for kind, rate in parse_noise(spec):
+        low, high = NOISE_TERMS.get(kind).rates
+        if not low <= rate <= high:
+            out.append(f"noise {kind}:{rate:g} is outside {low:g} to {high:g}")
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,16 +116,15 @@ class NoisyLabels:
 
     def __post_init__(self) -> None:
         if self.sample_kind is None:
-            object.__setattr__(self, "sample_kind", np.where(self.flipped, "wrong_identity", "clean"))
+            object.__setattr__(self, "sample_kind", flip_kinds(self.flipped))
         if self.second is None:
             object.__setattr__(self, "second", np.full(self.labels.shape, -1, np.int64))
 
 
 def _check(kind: str, rate: float) -> None:
-    if kind not in NOISE_KINDS:
-        raise FatvizError(
-            f"Unknown noise kind {kind!r}: choose one of {', '.join(NOISE_KINDS)}."
-        )
+    kinds = ("none", *label_terms())
+    if kind not in kinds:
+        raise FatvizError(f"Unknown noise kind {kind!r}: choose one of {', '.join(kinds)}.")
     if not 0.0 <= rate < 1.0:
         raise FatvizError(
             f"Noise rate {rate} is outside [0, 1): give the fraction of labels to flip, "
@@ -81,12 +132,17 @@ def _check(kind: str, rate: float) -> None:
         )
 
 
+def term_choices() -> str:
+    """The noise terms as a user writes them (`symmetric:RATE, pairflip:RATE, ...`), for help and messages."""
+    return ", ".join(f"{name}:RATE" for name in NOISE_TERMS.names())
+
+
 def _parse_term(term: str, spec: str) -> tuple[str, float]:
     kind, sep, rate_text = term.partition(":")
     kind = kind.strip()
-    if kind not in SPEC_KINDS:
+    if kind not in NOISE_TERMS:
         raise FatvizError(
-            f"Unknown noise kind {kind!r} in {spec!r}: write 'none' or terms {', '.join(k + ':RATE' for k in SPEC_KINDS)} "
+            f"Unknown noise kind {kind!r} in {spec!r}: write 'none' or terms {term_choices()} "
             "joined by '+', e.g. 'symmetric:0.2+outlier:0.1'."
         )
     if not sep or not rate_text.strip():
@@ -122,8 +178,9 @@ def parse_noise(spec: str) -> tuple[tuple[str, float], ...]:
     kinds = [k for k, _ in terms]
     if len(set(kinds)) < len(kinds):
         raise FatvizError(f"Noise spec {spec!r} names a kind twice: give each kind once.")
-    if {"symmetric", "pairflip"} <= set(kinds):
-        raise FatvizError(f"Noise spec {spec!r} has both symmetric and pairflip: both file samples under "
+    wrong = [k for k in kinds if NOISE_TERMS.get(k).moves_labels_only]
+    if len(wrong) > 1:
+        raise FatvizError(f"Noise spec {spec!r} has both {' and '.join(wrong)}: each files samples under "
                           "another label, so give one of them.")
     total = sum(r for _, r in terms)
     if total >= 1.0:
@@ -151,11 +208,7 @@ def add_label_noise(
         )
     rng = np.random.default_rng(seed)
     move = rng.random(original.shape) < rate
-    if kind == "symmetric":
-        # An offset uniform in 1..K-1 lands on each other class with probability 1/(K-1).
-        offset = rng.integers(1, num_classes, size=original.shape)
-    else:
-        offset = np.ones(original.shape, np.int64)
+    offset = NOISE_TERMS.get(kind).flip(rng, original.shape, num_classes)
     noisy = np.where(move, (original + offset) % num_classes, original)
     return NoisyLabels(noisy, noisy != original, kind, float(rate))
 
@@ -255,6 +308,10 @@ def apply_noise(dataset: Dataset, spec: str, seed: int) -> tuple[Dataset, NoisyL
        `add_label_noise(labels, kind, rate, K, seed)`.
     """
     terms = dict(parse_noise(spec))
+    unapplied = set(terms) - {"outlier", "multi"} - set(label_terms())  # the data terms this function applies
+    if unapplied:
+        raise FatvizError(f"Noise kind {', '.join(sorted(unapplied))} has no way to apply it here: choose "
+                          f"{term_choices()} without it.")
     k = dataset.num_classes
     if dataset.given_train is not None:
         # A user's table with its own given labels and their truth: its noise is already there.
@@ -316,7 +373,7 @@ def apply_noise(dataset: Dataset, spec: str, seed: int) -> tuple[Dataset, NoisyL
         given[base] = y[partners]
         sample_kind[base] = "multi"
         notes.append(f"multi noise: {n_multi} training samples are composites of two classes, labelled as the second.")
-    wrong = next((kind for kind in ("symmetric", "pairflip") if kind in terms), None)
+    wrong = next((kind for kind in label_terms() if kind in terms), None)
     if wrong is not None and terms[wrong] > 0:
         clean = np.flatnonzero(sample_kind == "clean")
         rate = terms[wrong] if len(clean) == n else min(terms[wrong] * n / max(len(clean), 1), np.nextafter(1.0, 0.0))
@@ -325,12 +382,12 @@ def apply_noise(dataset: Dataset, spec: str, seed: int) -> tuple[Dataset, NoisyL
         index[known] = np.arange(len(known))
         flips = add_label_noise(index[given[clean]], wrong, rate, len(known), seed)
         given[clean] = known[flips.labels]
-        sample_kind[clean[flips.flipped]] = "wrong_identity"
+        sample_kind[clean[flips.flipped]] = WRONG_IDENTITY
     if notes:
         dataset = dataclasses.replace(dataset, notes=(*dataset.notes, *notes))
     flipped = given != dataset.y_train
     kinds = sample_kind.astype(str)
-    kind_text = "+".join(kind for kind in SPEC_KINDS if kind in terms)
+    kind_text = "+".join(kind for kind in NOISE_TERMS.names() if kind in terms)
     return dataset, NoisyLabels(given, flipped, kind_text, round(sum(terms.values()), 12), kinds, second,
                                 tuple(int(c) for c in held))
 

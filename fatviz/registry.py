@@ -7,8 +7,9 @@ centroid option or a new dataset is one `register` call and a test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator
+from importlib import import_module
+from typing import Any, Generic, TypeVar
 
 from fatviz.errors import FatvizError
 
@@ -56,3 +57,11 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """A function that imports `module` on its first call and calls its `name` (entries stay import-light)."""
+    def call(*args: Any) -> Any:
+        return getattr(import_module(module), name)(*args)
+    call.__qualname__ = f"{module}.{name}"
+    return call

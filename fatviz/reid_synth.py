@@ -56,15 +56,16 @@ class ReidSize:
     jitter: float  # 1: the small set's crop jitter (position and scale); larger moves the person more
     occluders: float  # share of images with an occluder in front of the person
     mirror: bool  # half the images see the person mirrored (the bag on the other side)
+    most: tuple[int, int]  # the most training and test images it makes, at any seed (what the budget plans for)
 
 
 REID_SIZES: Registry[ReidSize] = Registry("reid-synth size")
 REID_SIZES.register("market", ReidSize(
     "ReID-like: 300 training identities of 4-12 images, 6 cameras (2-6 per identity) with strong light and colour "
-    "shifts, crop jitter, mirrored poses and occluders", 300, (4, 12), 6, (2, 6), 1.6, 2.0, 0.35, True))
+    "shifts, crop jitter, mirrored poses and occluders", 300, (4, 12), 6, (2, 6), 1.6, 2.0, 0.35, True, (2700, 900)))
 REID_SIZES.register("small", ReidSize(
     "60 training identities of 16 images, 4 images in each of 4 cameras: the classroom size", 60, (16, 16), 4,
-    (4, 4), 1.0, 1.0, 0.0, False))
+    (4, 4), 1.0, 1.0, 0.0, False, (960, 320)))
 DEFAULT_REID_SIZE = "market"
 _CANVAS = (64.0, 32.0)  # shapes are laid out in these canonical units, then sampled at image_size
 
@@ -273,4 +274,6 @@ def load_reid_synth(*, data_root: object = None, subsample: int | None = None, s
 
 # Registered here, not in fatviz.data: this module builds on fatviz.data, and fatviz/__init__.py
 # imports it, so the dataset is in the registry wherever fatviz is used.
-DATASETS.register("reid-synth", DatasetSpec("reid-synth", DESCRIPTION, load_reid_synth, False, ""))
+DATASETS.register("reid-synth", DatasetSpec(
+    "reid-synth", DESCRIPTION, load_reid_synth, False, "",
+    size=lambda s: (*REID_SIZES.get(s.reid_size).most, (3, 64, 32))))

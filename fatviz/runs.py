@@ -238,17 +238,10 @@ def load_layout(folder: str | os.PathLike, method: str, snapshots: list
 
 
 def group_kind(folder: str | os.PathLike) -> str | None:
-    """What a folder holds: "train" (one run), "compare" (a run per option), "distill", or None."""
-    from fatviz.centroids import CENTROIDS
+    """The job kind whose results a folder holds ("train": one run, "compare": a run per option, ...), or None."""
+    from fatviz.job_kinds import saved_kind
 
-    base = Path(folder)
-    if (base / DISTILL_MARKER).is_file():
-        return "distill"
-    if (base / RUN_FILE).is_file():
-        return "train"
-    if any((base / o / RUN_FILE).is_file() for o in CENTROIDS.names()):
-        return "compare"
-    return None
+    return saved_kind(folder)
 
 
 def save_group(results: dict[str, RunResult], folder: str | os.PathLike, overwrite: bool = True) -> Path:
@@ -322,9 +315,8 @@ def list_groups(root: str | os.PathLike = "runs", depth: int = LIST_DEPTH) -> li
             inside.add(p)
 
     def stamp(item: tuple[Path, str]) -> float:
-        marker = item[0] / (DISTILL_MARKER if item[1] == "distill" else RUN_FILE)
-        if item[1] == "compare":
-            marker = next(item[0].glob(f"*/{RUN_FILE}"))
-        return marker.stat().st_mtime
+        from fatviz.job_kinds import JOB_KINDS
+
+        return JOB_KINDS.get(item[1]).marker(item[0]).stat().st_mtime
 
     return sorted(out, key=stamp, reverse=True)

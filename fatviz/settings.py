@@ -6,9 +6,9 @@ for a job that does not fit the machine), its choices (read from the registries)
 text. The CLI's options, the URL reader, the sidebar's widget ranges and the docs all read
 this one table (`setting_fields()`).
 
-Sections say what a job reads, so a cache key is honest: `key("compare")` ignores the centroid
-option (a compare job trains all four) and the distillation section; `key("train")` ignores
-the distillation section; `key("distill")` reads everything.
+Sections say what a job reads, so a cache key is honest: each job kind (fatviz.job_kinds) names
+the sections it reads, so `key("compare")` ignores the centroid option (a compare job trains
+all four) and the distillation section, and `key("distill")` reads everything.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from fatviz.catalogue import (
+    BASELINE_SETS,
     BATCH_SAMPLERS,
     CENTROIDS,
+    DEFAULT_CENTROID,
     LOSSES,
     MODELS,
     NEGATIVE_MODES,
@@ -35,27 +37,18 @@ from fatviz.catalogue import (
 )
 from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
-from fatviz.noise import SPEC_KINDS
+from fatviz.job_kinds import JOB_KINDS
+from fatviz.noise import NOISE_TERMS, SAMPLE_KINDS, outside_rates, term_choices
 from fatviz.reid_synth import DEFAULT_REID_SIZE, REID_SIZES
 
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
-# Which models a distillation trains on the noisy labels to compare the student with (fatviz.distill.student).
-BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 
-# What each kind of job reads: its sections, less the fields it overrides itself. Bump
-# KEY_VERSION whenever the same settings would train to a different result (a saved run under
-# an old key is then trained again instead of being served as if it were this code's result).
-# 6: reid-synth's default is the ReID-like "market" size (was today's "small").
-KEY_VERSION = 6  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
-JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "train": (("data", "model", "training", "view"), ()),
-    "compare": (("data", "model", "training", "view"), ("centroid",)),
-    "distill": (SECTIONS, ()),
-    # A loss comparison sets the loss fields per variant and trains its own seeds (0, 1, 2).
-    "losses": (("data", "model", "training"), ("loss", "negatives", "radius", "centres", "seed")),
-}
+# Bump KEY_VERSION whenever the same settings would train to a different result (a saved run
+# under an old key is then trained again instead of being served as if it were this code's
+# result). What each kind of job reads is its entry's `reads` (fatviz.job_kinds).
+KEY_VERSION = 6
 
 
 def _setting(default: Any, section: str, help: str, *, low: float | None = None, high: float | None = None,
@@ -100,7 +93,7 @@ class RunSettings:
     subsample: int = _setting(0, "data", "stratified training subsample (0: the whole training split)",
                               low=0, app=(0, 20_000))
     noise: str = _setting("none", "data", "synthetic noise: none, or terms joined by + from "
-                          + ", ".join(f"{kind}:RATE" for kind in SPEC_KINDS) + " (e.g. symmetric:0.2+multi:0.05)")
+                          + term_choices() + " (e.g. symmetric:0.2+multi:0.05)")
     seed: int = _setting(0, "data", "seed of every random choice (data, noise, weights, batches)",
                          low=0, high=2**31 - 1, app=(0, 10_000))
     blob_classes: int = _setting(6, "data", "blobs: number of classes", low=2, app=(2, 20))
@@ -115,7 +108,7 @@ class RunSettings:
                           choices=lambda: ("auto", *MODELS.names()))
     embedding_dim: int = _setting(32, "model", "embedding dimension", low=2, app=(2, 128))
     loss: str = _setting("hybrid", "model", "training loss", choices=lambda: LOSSES.names())
-    centroid: str = _setting("norm-mean-norm", "model", "centroid option", choices=lambda: CENTROIDS.names())
+    centroid: str = _setting(DEFAULT_CENTROID, "model", "centroid option", choices=lambda: CENTROIDS.names())
     negatives: str = _setting("all", "model", "negative centres: all, average or the hardest k",
                               choices=lambda: NEGATIVE_MODES)
     hardest_k: int = _setting(5, "model", "with negatives=hardest: how many nearest other centres", low=1,
@@ -161,7 +154,7 @@ class RunSettings:
                               low=1, app=(1, 20))
     baselines: str = _setting("fat", "distill", "models trained on the noisy labels to compare the student with: "
                               "fat (the student's own loss), all (fat, batch-hard, cross-entropy) or none",
-                              choices=lambda: BASELINE_SETS)
+                              choices=lambda: BASELINE_SETS.names())
     # -- view --
     # Points drawn per panel (a fixed stratified subset of the training split; also where the exact
     # triplet loss is compared with the bound). 300 shows every class's cluster on a projector;
@@ -221,10 +214,7 @@ class RunSettings:
 
     def key(self, kind: str = "train") -> str:
         """A short stable hash of what a `kind` job reads: its cache key and run-folder suffix."""
-        if kind not in JOB_READS:
-            raise FatvizError(f"Unknown job kind {kind!r}: choose one of {', '.join(JOB_READS)}.")
-        sections, ignored = JOB_READS[kind]
-        return self.digest(sections, ignored, salt=kind)
+        return JOB_KINDS.get(kind).key(self)
 
     def digest(self, sections: tuple[str, ...], ignored: tuple[str, ...] = (), salt: str = "") -> str:
         """A short stable hash of the fields of some sections (less `ignored`)."""
@@ -240,7 +230,7 @@ class RunSettings:
             value = getattr(self, f.name)
             if f.app is not None and value is not None and not f.app[0] <= value <= f.app[1]:
                 out.append(f"{f.name} = {value:g} is outside {f.limits_text()}")
-        return out
+        return out + outside_rates(self.noise)
 
     def check_app_limits(self, hint: str = "") -> RunSettings:
         """Raise one FatvizError when any field is outside the app's range; return self otherwise."""
@@ -338,6 +328,11 @@ def settings_markdown() -> str:
         default = "unset" if f.default is None else f"`{f.default}`" if f.default != "" else "empty"
         lines.append(f"| `{f.name}` | {f.section} | {default} | {f.limits_text()} | {valid.strip()} | {choices} | "
                      f"{f.help} |")
+    lines += ["", "## Noise terms", "", "Each `KIND:RATE` term of `noise` (from `fatviz.noise.NOISE_TERMS`); the rate "
+              "is the share of the training set it touches.", "",
+              "| term | app range | leaves a sample | what it does |", "|---|---|---|---|"]
+    lines += [f"| `{name}:RATE` | {t.rates[0]:g} to {t.rates[1]:g} | {SAMPLE_KINDS.get(t.sample_kind).label} | {t.help} |"
+              for name, t in NOISE_TERMS.items()]
     return "\n".join(lines) + "\n"
 
 

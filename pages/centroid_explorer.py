@@ -103,7 +103,7 @@ st.caption(f"Every panel trains with centres from **{settings.centre_source.word
 manager = job_manager()
 key = job_key("compare", settings)
 job = manager.get(key)
-saved = manager.runs_dir is not None and (manager.runs_dir / key).is_dir()
+saved = manager.store.root is not None and (manager.store.root / key).is_dir()
 # A shared link or a saved run starts at once; edited settings wait for the button, so a
 # few quick edits never queue several four-option trainings behind each other.
 first_visit = not st.session_state.get("explorer_visited")

@@ -10,6 +10,7 @@ import streamlit as st
 
 from fatviz.errors import FatvizError
 from fatviz.figures.embedding import PointLabels
+from fatviz.job_kinds import JOB_KINDS
 from fatviz.paths import Root, allowed_roots, resolve_under
 from fatviz.presets import PRESETS, preset_name
 from fatviz.runs import RUN_FILE, list_groups, list_runs, load_group
@@ -39,7 +40,7 @@ def saved_group(folder: str, stamp: float) -> dict:
 
 def saved_folders(root: Root) -> list[Path]:
     """Saved comparisons and single runs under the runs root (a few levels down at most), newest first."""
-    return [folder for folder, kind in list_groups(root.path) if kind in ("compare", "train")][:MAX_SAVED]
+    return [folder for folder, kind in list_groups(root.path) if JOB_KINDS.get(kind).snapshots][:MAX_SAVED]
 
 
 def shown_name(folder: Path, root: Root) -> str:

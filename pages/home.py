@@ -36,13 +36,13 @@ def _workers_line() -> None:
     """"Starting…" until the workers are up, then "ready", by itself (a fragment polling once a second)."""
     from pages.ui.live import job_manager
 
-    if job_manager().ready(0):
+    if job_manager().pool.ready(0):
         st.caption(READY)
         return
 
     @st.fragment(run_every=1.0)
     def poll() -> None:
-        if job_manager().ready(0):
+        if job_manager().pool.ready(0):
             st.rerun()  # the whole page again: it draws "ready" and stops polling
         st.caption(STARTING)
     poll()

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import streamlit as st
 
+from fatviz.catalogue import BASELINE_SETS
 from fatviz.data import DATASETS
 from fatviz.distill.report import phase_times
 from fatviz.errors import FatvizError
@@ -36,7 +37,6 @@ DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_r
                   "nl_round_epochs": "round_epochs", "nl_rule": "confidence_rule",
                   "nl_threshold": "confidence_threshold", "nl_keep": "keep_fraction", "nl_temperature": "temperature",
                   "nl_cv_epochs": "cv_epochs", "nl_baseline_set": "baselines"}
-BASELINE_WORDS = {"fat": "FAT only", "all": "FAT, batch-hard, cross-entropy", "none": "none"}
 GALLERY_MAX = 48
 
 
@@ -74,7 +74,7 @@ def distill_controls(base: RunSettings) -> dict:
                   help="Confident learning (cleanlab) needs out-of-sample probabilities: five networks of the "
                        "teacher's kind, each trained with cross-entropy this many epochs on four fifths of the labels.")
         d2.radio("Baselines on the noisy labels", choices("baselines"), key="nl_baseline_set", horizontal=True,
-                 format_func=BASELINE_WORDS.get,
+                 format_func=lambda name: BASELINE_SETS.get(name).words,
                  help="Models trained on the given labels without a teacher, to compare the student with. "
                       "FAT only (the student's own loss) is what the headline comparison needs.")
     return {name: st.session_state[key] for key, name in DISTILL_FIELDS.items()}

@@ -12,6 +12,7 @@ from fatviz.bound_view import (
     triangle_latex,
     whole_set_bounds,
 )
+from fatviz.catalogue import DEFAULT_CENTROID
 from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
 from fatviz.figures.bound import triplet_terms_figure, whole_set_figure
@@ -20,7 +21,7 @@ from pages.ui.bound import blobs, drag_key, drag_view, set_bounds
 from pages.ui.look import presentation, show_error, start_page
 
 HARDEST = -1  # selectbox value: let the app pick the hardest
-DEFAULTS = {"tb_option": "norm-mean-norm", "tb_classes": 4, "tb_spread": 1.0, "tb_outliers": 0.0,
+DEFAULTS = {"tb_option": DEFAULT_CENTROID, "tb_classes": 4, "tb_spread": 1.0, "tb_outliers": 0.0,
             "tb_margin_auto": True, "tb_margin": 0.5, "tb_seed": 0,
             "tb_anchor": HARDEST, "tb_positive": HARDEST, "tb_negative": HARDEST}
 

@@ -39,8 +39,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_real, beside this script
 
+from fatviz.catalogue import BASELINE_SETS
 from fatviz.distill import BASELINES, json_ready, run_distillation
-from fatviz.settings import BASELINE_SETS, RunSettings
+from fatviz.settings import RunSettings
 
 NOISES = ("symmetric:0.2", "symmetric:0.4", "pairflip:0.2", "pairflip:0.4")
 COLUMNS = (  # (header, report or baselines key, width)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noises", nargs="+", default=list(NOISES))
     parser.add_argument("--cv-epochs", type=int, nargs="+", default=[RunSettings().cv_epochs],
                         help="epochs per cross-validation fold for confident learning (several: compared)")
-    parser.add_argument("--baselines", default="all", choices=BASELINE_SETS,
+    parser.add_argument("--baselines", default="all", choices=BASELINE_SETS.names(),
                         help="models trained on the noisy labels (all: the table's three columns)")
     parser.add_argument("--model", default="auto", help="embedding network (auto: the default for the data)")
     parser.add_argument("--images", type=int, default=0,

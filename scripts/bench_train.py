@@ -64,7 +64,7 @@ def main() -> int:
     # Warm: the app's case, workers started when the page opened, before the click.
     manager = JobManager(workers=args.workers, runs_dir=None)
     try:
-        manager.ready()
+        manager.pool.ready()
         t = time.perf_counter()
         job = manager.submit("compare", settings)
         job.wait()

@@ -184,7 +184,7 @@ def test_explorer_tsne_lays_out_every_epoch_and_keeps_it_with_the_run() -> None:
     # Drawn as laid out: the chart's first panel at the last epoch is the layout's last frame.
     last = tsne["frames"][-1]["data"][0]
     np.testing.assert_allclose(values(last["x"]), layout.points[job.options[0]][-1][:, 0], atol=6e-4)  # sent to 3 decimals
-    folder = job_manager().run_folder(job)
+    folder = job_manager().store.folder(job)
     assert all((folder / o / "layout-tsne.npz").is_file() for o in job.options)
 
 
@@ -244,7 +244,7 @@ def test_explorer_step_a_batch_after_a_finished_run_moves_the_counter_draws_arro
     at = page("centroid_explorer", tiny(seed="24"))
     run_until_animated(at, frames=3)
     job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()}, "seed": 24})))
-    folder = job_manager().run_folder(job)
+    folder = job_manager().store.folder(job)
     saved = {p: p.read_bytes() for p in sorted(folder.rglob("run.pt"))}
     assert len(saved) == 4
     counter, fig = step_a_batch(at)

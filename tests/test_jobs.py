@@ -22,7 +22,7 @@ def test_identical_requests_share_one_job_and_results_are_saved(tmp_path):
     assert set(job.snapshots) == set(CENTROIDS.names())
     assert job.frames() == TINY.epochs + 1
     assert job.first_frame_seconds is not None and job.first_frame_seconds <= job.seconds
-    saved = load_run(mgr.run_folder(job) / "norm-mean-norm")
+    saved = load_run(mgr.store.folder(job) / "norm-mean-norm")
     assert saved.settings.centroid == "norm-mean-norm"
     assert saved.final_metrics == job.results["norm-mean-norm"].final_metrics
     # A new manager (an app restart) answers from disk without training.
@@ -162,8 +162,8 @@ def test_a_killed_worker_fails_its_job_and_the_next_job_succeeds(tmp_path):
     try:
         job = mgr.submit("train", TINY.replace(epochs=100))
         assert job.wait_frames(1, timeout=180)
-        for proc in list(mgr._pool._processes.values()):
-            os.kill(proc.pid, signal.SIGKILL)  # what the kernel's OOM killer does
+        for pid in mgr.pool.pids():
+            os.kill(pid, signal.SIGKILL)  # what the kernel's OOM killer does
         assert job.wait(60)
         assert job.status == "error" and "stopped unexpectedly" in job.error
         assert not list(tmp_path.glob("**/run.pt"))
@@ -180,7 +180,7 @@ def test_workers_can_run_at_a_lower_cpu_priority(tmp_path):
         pytest.skip("os.nice is Unix-only")
     mgr = JobManager(workers=1, runs_dir=None, warm_up=False, niceness=5)
     try:
-        pid = mgr._pool.submit(os.getpid).result(timeout=120)
+        pid = mgr.pool.submit(os.getpid).result(timeout=120)
         assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 5
     finally:
         mgr.shutdown()
@@ -198,12 +198,17 @@ def test_seconds_left_is_estimated_from_the_progress_so_far():
     assert job.seconds_left() == pytest.approx(0.0)
 
 
-def test_a_distillation_estimate_counts_the_epochs_its_settings_train():
-    from fatviz.budget import estimate
+def test_every_distillation_setting_that_adds_training_can_tip_it_over_the_time_limit():
+    from fatviz.budget import Budget, estimate
 
-    base = TINY.replace(teacher_epochs=5, teacher_rounds=3, round_epochs=3, cv_epochs=3, baselines="fat", epochs=10)
-    per_epoch = estimate("train", base).seconds / base.epochs
-    # 5 + 3*3 teacher, 4 fold-sets of 3 (5 folds on 4/5 each), student and one baseline of 10.
-    assert estimate("distill", base).seconds == pytest.approx(per_epoch * (14 + 12 + 20))
-    assert estimate("distill", base.replace(baselines="all")).seconds == pytest.approx(per_epoch * (14 + 12 + 40))
-    assert estimate("distill", base.replace(cv_epochs=5, baselines="none")).seconds == pytest.approx(per_epoch * (14 + 20 + 10))
+    base = TINY.replace(teacher_epochs=5, teacher_rounds=3, round_epochs=3, cv_epochs=3, baselines="none", epochs=10)
+    limit = Budget(max_active=4, memory=1e12, seconds=estimate("distill", base).seconds * 1.001)
+    limit.check("distill", base, active=0)  # fits
+    for more in (dict(teacher_epochs=6), dict(teacher_rounds=4), dict(round_epochs=4), dict(cv_epochs=4),
+                 dict(baselines="fat"), dict(epochs=11)):
+        with pytest.raises(FatvizError, match="minutes"):
+            limit.check("distill", base.replace(**more), active=0)
+    assert estimate("distill", base.replace(baselines="all")).seconds > estimate("distill", base.replace(
+        baselines="fat")).seconds
+    # A setting that adds no epoch (the soft labels' temperature) fits the same.
+    limit.check("distill", base.replace(temperature=2.0), active=0)

@@ -84,14 +84,14 @@ def test_a_layout_follows_the_epochs_as_they_arrive_and_each_epoch_starts_from_t
 
 def test_a_finished_layout_is_saved_with_each_run_and_loaded_by_the_next_visitor(tmp_path):
     mgr, job = trained(tmp_path)
-    layout = mgr.layout(job, "tsne")
-    assert mgr.layout(job, "tsne") is layout  # every viewer shares it
+    layout = mgr.layouts.layout(job, "tsne")
+    assert mgr.layouts.layout(job, "tsne") is layout  # every viewer shares it
     assert layout.wait_frames(job.frames(), timeout=120)
     deadline = time.monotonic() + 30
     while not layout.done and time.monotonic() < deadline:
         time.sleep(0.05)
     assert layout.status == "done", layout.error
-    folder = mgr.run_folder(job)
+    folder = mgr.store.folder(job)
     for option in job.options:
         saved = load_layout(folder / option, "tsne", job.snapshots[option])
         assert saved is not None
@@ -99,24 +99,24 @@ def test_a_finished_layout_is_saved_with_each_run_and_loaded_by_the_next_visitor
     # An app restart: the runs and their layout come from disk, nothing is fitted.
     again_mgr = JobManager(workers=0, runs_dir=tmp_path)
     again = again_mgr.submit("compare", TINY)
-    loaded = again_mgr.layout(again, "tsne")
+    loaded = again_mgr.layouts.layout(again, "tsne")
     assert again.from_cache and loaded.from_disk and loaded.done and loaded.frames() == job.frames()
     np.testing.assert_array_equal(loaded.points["mean"][2], layout.points["mean"][2])
 
 
 def test_a_damaged_or_stale_layout_file_is_fitted_again(tmp_path):
     mgr, job = trained(tmp_path)
-    layout = mgr.layout(job, "tsne")
+    layout = mgr.layouts.layout(job, "tsne")
     layout.wait_frames(job.frames(), timeout=120)
     while not layout.done:
         time.sleep(0.05)
-    folder = mgr.run_folder(job)
+    folder = mgr.store.folder(job)
     (folder / "mean" / "layout-tsne.npz").write_bytes(b"not a layout")
     assert load_layout(folder / "mean", "tsne", job.snapshots["mean"]) is None
     assert load_layout(folder / "norm-mean", "tsne", job.snapshots["norm-mean"][:2]) is None  # other epochs
     fresh = JobManager(workers=0, runs_dir=tmp_path)
     again = fresh.submit("compare", TINY)
-    refit = fresh.layout(again, "tsne")
+    refit = fresh.layouts.layout(again, "tsne")
     assert not refit.from_disk
     assert refit.wait_frames(again.frames(), timeout=120)
     np.testing.assert_allclose(refit.points["mean"][-1], layout.points["mean"][-1], rtol=1e-4, atol=1e-4)
@@ -138,17 +138,17 @@ def test_a_killed_layout_worker_ends_the_layout_with_one_message_and_the_next_re
     try:
         job = GrowingJob(finished.snapshots)
         job.release(1)
-        layout = mgr.layout(job, "tsne")  # fitted in the layout process
+        layout = mgr.layouts.layout(job, "tsne")  # fitted in the layout process
         assert layout.wait_frames(1, timeout=180), layout.error
         np.testing.assert_allclose(layout.points["mean"][0], expected(finished, "mean")[0][0], rtol=1e-4, atol=1e-4)
-        for proc in list(mgr._layout_pool._processes.values()):
-            os.kill(proc.pid, signal.SIGKILL)
+        for pid in mgr.layouts.pool.pids():
+            os.kill(pid, signal.SIGKILL)
         job.release(4, status="done")
         deadline = time.monotonic() + 60
         while not layout.done and time.monotonic() < deadline:
             time.sleep(0.05)
         assert layout.status == "error" and layout.error == LAYOUT_WORKER_DIED
-        again = mgr.layout(job, "tsne")
+        again = mgr.layouts.layout(job, "tsne")
         assert again is not layout
         assert again.wait_frames(4, timeout=180), again.error
     finally:

@@ -7,14 +7,23 @@ from hypothesis import strategies as st
 
 from fatviz.data import load_dataset
 from fatviz.errors import FatvizError
-from fatviz.noise import NOISE_KINDS, add_label_noise, apply_noise, parse_noise, side_by_side
+from fatviz.noise import NOISE_TERMS, add_label_noise, apply_noise, parse_noise, side_by_side
 
 K = 10
 LABELS = np.arange(50_000) % K
 
 
-def test_noise_kinds():
-    assert NOISE_KINDS == ("none", "symmetric", "pairflip")  # label-only kinds (the sidebar's radio)
+def test_only_the_wrong_identity_terms_move_labels_alone_and_only_one_of_them_applies():
+    from fatviz.errors import FatvizError
+
+    for name, term in NOISE_TERMS.items():
+        if term.moves_labels_only:
+            assert add_label_noise(LABELS[:1000], name, 0.3, K, seed=0).flipped.any()
+        else:
+            with pytest.raises(FatvizError, match="symmetric, pairflip"):
+                add_label_noise(LABELS[:1000], name, 0.3, K, seed=0)
+    with pytest.raises(FatvizError, match="both symmetric and pairflip"):
+        parse_noise("symmetric:0.1+pairflip:0.1")
 
 
 @pytest.mark.parametrize(

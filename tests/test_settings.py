@@ -1,5 +1,7 @@
 """RunSettings: validation, round trips through dict and URL, cache key."""
 
+from pathlib import Path
+
 import pytest
 
 from fatviz.errors import FatvizError
@@ -141,6 +143,17 @@ def test_app_limits_refuse_with_one_message_and_cli_hint():
     assert RunSettings().check_app_limits() == RunSettings()
 
 
+def test_each_noise_term_is_held_to_its_own_app_range():
+    from fatviz.noise import NOISE_TERMS
+
+    for name, term in NOISE_TERMS.items():
+        high = term.rates[1]
+        assert RunSettings(noise=f"{name}:{high:g}").outside_app_limits() == []
+        above = min(high + 0.05, 0.95)
+        with pytest.raises(FatvizError, match=f"noise {name}:{above:g} is outside 0 to {high:g}"):
+            RunSettings(noise=f"{name}:{above:g}").check_app_limits()
+
+
 def test_a_fake_centroid_option_is_accepted_once_registered():
     from fatviz.centroids import CENTROIDS, CentroidOption
 
@@ -164,13 +177,14 @@ def test_the_docs_settings_table_is_the_generated_one():
 
 
 def test_the_noise_help_names_every_noise_kind():
-    from fatviz.noise import SAMPLE_KINDS, SPEC_KINDS
+    from fatviz.noise import NOISE_TERMS, SAMPLE_KINDS
     from fatviz.settings import setting_fields
 
     help_text = next(f.help for f in setting_fields() if f.name == "noise")
-    for kind in SPEC_KINDS:
-        assert f"{kind}:RATE" in help_text
-    assert {"outlier", "multi"} <= set(SAMPLE_KINDS.names())  # the data kinds are among them
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "SETTINGS.md").read_text()
+    for name, term in NOISE_TERMS.items():
+        assert f"{name}:RATE" in help_text and f"{name}:RATE" in doc
+        assert term.sample_kind in SAMPLE_KINDS
 
 
 def test_centre_sources_round_trip_through_the_url_and_bad_ones_get_one_message():

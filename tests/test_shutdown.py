@@ -25,7 +25,7 @@ signal.signal(signal.SIGINT, lambda *a: sys.exit(0))
 mgr = JobManager(workers=2, runs_dir=sys.argv[1], warm_up=False)
 job = mgr.submit("compare", RunSettings(dataset="blobs", blob_classes=4, epochs=100, vis_points=60))
 job.wait_frames(2, timeout=300)
-print("TRAINING", *[p.pid for p in mgr._pool._processes.values()], flush=True)
+print("TRAINING", *mgr.pool.pids(), flush=True)
 job.wait()
 print("FINISHED", flush=True)
 """

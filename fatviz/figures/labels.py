@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fatviz.figures.style import FLAG_COLOURS, apply_style, class_colour
-from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
+from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS, flip_kinds
 
 OUTCOMES: tuple[str, ...] = ("correctly flagged", "wrongly flagged", "missed", "kept")
 SORT_ORDERS: tuple[str, ...] = ("lowest score first", "highest score first")
@@ -40,7 +40,7 @@ def noise_kinds(table: pd.DataFrame) -> pd.Series:
     wrong identity)."""
     if "noise_kind" in table.columns:
         return table["noise_kind"].astype(str)
-    return pd.Series(np.where(table["was_flipped"].to_numpy(bool), "wrong_identity", "clean"), index=table.index)
+    return pd.Series(flip_kinds(table["was_flipped"].to_numpy(bool)), index=table.index)
 
 
 def kind_table(report: dict[str, float]) -> pd.DataFrame:

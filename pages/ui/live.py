@@ -260,7 +260,7 @@ def show_job_animation(job: Job, key: str, *, method: str = "pca", colour_by: st
         return
     if not job.done:
         job.wait_frames(1, timeout=FIRST_FRAME_WAIT)  # the click's own run draws the first epoch
-    layout = None if method == "pca" else job_manager().layout(job, method)
+    layout = None if method == "pca" else job_manager().layouts.layout(job, method)
     if layout is not None and layout.frames() == 0:
         layout.wait_frames(1, timeout=FIRST_FRAME_WAIT)
     st.markdown(SOLID_WHILE_LIVE, unsafe_allow_html=True)

@@ -19,7 +19,7 @@ from fatviz.data import DATASETS
 from fatviz.download import DOWNLOADS, download, missing
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
-from fatviz.noise import NOISE_KINDS, parse_noise
+from fatviz.noise import NOISE_TERMS, label_terms, parse_noise
 from fatviz.paths import allowed_roots, resolve_under
 from fatviz.presets import PRESETS
 from fatviz.registry import Registry
@@ -30,11 +30,6 @@ from pages.ui.uploads import held_upload, upload_widget
 
 # The embedding sizes the slider offers; a link asking for another gets the nearest.
 EMBEDDING_DIMS: tuple[int, ...] = (2, 3, 8, 16, 32, 64, 128)
-# The noise rates the sliders offer (the settings allow up to, not including, 1): wrong identity,
-# then the kinds that change the data (images of nobody in the set, images of two people).
-NOISE_RATES: tuple[float, float] = (0.0, 0.9)
-DATA_NOISE_RATES: tuple[float, float] = (0.0, 0.3)
-DATA_NOISE_LABELS: dict[str, str] = {"outlier": "Nobody in the set (outlier)", "multi": "Two people in one image (multi)"}
 SIDEBAR_SECTIONS: tuple[str, ...] = ("data", "noise", "loss", "training")
 
 
@@ -63,32 +58,36 @@ def _fit_noise(text: str) -> tuple[str, str]:
             rate = float(rate_text)
         except ValueError:
             return text, ""  # RunSettings.read_query says what it cannot read
-        if kind == "none" or not math.isfinite(rate):
+        if kind not in NOISE_TERMS or not math.isfinite(rate):
             return text, ""
-        low, high = NOISE_RATES if kind in NOISE_KINDS else DATA_NOISE_RATES
+        low, high = NOISE_TERMS.get(kind).rates
         changed |= not low <= rate <= high
         fitted.append(f"{kind}:{min(max(rate, low), high):g}")
     if not changed:
         return text, ""
     spec = "+".join(fitted)
-    return spec, (f"noise = {text} has a rate outside what this app trains (wrong identity {NOISE_RATES[0]:g} to "
-                  f"{NOISE_RATES[1]:g}, outlier and multi {DATA_NOISE_RATES[0]:g} to {DATA_NOISE_RATES[1]:g}): "
-                  f"using {spec}.")
+    ranges = ", ".join(f"{n} {t.rates[0]:g} to {t.rates[1]:g}" for n, t in NOISE_TERMS.items())
+    return spec, f"noise = {text} has a rate outside what this app trains ({ranges}): using {spec}."
+
+
+def data_terms() -> tuple[str, ...]:
+    """The noise terms that change the data, one slider each."""
+    return tuple(n for n in NOISE_TERMS if n not in label_terms())
 
 
 def noise_widgets(spec: str) -> dict[str, Any]:
     """Widget state for a noise spec: the wrong-identity kind and rate, and each data kind's rate."""
     terms = dict(parse_noise(spec))
-    label_kind = next((k for k in terms if k in NOISE_KINDS), "none")
+    label_kind = next((k for k in terms if k in label_terms()), "none")
     state = {"w_noise_kind": label_kind, "w_noise_rate": float(terms.get(label_kind, 0.2))}
-    state.update({f"w_noise_{k}": float(terms.get(k, 0.0)) for k in DATA_NOISE_LABELS})
+    state.update({f"w_noise_{k}": float(terms.get(k, 0.0)) for k in data_terms()})
     return state
 
 
 def noise_spec(state: Any) -> str:
     """The noise spec the widgets describe (kinds joined by +)."""
     terms = [] if state["w_noise_kind"] == "none" else [f"{state['w_noise_kind']}:{state['w_noise_rate']:g}"]
-    terms += [f"{k}:{state[f'w_noise_{k}']:g}" for k in DATA_NOISE_LABELS if state.get(f"w_noise_{k}", 0.0) > 0]
+    terms += [f"{k}:{state[f'w_noise_{k}']:g}" for k in data_terms() if state.get(f"w_noise_{k}", 0.0) > 0]
     return "+".join(terms) or "none"
 
 
@@ -239,16 +238,15 @@ def _draw(show: tuple[str, ...]) -> None:
             sb.radio("Size", choices("reid_size"), key="w_reid_size", horizontal=True, help=_described(REID_SIZES))
     if "noise" in show:
         sb.subheader("Label noise")
-        sb.radio("Wrong identity", NOISE_KINDS, key="w_noise_kind", horizontal=True,
-                 help="symmetric: a label moved to a random other class; pairflip: to the next class")
+        sb.radio("Wrong identity", ("none", *label_terms()), key="w_noise_kind", horizontal=True,
+                 format_func=lambda n: n if n == "none" else NOISE_TERMS.get(n).label,
+                 help="; ".join(f"{n}: {NOISE_TERMS.get(n).help}" for n in label_terms()))
         if ss["w_noise_kind"] != "none":
-            sb.slider("Wrong-identity rate", *NOISE_RATES, step=0.05, key="w_noise_rate")
-        for kind, label in DATA_NOISE_LABELS.items():
-            sb.slider(label, *DATA_NOISE_RATES, step=0.01, key=f"w_noise_{kind}",
-                      help="share of the training set: " + ("images of classes held out of the label set, "
-                                                            "each given a known label" if kind == "outlier" else
-                                                            "two images of different classes side by side, "
-                                                            "labelled as one of them"))
+            sb.slider("Wrong-identity rate", *NOISE_TERMS.get(ss["w_noise_kind"]).rates, step=0.05,
+                      key="w_noise_rate")
+        for kind in data_terms():
+            term = NOISE_TERMS.get(kind)
+            sb.slider(term.label, *term.rates, step=0.01, key=f"w_noise_{kind}", help=term.help)
     if "loss" in show:
         sb.subheader("Loss")
         sb.selectbox("Loss", choices("loss"), key="w_loss", help=_described(LOSSES))
