@@ -79,7 +79,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     if not args.no_limits:
         settings.check_app_limits("Pass --no-limits to go beyond.")
     if args.download:
-        from fatviz.download import download, missing
+        from fatviz.data.download import download, missing
 
         if missing(settings.dataset, settings.data_root):
             with ProgressBar("download") as bar:
@@ -206,7 +206,7 @@ def _distributed_trainer(args: argparse.Namespace) -> Callable[..., Any]:
 
 def _compare_in_workers(settings: RunSettings, workers: int) -> dict:
     """Every option on `workers` processes (in lockstep), with a progress bar."""
-    from fatviz.jobs import JobManager
+    from fatviz.serve.jobs import JobManager
 
     # The CLI has one thread and has run no torch op yet, so forking is safe and spares each
     # worker the 2-3 s of importing torch and scikit-learn again.

@@ -1,7 +1,7 @@
 """Job kinds: what a job of each kind reads and trains (in a worker), what it costs, and how it is stored.
 
 Adding a job kind is one `JOB_KINDS.register` call: the cache key (`Settings.key`), the
-budget (`fatviz.budget`), the run store, the listings of saved folders (`fatviz.runs`), the
+budget (`fatviz.serve.budget`), the run store, the listings of saved folders (`fatviz.runs`), the
 CLI's messages and the classroom's list of saved runs all read the entry. Its callables import
 their torch code on first use, so settings and `--help` stay light.
 """
@@ -22,7 +22,7 @@ Settings = Any  # fatviz.settings.Settings: settings imports this module, so it 
 
 
 def _work(name: str) -> Callable[..., Any]:
-    return lazy("fatviz.job_work", name)
+    return lazy("fatviz.serve.job_work", name)
 
 
 def _distill_epochs(s: Settings) -> int:

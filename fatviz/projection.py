@@ -5,7 +5,7 @@ new epoch and never redraws the old ones.
 
 Everything the embedding figures draw is computed here: each panel's projected points and
 centres per epoch (`panel_frames`), one epoch of a t-SNE/UMAP layout (`fit_epoch`, which
-fatviz.layouts runs in the background as snapshots arrive), and a point's nearest neighbours.
+fatviz.serve.layouts runs in the background as snapshots arrive), and a point's nearest neighbours.
 The figure builders in fatviz.figures receive the finished frames.
 """
 
@@ -144,7 +144,7 @@ def fit_epoch(frame: np.ndarray, method: str, seed: int, previous: np.ndarray | 
     """One epoch of a t-SNE or UMAP layout: `frame`'s (V, D) points fitted from the previous
     epoch's (V, 2) layout and turned onto it (Procrustes), so the picture moves only as much as
     the embedding did; `extra` points (centres) sit at the mean of their 5 nearest frame points.
-    A pure function of its inputs: fatviz.layouts calls it epoch by epoch in a background process."""
+    A pure function of its inputs: fatviz.serve.layouts calls it epoch by epoch in a background process."""
     x = np.asarray(frame, dtype=np.float32)
     emb = _fit_nonlinear(x, method, seed, previous)
     if previous is not None:

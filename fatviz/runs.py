@@ -2,7 +2,7 @@
 
 A run is a folder holding `run.pt` (written atomically, loaded with weights_only=True) and,
 once a view asked for them, its t-SNE/UMAP layouts over all epochs (`layout-<method>.npz`,
-also atomic; fatviz.layouts fits them).
+also atomic; fatviz.serve.layouts fits them).
 A compare group is a folder with one run sub-folder per centroid option. A distillation
 folder (its own layout, in fatviz.distill.storage) is recognised here by its marker file,
 so listings can show it without reading it.

@@ -36,10 +36,10 @@ from fatviz.catalogue import (
     parse_centres,
 )
 from fatviz.data import DATASETS
+from fatviz.data.reid_synth import DEFAULT_REID_SIZE, REID_SIZES
 from fatviz.errors import FatvizError
 from fatviz.job_kinds import JOB_KINDS
 from fatviz.noise import NOISE_TERMS, SAMPLE_KINDS, outside_rates, term_choices
-from fatviz.reid_synth import DEFAULT_REID_SIZE, REID_SIZES
 
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
@@ -157,12 +157,13 @@ class RunSettings:
                               choices=lambda: BASELINE_SETS.names())
     # -- view --
     # Points drawn per panel (a fixed stratified subset of the training split; also where the exact
-    # triplet loss is compared with the bound). 300 shows every class's cluster on a projector;
-    # a laptop's browser draws four such panels live in a third less time than 500.
+    # triplet loss is compared with the bound). 300 shows every class's cluster on a projector and
+    # keeps four live panels light for a laptop's browser.
     vis_points: int = _setting(300, "view", "points drawn per panel (and where the bound is checked)", low=10,
                                app=(10, 1000))
     # Per-epoch test metrics on a fixed stratified subset of at most this many test samples; the
-    # whole test split is evaluated once, at the end (a 10,000-image split cost 16 s an epoch).
+    # whole test split is evaluated once, at the end: ranking all of a large split every epoch would
+    # add its cost (quadratic in the split) to every epoch.
     eval_points: int = _setting(2000, "view", "test samples the per-epoch metrics use (all of them at the end)",
                                 low=10, app=(100, 10_000))
 

@@ -16,8 +16,8 @@ from fatviz.figures.curves import (
     metrics_table,
 )
 from fatviz.figures.embedding import COLOUR_BY, COLOUR_BY_LABELS, ZOOMS, PointLabels, embedding_figure
-from fatviz.jobs import job_key
 from fatviz.projection import PROJECTION_LABELS, PROJECTIONS, nearest_neighbours
+from fatviz.serve.jobs import job_key
 from fatviz.settings import RunSettings
 from fatviz.stepper import BatchStepper
 from pages.ui.live import job_labels, job_manager, job_runs, prepared_data, show_job_animation, start_job, stop_job

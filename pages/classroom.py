@@ -11,9 +11,9 @@ import streamlit as st
 from fatviz.errors import FatvizError
 from fatviz.figures.embedding import PointLabels
 from fatviz.job_kinds import JOB_KINDS
-from fatviz.paths import Root, allowed_roots, resolve_under
 from fatviz.presets import PRESETS, preset_name
 from fatviz.runs import RUN_FILE, list_groups, list_runs, load_group
+from fatviz.serve.paths import Root, allowed_roots, resolve_under
 from fatviz.settings import RunSettings
 from pages.ui.live import animation_figure, job_labels, job_runs, show_job_animation, show_runs, start_job
 from pages.ui.look import presentation, show_error, start_page

@@ -7,7 +7,7 @@ import streamlit as st
 from fatviz.data import DATASETS
 from fatviz.errors import FatvizError
 from fatviz.figures.rank_list import rank_list_embedding_figure, rank_list_image
-from fatviz.jobs import job_key
+from fatviz.serve.jobs import job_key
 from fatviz.settings import RunSettings
 from pages.ui.live import finished_job, prepared_data
 from pages.ui.look import presentation, show_error, start_page

@@ -99,7 +99,7 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 
 def write_stroke_folder(folder: Path, n: int, n_test: int, seed: int = 0) -> Path:
     """The stroke images as an MNIST folder (FOLDER/raw/ with torchvision's four IDX files), uint8."""
-    from fatviz.readers import write_idx
+    from fatviz.data.readers import write_idx
 
     x, y = stroke_ink(n + n_test, seed)
     pixels = (np.clip(x[:, 0], 0.0, 1.0) * 255).round().astype(np.uint8)

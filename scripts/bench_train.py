@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from fatviz.data import Dataset
-from fatviz.jobs import JobManager
 from fatviz.noise import add_label_noise
+from fatviz.serve.jobs import JobManager
 from fatviz.settings import RunSettings
 from fatviz.train import PreparedData, Trainer, train
 

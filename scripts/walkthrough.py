@@ -648,7 +648,7 @@ def write_real_images(root: Path) -> Path:
     layout (MNIST/raw/*-ubyte) under `root`, as a user's downloaded MNIST folder looks."""
     from bench_real import stroke_images
 
-    from fatviz.readers import write_idx
+    from fatviz.data.readers import write_idx
 
     ds = stroke_images(REAL_TRAIN, REAL_TEST, seed=4).dataset
 

@@ -18,21 +18,21 @@ import torch
 from helpers import chart_figures, chart_payloads
 from streamlit.testing.v1 import AppTest
 
-from fatviz.jobs import job_key
-from fatviz.paths import allowed_roots
 from fatviz.presets import PRESETS
 from fatviz.runs import save_run
+from fatviz.serve.jobs import job_key
+from fatviz.serve.paths import allowed_roots
 from fatviz.settings import RunSettings
 from fatviz.train import compare_centroids
 from pages.ui.live import job_manager
 from pages.ui.live_chart import forget_sent
 
 TIMEOUT = 120
-TINY = {"subsample": "200", "epochs": "2", "vis_points": "60", "embedding_dim": "8"}
+TINY_QUERY = {"subsample": "200", "epochs": "2", "vis_points": "60", "embedding_dim": "8"}
 
 
 def tiny(**changes: str) -> dict[str, str]:
-    return {**TINY, **changes}
+    return {**TINY_QUERY, **changes}
 
 
 def page(name: str, query: dict[str, str] | None = None) -> AppTest:
@@ -78,7 +78,7 @@ def run_until_animated(at: AppTest, frames: int, timeout: float = TIMEOUT) -> di
 @pytest.fixture(scope="module")
 def saved_default_demo():
     """A finished (tiny) comparison saved where the default demo's job looks, so Run the demo loads it."""
-    results = compare_centroids(RunSettings(**{k: int(v) for k, v in TINY.items()}))
+    results = compare_centroids(RunSettings(**{k: int(v) for k, v in TINY_QUERY.items()}))
     folder = allowed_roots("runs")[0].path / job_key("compare", RunSettings())
     for option, result in results.items():
         save_run(result, folder / option)
@@ -177,7 +177,7 @@ def test_explorer_tsne_lays_out_every_epoch_and_keeps_it_with_the_run() -> None:
     no_trouble(at)
     tsne = run_until_animated(at, frames=3)  # every epoch, laid out in the background
     assert not np.allclose(values(tsne["data"][2]["x"]), values(pca["data"][2]["x"]))
-    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()},
+    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY_QUERY.items()},
                                                               "seed": 19, "epochs": 2, "vis_points": 24})))
     layout = job.layouts["tsne"]
     assert layout.done and layout.frames() == 3
@@ -243,7 +243,7 @@ def arrows(fig: dict) -> list[dict]:
 def test_explorer_step_a_batch_after_a_finished_run_moves_the_counter_draws_arrows_and_keeps_the_run() -> None:
     at = page("centroid_explorer", tiny(seed="24"))
     run_until_animated(at, frames=3)
-    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()}, "seed": 24})))
+    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY_QUERY.items()}, "seed": 24})))
     folder = job_manager().store.folder(job)
     saved = {p: p.read_bytes() for p in sorted(folder.rglob("run.pt"))}
     assert len(saved) == 4
@@ -274,7 +274,7 @@ def test_explorer_step_a_batch_before_training_steps_the_untrained_networks_with
     assert len(arrows(fig)) == 40
     counter, _ = step_a_batch(at)
     assert counter.startswith("**Stepped: epoch 0 + 2 of ") or counter.startswith("**Stepped: epoch 1**")
-    settings = RunSettings(**{**{k: int(v) for k, v in TINY.items()}, "seed": 25, "epochs": 3})
+    settings = RunSettings(**{**{k: int(v) for k, v in TINY_QUERY.items()}, "seed": 25, "epochs": 3})
     assert job_manager().get(job_key("compare", settings)) is None  # stepping trained no run
 
 
@@ -391,7 +391,7 @@ def test_explorer_step_a_batch_after_stop_goes_on_from_the_epochs_trained() -> N
     assert not [b for b in at.button if b.label == "Step a batch"]
     stop_and_wait(at)
     at.run()
-    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY.items()},
+    job = job_manager().get(job_key("compare", RunSettings(**{**{k: int(v) for k, v in TINY_QUERY.items()},
                                                               "seed": 26, "epochs": 100})))
     epochs = {o: int(r.snapshots[-1].epoch) for o, r in job.results.items()}
     shown = {o: [s.epoch for s in snaps] for o, snaps in job.snapshots.items()}

@@ -18,8 +18,8 @@ from test_app_pages import values
 
 from fatviz.bound_view import bound_terms, hardest_triplet, teaching_blobs, whole_set_bounds
 from fatviz.figures.labels import gallery_rows
-from fatviz.jobs import job_key
 from fatviz.lesson import BOUND_BLOBS, BOUND_OPTION, NOISY, STEPS, WHOLE_SET_OUTLIERS, centres_runs, step_from_query
+from fatviz.serve.jobs import job_key
 from pages.ui.live import job_manager
 
 TIMEOUT = 120

@@ -169,7 +169,7 @@ def test_speed_page_refuses_an_empty_method_list() -> None:
 
 # --------------------------------------------------------------------------- noisy labels
 
-TINY = {"subsample": "200", "epochs": "1", "noise": "pairflip:0.4", "teacher_epochs": "1", "teacher_rounds": "1",
+TINY_QUERY = {"subsample": "200", "epochs": "1", "noise": "pairflip:0.4", "teacher_epochs": "1", "teacher_rounds": "1",
         "round_epochs": "1", "embedding_dim": "8"}
 
 
@@ -208,7 +208,7 @@ def fake_distill(monkeypatch: pytest.MonkeyPatch) -> list[RunSettings]:
 
 def test_noisy_labels_page_runs_and_shows_everything(fake_distill: list[RunSettings]) -> None:
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
-    at.query_params.update(TINY | {"seed": "7"})
+    at.query_params.update(TINY_QUERY | {"seed": "7"})
     at.run()
     no_trouble(at)
     assert not at.metric
@@ -240,7 +240,7 @@ def test_noisy_labels_page_runs_and_shows_everything(fake_distill: list[RunSetti
 
 def test_noisy_labels_widgets_reach_the_distillation(fake_distill: list[RunSettings]) -> None:
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
-    at.query_params.update(TINY | {"seed": "8"})
+    at.query_params.update(TINY_QUERY | {"seed": "8"})
     at.run()
     at.slider(key="nl_threshold").set_value(0.8)
     at.slider(key="nl_rounds").set_value(2).run()
@@ -255,7 +255,7 @@ def test_noisy_labels_widgets_reach_the_distillation(fake_distill: list[RunSetti
 
 def test_noisy_labels_blobs_show_a_table_instead_of_images(fake_distill: list[RunSettings]) -> None:
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
-    at.query_params.update(TINY | {"seed": "9", "dataset": "blobs", "subsample": "0"})
+    at.query_params.update(TINY_QUERY | {"seed": "9", "dataset": "blobs", "subsample": "0"})
     at.run()
     run_the_teacher(at)
     assert not at.image
@@ -278,7 +278,7 @@ def test_the_gallery_names_both_people_the_teacher_sees(monkeypatch: pytest.Monk
     module.save_distillation = lambda result, folder: None
     monkeypatch.setitem(sys.modules, "fatviz.distill", module)
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
-    at.query_params.update(TINY | {"dataset": "reid-synth", "reid_size": "small", "subsample": "160"})
+    at.query_params.update(TINY_QUERY | {"dataset": "reid-synth", "reid_size": "small", "subsample": "160"})
     at.run()
     run_the_teacher(at)
     captions = [c for image in at.image for c in image.captions]
@@ -306,7 +306,7 @@ def _real_distill_available() -> bool:
 @pytest.mark.skipif(not _real_distill_available(), reason="fatviz.distill is not finished yet")
 def test_noisy_labels_page_with_a_real_tiny_distillation() -> None:
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
-    at.query_params.update(TINY | {"seed": "3"})
+    at.query_params.update(TINY_QUERY | {"seed": "3"})
     at.run()
     next(b for b in at.button if b.label.startswith("Run the teacher")).click().run()
     wait_for(at, lambda a: bool(a.metric) or bool(a.error), seconds=300)

@@ -14,13 +14,13 @@ from fatviz import bench
 from fatviz.cli import main
 from fatviz.errors import FatvizError
 
-TINY = {"sizes": (64, 128), "dim": 16, "repeats": 1, "min_repeat_seconds": 0.0}
+SMALL_BENCH = {"sizes": (64, 128), "dim": 16, "repeats": 1, "min_repeat_seconds": 0.0}
 
 
 @pytest.fixture(scope="module")
 def tiny_result() -> dict:
     """One loss benchmark on tiny batches, shared by the structure tests."""
-    return bench.loss_benchmark(**TINY)
+    return bench.loss_benchmark(**SMALL_BENCH)
 
 
 def test_loss_benchmark_structure(tiny_result):

@@ -14,7 +14,7 @@ from fatviz.errors import FatvizError
 from fatviz.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--dataset", "blobs", "--epochs", "2", "--embedding-dim", "4", "--vis-points", "30"]
+TINY_ARGS = ["--dataset", "blobs", "--epochs", "2", "--embedding-dim", "4", "--vis-points", "30"]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_train_prints_a_summary_and_a_json_last_line(tmp_path):
-    out = run_cli("train", *TINY, "--out", str(tmp_path / "run"), "--json", cwd=tmp_path)
+    out = run_cli("train", *TINY_ARGS, "--out", str(tmp_path / "run"), "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     result = json.loads(lines[-1])
@@ -40,16 +40,16 @@ def test_train_prints_a_summary_and_a_json_last_line(tmp_path):
 def test_train_records_the_centre_source_in_the_saved_run(tmp_path, centres):
     from fatviz.runs import load_run
 
-    out = run_cli("train", *TINY, "--centres", centres, "--out", str(tmp_path / "run"), "--json", cwd=tmp_path)
+    out = run_cli("train", *TINY_ARGS, "--centres", centres, "--out", str(tmp_path / "run"), "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert 0 <= json.loads(out.stdout.strip().splitlines()[-1])["precision_at_1"] <= 1
     saved = load_run(tmp_path / "run")
     assert saved.settings.centres == centres
-    assert saved.settings == settings_from_args(build_parser().parse_args(["train", *TINY, "--centres", centres]))
+    assert saved.settings == settings_from_args(build_parser().parse_args(["train", *TINY_ARGS, "--centres", centres]))
 
 
 def test_compare_centroids_saves_four_runs(tmp_path):
-    out = run_cli("compare-centroids", *TINY, "--out", str(tmp_path / "cmp"), "--json", cwd=tmp_path)
+    out = run_cli("compare-centroids", *TINY_ARGS, "--out", str(tmp_path / "cmp"), "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(result["options"]) == {"mean", "mean-norm", "norm-mean", "norm-mean-norm"}
@@ -130,30 +130,30 @@ def test_out_is_checked_before_training(tmp_path, capsys, monkeypatch):
         monkeypatch.setattr(module, name, no_training)
     a_file = tmp_path / "a-file"
     a_file.write_text("not a run")
-    assert main(["train", *TINY, "--out", str(a_file)]) == 2
+    assert main(["train", *TINY_ARGS, "--out", str(a_file)]) == 2
     assert "is a file" in one_error_line(capsys)
-    assert main(["distill", *TINY, "--out", str(a_file), "--overwrite"]) == 2
+    assert main(["distill", *TINY_ARGS, "--out", str(a_file), "--overwrite"]) == 2
     assert "is a file" in one_error_line(capsys)
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.pt").write_bytes(b"")
     for command in ("train", "compare-centroids", "distill"):
-        assert main([command, *TINY, "--out", str(run)]) == 2
+        assert main([command, *TINY_ARGS, "--out", str(run)]) == 2
         assert "already holds a saved run; pass --overwrite" in one_error_line(capsys)
     # A distillation replaces its folder whole: one holding anything else is refused, --overwrite or not.
-    assert main(["distill", *TINY, "--out", str(run), "--overwrite"]) == 2
+    assert main(["distill", *TINY_ARGS, "--out", str(run), "--overwrite"]) == 2
     assert "something other than a distillation" in one_error_line(capsys)
-    assert main(["distill", *TINY, "--out", str(tmp_path)]) == 2
+    assert main(["distill", *TINY_ARGS, "--out", str(tmp_path)]) == 2
     assert "something other than a distillation" in one_error_line(capsys)
 
 
 def test_overwrite_replaces_a_saved_run(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", *TINY, "--out", str(out)]) == 0
+    assert main(["train", *TINY_ARGS, "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["train", *TINY, "--out", str(out)]) == 2
+    assert main(["train", *TINY_ARGS, "--out", str(out)]) == 2
     assert "--overwrite" in one_error_line(capsys)
-    assert main(["train", *TINY, "--seed", "1", "--out", str(out), "--overwrite"]) == 0
+    assert main(["train", *TINY_ARGS, "--seed", "1", "--out", str(out), "--overwrite"]) == 0
     from fatviz.runs import load_run
 
     assert load_run(out).settings.seed == 1
@@ -172,7 +172,7 @@ def test_compare_never_starts_more_workers_than_options(tmp_path, capsys, monkey
         raise FatvizError(f"asked for {workers} workers")
 
     monkeypatch.setattr(cli, "_compare_in_workers", record)
-    assert main(["compare-centroids", *TINY, "--workers", "64", "--out", str(tmp_path / "cmp")]) == 2
+    assert main(["compare-centroids", *TINY_ARGS, "--workers", "64", "--out", str(tmp_path / "cmp")]) == 2
     assert f"asked for {len(CENTROIDS)} workers" in one_error_line(capsys)
 
 

@@ -4,6 +4,7 @@ import json
 import statistics
 
 import pytest
+from helpers import TINY
 
 from fatviz.compare_losses import (
     compare_losses,
@@ -16,9 +17,6 @@ from fatviz.compare_losses import (
 from fatviz.errors import FatvizError
 from fatviz.settings import RunSettings
 from fatviz.train import Trainer, prepare_data
-
-TINY = RunSettings(dataset="blobs", blob_classes=3, blob_dim=4, epochs=2, batch_size=32, embedding_dim=4,
-                   vis_points=30)
 
 
 def test_each_row_is_a_training_with_that_variant_and_seed(tmp_path):
@@ -128,8 +126,8 @@ def test_the_page_shows_the_comparison_a_job_finds_on_disk():
     from streamlit.testing.v1 import AppTest
 
     from fatviz.compare_losses import COMPARISON_FILE
-    from fatviz.jobs import job_key
-    from fatviz.paths import allowed_roots
+    from fatviz.serve.jobs import job_key
+    from fatviz.serve.paths import allowed_roots
 
     at = AppTest.from_file("../pages/losses.py", default_timeout=300)
     at.run()

@@ -4,15 +4,13 @@ device placement, a CUDA run against a CPU run, and the loss and bound on the GP
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 
 from fatviz.losses import FATLoss, triplet_bound
-from fatviz.settings import RunSettings
 from fatviz.train import Trainer, prepare_data
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh)")
 
-TINY = RunSettings(dataset="blobs", blob_classes=4, blob_dim=6, epochs=3, batch_size=64, embedding_dim=8,
-                   vis_points=80)
 
 
 def test_auto_device_places_model_and_data_on_the_gpu():

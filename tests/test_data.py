@@ -18,8 +18,7 @@ from helpers import (
     write_idx,
 )
 
-from fatviz import readers
-from fatviz.data import DATASETS, DOWNLOADABLE, BlobSpec, Dataset, DatasetSpec, load_dataset, visualisation_indices
+from fatviz.data import DATASETS, DOWNLOADABLE, BlobSpec, Dataset, DatasetSpec, load_dataset, readers, visualisation_indices
 from fatviz.errors import FatvizError
 
 

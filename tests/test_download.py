@@ -1,4 +1,4 @@
-"""fatviz.download: fake archives served from local files or a local HTTP server land in torchvision's layout and
+"""fatviz.data.download: fake archives served from local files or a local HTTP server land in torchvision's layout and
 load; no network, a wrong checksum and an interrupted or killed download each leave nothing that looks complete.
 No test touches the internet: the mirrors are file:// URLs, 127.0.0.1 servers, or 127.0.0.1:9 (nothing listens)."""
 
@@ -21,10 +21,10 @@ import pytest
 from helpers import make_download_mirror
 from streamlit.testing.v1 import AppTest
 
-import fatviz.download as dl
+import fatviz.data.download as dl
 from fatviz.cli import build_parser, main, settings_from_args
 from fatviz.data import DATASETS, load_dataset
-from fatviz.download import DOWNLOADS, MIRROR_ENV, download, missing
+from fatviz.data.download import DOWNLOADS, MIRROR_ENV, download, missing
 from fatviz.errors import FatvizError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def test_a_killed_download_leaves_nothing_that_looks_complete(mirror, tmp_path):
     try:
         with Server(mirror, cut=0.5, hang=hang) as server:
             env = {**os.environ, "PYTHONPATH": str(ROOT), MIRROR_ENV: server.url}
-            code = f"import fatviz.download as dl; dl._CHUNK = 4096; dl.download('mnist', {str(root)!r})"
+            code = f"import fatviz.data.download as dl; dl._CHUNK = 4096; dl.download('mnist', {str(root)!r})"
             proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
             try:
                 assert server.sent.wait(60), "the download never started"
@@ -322,6 +322,6 @@ def test_the_sidebar_box_without_network_shows_one_error(mirror, tmp_path, monke
 
 def test_the_data_messages_offer_download_for_exactly_the_sets_it_fetches() -> None:
     from fatviz.data import DOWNLOADABLE
-    from fatviz.download import DOWNLOADS
+    from fatviz.data.download import DOWNLOADS
 
     assert set(DOWNLOADABLE) == set(DOWNLOADS)

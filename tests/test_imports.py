@@ -121,3 +121,49 @@ def test_every_catalogue_entry_names_torch_code_that_exists():
     for name, spec in BATCH_SAMPLERS.items():
         sampler = spec.build(np.repeat(np.arange(4), 4), 8, 2)
         assert sampler.batch_length(8) >= 2, name
+
+
+# The layers, bottom up. A module may import its own layer and those below it, never one above:
+# the FAT library (losses, centres, metrics) and the torch-free declarations (catalogue, job kinds)
+# know no data, settings, training or server; the data layer no training or server; training no
+# server. Names are module prefixes.
+CORE = ("fatviz.errors", "fatviz.registry", "fatviz.catalogue", "fatviz.job_kinds", "fatviz.losses",
+        "fatviz.centroids", "fatviz.metrics", "fatviz.projection")
+DATA = ("fatviz.data", "fatviz.noise")
+TRAINING = ("fatviz.settings", "fatviz.train", "fatviz.evaluation", "fatviz.training_centres", "fatviz.parallel",
+            "fatviz.distributed", "fatviz.stepper", "fatviz.compare_losses", "fatviz.distill", "fatviz.retrieval",
+            "fatviz.runs", "fatviz.models", "fatviz.sampling", "fatviz.bound_view")
+SERVING = ("fatviz.serve",)
+
+
+def _in(module: str, layer: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in layer)
+
+
+def _reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_each_layer_imports_nothing_above_it():
+    graph = _graph()
+    above = {"core": DATA + TRAINING + SERVING, "data": TRAINING + SERVING, "training": SERVING}
+    layers = {"core": CORE, "data": DATA, "training": TRAINING}
+    assert all(any(_in(m, layer) for m in graph) for layer in (*layers.values(), SERVING))  # names still exist
+    wrong = []
+    for name, layer in layers.items():
+        for module in (m for m in graph if _in(m, layer)):
+            wrong += [f"{module} ({name}) -> {t}" for t in sorted(_reaches(graph, module)) if _in(t, above[name])]
+    assert not wrong, "imports across layers:\n" + "\n".join(wrong)
+
+
+def test_nothing_in_the_library_imports_the_pages():
+    for path in _modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] in ("pages", "app") for n in names), path

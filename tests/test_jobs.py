@@ -6,8 +6,8 @@ import pytest
 
 from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
-from fatviz.jobs import JobManager
 from fatviz.runs import load_run
+from fatviz.serve.jobs import JobManager
 from fatviz.settings import RunSettings
 
 TINY = RunSettings(dataset="blobs", blob_classes=3, blob_dim=4, epochs=3, batch_size=64, embedding_dim=4,
@@ -86,8 +86,8 @@ def test_one_viewers_stop_does_not_stop_a_job_others_watch(tmp_path):
 
 
 def test_the_budget_refuses_an_oversized_job_before_registering_it(tmp_path):
-    from fatviz.budget import Budget, estimate
-    from fatviz.jobs import job_key
+    from fatviz.serve.budget import Budget, estimate
+    from fatviz.serve.jobs import job_key
 
     mgr = JobManager(workers=0, runs_dir=tmp_path, budget=Budget(max_active=1, memory=2e9, seconds=600))
     huge = RunSettings(dataset="blobs", blob_classes=20, vis_points=1000, epochs=100, embedding_dim=128)
@@ -187,7 +187,7 @@ def test_workers_can_run_at_a_lower_cpu_priority(tmp_path):
 
 
 def test_seconds_left_is_estimated_from_the_progress_so_far():
-    from fatviz.jobs import Job
+    from fatviz.serve.jobs import Job
 
     job = Job("k", "train", TINY, ("mean",))
     assert job.seconds_left() == float("inf")  # no progress yet: no estimate
@@ -199,7 +199,7 @@ def test_seconds_left_is_estimated_from_the_progress_so_far():
 
 
 def test_every_distillation_setting_that_adds_training_can_tip_it_over_the_time_limit():
-    from fatviz.budget import Budget, estimate
+    from fatviz.serve.budget import Budget, estimate
 
     base = TINY.replace(teacher_epochs=5, teacher_rounds=3, round_epochs=3, cv_epochs=3, baselines="none", epochs=10)
     limit = Budget(max_active=4, memory=1e12, seconds=estimate("distill", base).seconds * 1.001)

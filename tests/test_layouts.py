@@ -8,15 +8,12 @@ import threading
 import time
 
 import numpy as np
+from helpers import TINY
 
-from fatviz.jobs import JobManager
-from fatviz.layouts import LAYOUT_WORKER_DIED, Layout, follow
 from fatviz.projection import project_frames
 from fatviz.runs import load_layout
-from fatviz.settings import RunSettings
-
-TINY = RunSettings(dataset="blobs", blob_classes=3, blob_dim=6, epochs=3, batch_size=64, embedding_dim=4,
-                   vis_points=24)
+from fatviz.serve.jobs import JobManager
+from fatviz.serve.layouts import LAYOUT_WORKER_DIED, Layout, follow
 
 
 class GrowingJob:

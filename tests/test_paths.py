@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fatviz.errors import FatvizError
-from fatviz.paths import Root, allowed_roots, resolve_under
+from fatviz.serve.paths import Root, allowed_roots, resolve_under
 
 
 @pytest.fixture()

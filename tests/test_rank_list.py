@@ -7,6 +7,7 @@ from test_app_pages import wait_for
 from test_reid_synth import reid_synth_registered
 
 from fatviz.cli import main
+from fatviz.data.reid_synth import NAME
 from fatviz.errors import FatvizError
 from fatviz.figures.rank_list import (
     HARDEST_COLOUR,
@@ -17,7 +18,6 @@ from fatviz.figures.rank_list import (
     rank_list_image,
 )
 from fatviz.metrics import rank_lists, retrieval_metrics
-from fatviz.reid_synth import NAME
 from fatviz.settings import RunSettings
 
 

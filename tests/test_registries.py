@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fatviz.budget import Budget, estimate
 from fatviz.catalogue import MODELS
 from fatviz.cli import COMMANDS, build_parser, settings_from_args
 from fatviz.errors import FatvizError
 from fatviz.job_kinds import JOB_KINDS, JobKind, saved_kind
-from fatviz.jobs import JobManager
 from fatviz.noise import NOISE_TERMS, WRONG_IDENTITY, NoiseTerm, apply_noise
 from fatviz.registry import lazy
 from fatviz.runs import list_groups, load_run
+from fatviz.serve.budget import Budget, estimate
+from fatviz.serve.jobs import JobManager
 from fatviz.settings import RunSettings, settings_markdown
 
 ROOT = Path(__file__).resolve().parents[1]

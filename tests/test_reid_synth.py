@@ -1,4 +1,4 @@
-"""Tests for fatviz.reid_synth: a deterministic ReID set with the Market-1501 split conventions."""
+"""Tests for fatviz.data.reid_synth: a deterministic ReID set with the Market-1501 split conventions."""
 
 from contextlib import contextmanager
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from fatviz.data import DATASETS, DatasetSpec, load_dataset
-from fatviz.errors import FatvizError
-from fatviz.reid_synth import (
+from fatviz.data.reid_synth import (
     DEFAULT_REID_SIZE,
     DESCRIPTION,
     NAME,
@@ -17,6 +16,7 @@ from fatviz.reid_synth import (
     _shots,
     load_reid_synth,
 )
+from fatviz.errors import FatvizError
 from fatviz.settings import RunSettings
 
 SMALL = REID_SIZES.get("small")  # the classroom size: every identity in every camera, equally often

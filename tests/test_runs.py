@@ -3,14 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 
 from fatviz.errors import FatvizError
 from fatviz.runs import list_runs, load_run, save_run
-from fatviz.settings import RunSettings
 from fatviz.train import train
-
-TINY = RunSettings(dataset="blobs", blob_classes=3, blob_dim=4, epochs=2, batch_size=64, embedding_dim=4,
-                   vis_points=30)
 
 
 @pytest.fixture(scope="module")

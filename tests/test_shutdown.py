@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # normally; this script does the same with a plain handler, around a real JobManager.
 SERVER = """
 import signal, sys
-from fatviz.jobs import JobManager
+from fatviz.serve.jobs import JobManager
 from fatviz.settings import RunSettings
 
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))

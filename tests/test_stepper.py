@@ -21,18 +21,18 @@ from fatviz.settings import RunSettings
 from fatviz.stepper import BatchStepper
 from fatviz.train import compare_centroids, cpu_threads, option_settings, prepare_data, threads_for, train
 
-TINY = RunSettings(subsample=200, epochs=1, vis_points=60, embedding_dim=8, seed=5)
+DIGITS_200 = RunSettings(subsample=200, epochs=1, vis_points=60, embedding_dim=8, seed=5)
 
 
 @pytest.fixture(scope="module")
 def data():
-    return prepare_data(TINY)
+    return prepare_data(DIGITS_200)
 
 
 @pytest.fixture(scope="module")
 def saved(data, tmp_path_factory):
     """A finished tiny comparison, saved as the app saves one, and its files' digests."""
-    folder = save_group(compare_centroids(TINY, data), tmp_path_factory.mktemp("runs") / "compare")
+    folder = save_group(compare_centroids(DIGITS_200, data), tmp_path_factory.mktemp("runs") / "compare")
     return folder, digests(folder)
 
 
@@ -55,7 +55,7 @@ def whole_set_reference(model: torch.nn.Module, x: np.ndarray, labels: np.ndarra
 
 @pytest.mark.parametrize("centres", ["epoch", "batch"])
 def test_a_step_is_one_adam_step_on_the_first_batch_of_the_shuffled_epoch(data, centres) -> None:
-    settings = TINY.replace(centres=centres)
+    settings = DIGITS_200.replace(centres=centres)
     stepper = BatchStepper(settings, data)
     option = "norm-mean"
     s = option_settings(settings, option)
@@ -87,8 +87,8 @@ def test_a_step_is_one_adam_step_on_the_first_batch_of_the_shuffled_epoch(data, 
 
 
 def test_the_counter_moves_one_batch_a_step_and_a_whole_epoch_of_steps_is_the_trained_epoch(data) -> None:
-    stepper = BatchStepper(TINY, data)
-    n = -(-len(data.given_labels) // TINY.batch_size)  # 200 samples, batches of 128: two
+    stepper = BatchStepper(DIGITS_200, data)
+    n = -(-len(data.given_labels) // DIGITS_200.batch_size)  # 200 samples, batches of 128: two
     for b in range(1, n):
         stepped = stepper.step()
         assert stepped.batches == dict.fromkeys(CENTROIDS.names(), b) and stepped.epochs["mean"] == 0
@@ -98,17 +98,17 @@ def test_the_counter_moves_one_batch_a_step_and_a_whole_epoch_of_steps_is_the_tr
     assert stepped.counter == "epoch 1" and stepped.epochs == dict.fromkeys(CENTROIDS.names(), 1)
     assert stepper.step().counter == f"epoch 1 + 1 of {n} batches"
     # One epoch of steps from scratch is the run's first epoch, weight for weight.
-    fresh = BatchStepper(TINY, data)
+    fresh = BatchStepper(DIGITS_200, data)
     for _ in range(n):
         fresh.step()
     for option in CENTROIDS.names():
-        run = train(option_settings(TINY, option), data)
+        run = train(option_settings(DIGITS_200, option), data)
         for name, value in run.state_dict.items():
             torch.testing.assert_close(fresh.trainers[option].model.state_dict()[name], value)
 
 
 def test_previous_and_new_centres_are_the_brute_force_ones_on_the_shown_axes(data) -> None:
-    stepper = BatchStepper(TINY, data)
+    stepper = BatchStepper(DIGITS_200, data)
     x, labels, k = data.dataset.x_train, data.given_labels, data.dataset.num_classes
     untrained = {o: copy.deepcopy(t.model) for o, t in stepper.trainers.items()}
     stepped = stepper.step()
@@ -146,7 +146,7 @@ def test_stepping_a_saved_run_starts_from_its_last_epoch_on_its_axes_and_leaves_
     folder, before = saved
     results = load_group(folder)
     weights = {o: {k: v.clone() for k, v in r.state_dict.items()} for o, r in results.items()}
-    stepper = BatchStepper(TINY, data, results)
+    stepper = BatchStepper(DIGITS_200, data, results)
     for _ in range(3):
         stepped = stepper.step()
     assert stepped.counter == "epoch 2 + 1 of 2 batches"  # from epoch 1, at two batches an epoch
@@ -157,7 +157,7 @@ def test_stepping_a_saved_run_starts_from_its_last_epoch_on_its_axes_and_leaves_
         stepped_weights = state(stepper.trainers[option].model)
         assert any(not torch.equal(stepped_weights[n], v) for n, v in weights[option].items())  # the copy moved
     # The first step's previous centres are the run's last epoch, drawn where its panel draws them.
-    again = BatchStepper(TINY, data, results)
+    again = BatchStepper(DIGITS_200, data, results)
     stepped = again.step()
     _, moved_from = again.panels(stepped)
     for p, option in enumerate(again.options):
@@ -168,7 +168,7 @@ def test_stepping_a_saved_run_starts_from_its_last_epoch_on_its_axes_and_leaves_
 
 
 def test_the_four_copies_share_the_prepared_data_instead_of_copying_it(data) -> None:
-    stepper = BatchStepper(TINY, data)
+    stepper = BatchStepper(DIGITS_200, data)
     where = data.dataset.x_train.__array_interface__["data"][0]
     assert {t.x_train.data_ptr() for t in stepper.trainers.values()} == {where}  # one dataset in memory per session
 
@@ -177,12 +177,12 @@ def test_a_run_without_every_option_is_one_clear_error(data, saved) -> None:
     results = load_group(saved[0])
     results.pop("mean")
     with pytest.raises(FatvizError, match="every centroid option"):
-        BatchStepper(TINY, data, results)
+        BatchStepper(DIGITS_200, data, results)
 
 
 @pytest.mark.parametrize("centres", ["batch", "ema:0.9"])
 def test_an_epoch_of_steps_is_the_trained_epoch_with_every_centre_source(data, centres) -> None:
-    settings = TINY.replace(centres=centres)
+    settings = DIGITS_200.replace(centres=centres)
     stepper = BatchStepper(settings, data)
     for _ in range(-(-len(data.given_labels) // settings.batch_size)):
         stepper.step()

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 
 from fatviz.centroids import CENTROIDS
 from fatviz.errors import FatvizError
@@ -17,9 +18,6 @@ from fatviz.train import (
     prepare_data,
     train,
 )
-
-TINY = RunSettings(dataset="blobs", blob_classes=4, blob_dim=6, epochs=3, batch_size=64, embedding_dim=8,
-                   vis_points=80)
 
 
 def test_snapshots_per_epoch_hold_embeddings_centres_bound_and_metrics():
@@ -120,12 +118,20 @@ def test_one_class_dataset_is_refused(tmp_path):
         prepare_data(RunSettings(dataset="folder", data_root=str(tmp_path)))
 
 
-def test_models_and_device_choice():
-    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda: bool, mps: bool, expected: str):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device("auto").type == expected
     assert pick_device("cpu").type == "cpu"
-    if not torch.cuda.is_available():
-        with pytest.raises(FatvizError, match="CUDA"):
+    if not cuda:
+        with pytest.raises(FatvizError, match="no CUDA GPU is visible"):
             pick_device("cuda")
+
+
+def test_models_and_device_choice():
+    with pytest.raises(FatvizError, match="Unknown device 'tpu'"):
+        pick_device("tpu")
     cnn = build_model("auto", (1, 28, 28), 16, 10)
     emb, logits = cnn(torch.zeros(2, 1, 28, 28))
     assert emb.shape == (2, 16) and logits.shape == (2, 10)

@@ -17,13 +17,12 @@ import pytest
 import tomllib
 from helpers import class_zip, feature_npz, feature_table, png_claiming
 
-from fatviz import user_data
-from fatviz.data import load_dataset
+from fatviz.data import load_dataset, user_data
+from fatviz.data.user_data import GONE, load_upload, read_upload, user_dataset
 from fatviz.errors import FatvizError
 from fatviz.figures.labels import nearest_rows_text
+from fatviz.serve.uploads import UploadStore
 from fatviz.settings import RunSettings
-from fatviz.uploads import UploadStore
-from fatviz.user_data import GONE, load_upload, read_upload, user_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_LIMIT = 1.5 * 2**30
@@ -233,7 +232,7 @@ def test_an_upload_is_never_in_a_link_nor_saved(tmp_path) -> None:
     lease = store.add(feature_npz(), "a.npz")
     settings = RunSettings(dataset="upload", data_root=lease.upload.id, epochs=1, vis_points=20, eval_points=100)
     assert settings.to_query()["dataset"] == "upload" and "data_root" not in settings.to_query()
-    from fatviz.jobs import JobManager
+    from fatviz.serve.jobs import JobManager
 
     manager = JobManager(workers=0, runs_dir=tmp_path / "runs", warm_up=False)
     try:

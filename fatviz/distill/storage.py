@@ -21,6 +21,7 @@ from fatviz.distill.report import (
     DistillResult,
 )
 from fatviz.errors import FatvizError
+from fatviz.noise import flip_kinds
 from fatviz.runs import DISTILL_MARKER, check_schema, load_run, save_run
 from fatviz.settings import RunSettings
 
@@ -117,7 +118,7 @@ def load_distillation(folder: str | os.PathLike) -> DistillResult:
     try:
         if version == 1:  # before noise kinds: every flipped label was a wrong identity
             table = _read_table(base / "table.csv", TABLE_COLUMNS[:-4])
-            table = table.assign(noise_kind=np.where(table["was_flipped"], "wrong_identity", "clean"), second_label=-1)
+            table = table.assign(noise_kind=flip_kinds(table["was_flipped"]), second_label=-1)
         else:
             table = _read_table(base / "table.csv", TABLE_COLUMNS[:-2] if version == 2 else TABLE_COLUMNS)
         if version in (1, 2):  # before two-people verdicts: the teacher saw one person in every image

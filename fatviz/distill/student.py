@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fatviz.catalogue import BASELINE_SETS
 from fatviz.distill.stopping import fit_or_stop
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
@@ -20,9 +21,6 @@ BASELINES = {  # row name -> loss trained on the given (noisy) labels; None: the
     "batch-hard (noisy labels)": "triplet-hard",
     "cross-entropy (noisy labels)": "ce",
 }
-# The `baselines` setting's choices -> the BASELINES rows it trains. "fat" alone is what the report's
-# baseline_precision_at_1 needs: the student's own loss without the teacher.
-BASELINE_ROWS = {"fat": ("fat (noisy labels)",), "all": tuple(BASELINES), "none": ()}
 SCORES = ("precision_at_1", "map", "nmi")  # what the baselines table keeps of each model's test metrics
 REID_SCORES = ("cmc_1", "minp")  # also kept for the report on ReID data
 
@@ -71,7 +69,7 @@ def train_student(settings: RunSettings, data: PreparedData, soft: np.ndarray, k
 
 def _baseline_settings(settings: RunSettings) -> dict[str, RunSettings]:
     """The baselines the `baselines` setting asks for, by row name, each with its own loss."""
-    return {name: settings.replace(loss=BASELINES[name] or settings.loss) for name in BASELINE_ROWS[settings.baselines]}
+    return {name: settings.replace(loss=BASELINES[name] or settings.loss) for name in BASELINE_SETS.get(settings.baselines).rows}
 
 
 def _baseline_work(settings: RunSettings, n: int) -> float:

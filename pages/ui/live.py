@@ -16,10 +16,10 @@ import streamlit as st
 
 from fatviz.errors import FatvizError
 from fatviz.figures.embedding import PointLabels, embedding_figure
-from fatviz.jobs import Budget, Job, JobManager
-from fatviz.paths import allowed_roots
 from fatviz.progress import Pace, left_text
 from fatviz.projection import PROJECTION_LABELS, PanelFrames, panel_frames
+from fatviz.serve.jobs import Budget, Job, JobManager
+from fatviz.serve.paths import allowed_roots
 from fatviz.settings import RunSettings
 from pages.ui.live_chart import live_chart, unavailable
 from pages.ui.look import plot_embedding, presentation, show_error
@@ -81,7 +81,7 @@ def follow(job: Job) -> None:
 def finished_job(kind: str, settings: RunSettings, label: str) -> Job:
     """The finished job for these settings. Until there is one, this draws a start button (or the
     progress of the job in flight, or why the last one ended) and stops the page run here."""
-    from fatviz.jobs import job_key
+    from fatviz.serve.jobs import job_key
 
     job = job_manager().get(job_key(kind, settings))
     if job is None or job.status in ("error", "stopped"):
@@ -180,7 +180,7 @@ def _figure(source: str, frames: int, method: str, view: tuple, _panels: list[Pa
 
 def chart_panels(source: str, runs: dict[str, list], method: str = "pca", layout=None) -> list[PanelFrames] | None:
     """Every option's projected panel of `runs` (snapshots per option) from `source` (a job or a
-    run folder), for all sessions. A t-SNE/UMAP `layout` (fatviz.layouts) gives the epochs it has
+    run folder), for all sessions. A t-SNE/UMAP `layout` (fatviz.serve.layouts) gives the epochs it has
     laid out so far. A user mistake shows one error and returns None."""
     if layout is not None:
         if layout.status == "error":
@@ -226,7 +226,7 @@ def show_runs(key: str, source: str, runs: dict[str, list], labels: PointLabels,
               layout=None) -> dict | None:
     """The panels of `runs` in the live chart `key`, updated in place (or, where that chart is not
     available, as a plotly figure). `frame` is an epoch index to show; `layout` the t-SNE/UMAP
-    layout being fitted (fatviz.layouts). Returns a clicked point {panel, point} of this run, if any."""
+    layout being fitted (fatviz.serve.layouts). Returns a clicked point {panel, point} of this run, if any."""
     why = unavailable()
     if why:
         fig = animation_figure(source, runs, labels, method=method, colour_by=colour_by, zoom=zoom, frame=frame,

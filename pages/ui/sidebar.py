@@ -16,14 +16,14 @@ import streamlit as st
 
 from fatviz.centroids import CENTRE_SOURCES, CENTROIDS, DEFAULT_EMA_BETA
 from fatviz.data import DATASETS
-from fatviz.download import DOWNLOADS, download, missing
+from fatviz.data.download import DOWNLOADS, download, missing
+from fatviz.data.reid_synth import REID_SIZES
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
 from fatviz.noise import NOISE_TERMS, label_terms, parse_noise
-from fatviz.paths import allowed_roots, resolve_under
 from fatviz.presets import PRESETS
 from fatviz.registry import Registry
-from fatviz.reid_synth import REID_SIZES
+from fatviz.serve.paths import allowed_roots, resolve_under
 from fatviz.settings import RunSettings, SettingField, setting_fields
 from pages.ui.look import show_error
 from pages.ui.uploads import held_upload, upload_widget

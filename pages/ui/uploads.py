@@ -1,6 +1,6 @@
 """Your own data in the browser: the upload widget, the server's private store, and this session's hold on it.
 
-The store (fatviz.uploads) is one per server; each session keeps a Lease on what it uploaded, in its
+The store (fatviz.serve.uploads) is one per server; each session keeps a Lease on what it uploaded, in its
 own session state, so the data goes when the session does and no other session can name it.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fatviz.data.user_data import MAX_ROWS, MAX_UPLOAD_MB, MAX_ZIP_ENTRIES, UPLOAD_SUFFIXES
 from fatviz.errors import FatvizError
+from fatviz.serve.uploads import Upload, UploadStore
 from fatviz.settings import RunSettings
-from fatviz.uploads import Upload, UploadStore
-from fatviz.user_data import MAX_ROWS, MAX_UPLOAD_MB, MAX_ZIP_ENTRIES, UPLOAD_SUFFIXES
 
 LEASE = "_upload_lease"
 ERROR = "_upload_error"

@@ -1,5 +1,5 @@
 """Datasets fatviz trains on, read from local files (mnist, fashion-mnist and cifar10 are fetched into
-the data folder only on request: `--download` or the sidebar's checkbox, see fatviz.download).
+the data folder only on request: `--download` or the sidebar's checkbox, see fatviz.data.download).
 
 Every loader returns a `Dataset` with float32 model inputs (vectors standardised, images
 scaled to [0, 1] then normalised per channel, all with train statistics), int64 labels
@@ -16,12 +16,12 @@ a few images of every identity would leave almost no positives per anchor.
 local folder and what that folder holds. Files are treated as untrusted: headers are
 checked before data is read, reads stop at what the header promises (a small gzip bomb
 stays small), pickles may only build numpy arrays, and oversized images are skipped; a bad
-file gives one FatvizError or a note, never a traceback (the readers are in fatviz.readers).
+file gives one FatvizError or a note, never a traceback (the readers are in fatviz.data.readers).
 
-Why one module of about 700 lines: it is one concept, "a dataset as a split ready for a model",
-with one small loader per layout (digits, blobs, IDX, CIFAR-10, ImageFolder, Market-1501) that
-all share the sampling, splitting and normalising above them; the file reading itself lives in
-fatviz.readers and the generated ReID set in fatviz.reid_synth.
+One module for one concept, "a dataset as a split ready for a model": one small loader per
+layout (digits, blobs, IDX, CIFAR-10, ImageFolder, Market-1501), all sharing the sampling,
+splitting and normalising above them; the file reading lives in fatviz.data.readers and the
+generated ReID set in fatviz.data.reid_synth.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from fatviz.errors import FatvizError
-from fatviz.readers import (
+from fatviz.data.readers import (
     IMAGE_EXTENSIONS,
     MAX_SIDE,
     MIN_SIDE,
@@ -48,11 +47,12 @@ from fatviz.readers import (
     read_pickle,
     skip_note,
 )
+from fatviz.errors import FatvizError
 from fatviz.registry import Registry
 
 _TEST_FLOOR = 100  # smallest test set a subsample keeps (see module docstring)
 
-# The sets fatviz.download fetches on request, and what a missing one's message suggests.
+# The sets fatviz.data.download fetches on request, and what a missing one's message suggests.
 DOWNLOADABLE = ("mnist", "fashion-mnist", "cifar10")
 FETCH_HINT = "Pass --download (in the app: tick Download if missing) to fetch it"
 _DIGIT_NAMES = [str(k) for k in range(10)]
@@ -97,7 +97,7 @@ class Dataset:
     cam_test: np.ndarray | None = None  # market1501: camera id per test sample
     is_query_test: np.ndarray | None = None  # market1501: True for query, False for gallery
     notes: tuple[str, ...] = field(default=())  # what loading changed (skips, subsampling)
-    # A user's own table (fatviz.user_data): the labels it came with when it also says the truth
+    # A user's own table (fatviz.data.user_data): the labels it came with when it also says the truth
     # (y_train is then the truth), its row ids for exports, and whether any truth is known at all.
     given_train: np.ndarray | None = None
     ids_train: np.ndarray | None = None
@@ -694,7 +694,7 @@ def _require_root(spec: DatasetSpec, data_root: str | None) -> Path:
             + (f" {FETCH_HINT}." if spec.name in DOWNLOADABLE else "")
         )
     if spec.root == "upload":
-        return Path(data_root)  # an upload's id: fatviz.uploads resolves it
+        return Path(data_root)  # an upload's id: fatviz.serve.uploads resolves it
     root = Path(data_root).expanduser()
     if spec.root == "file":
         if not root.is_file():
@@ -720,7 +720,7 @@ def load_dataset(
 
     `test_fraction` applies to digits, blobs and folder (the others ship a split);
     `image_size` (height, width) to folder (default 32x32) and market1501 (default 64x32);
-    `reid_size` (a fatviz.reid_synth.REID_SIZES name) to reid-synth.
+    `reid_size` (a fatviz.data.reid_synth.REID_SIZES name) to reid-synth.
     """
     spec = DATASETS.get(name)
     if not 0.0 < test_fraction < 1.0:

@@ -13,9 +13,9 @@ A classroom server must survive its visitors, so the manager also
 - ends its workers at once when the process exits (SIGTERM, Ctrl+C), without saving the
   interrupted jobs.
 
-What a job of each kind runs lives in fatviz.job_kinds, what the server accepts in fatviz.budget,
-the worker processes in fatviz.pool, the saved results in fatviz.run_store and the t-SNE/UMAP
-layouts in fatviz.layouts; here is the registry of jobs: submitting, sharing, stopping, finishing.
+What a job of each kind runs lives in fatviz.job_kinds, what the server accepts in fatviz.serve.budget,
+the worker processes in fatviz.serve.pool, the saved results in fatviz.serve.run_store and the t-SNE/UMAP
+layouts in fatviz.serve.layouts; here is the registry of jobs: submitting, sharing, stopping, finishing.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fatviz import pool
-from fatviz.budget import Budget
 from fatviz.errors import FatvizError
 from fatviz.job_kinds import JOB_KINDS, Emit, JobKind
-from fatviz.pool import WorkerPool
-from fatviz.run_store import RunStore
+from fatviz.serve import pool
+from fatviz.serve.budget import Budget
+from fatviz.serve.pool import WorkerPool
+from fatviz.serve.run_store import RunStore
 from fatviz.settings import RunSettings
 
 __all__ = ["Budget", "Job", "JobManager", "job_key"]
@@ -97,7 +97,7 @@ class Job:
     finished_at: float | None = None  # time.monotonic() when it ended
     from_cache: bool = False
     viewers: set = field(default_factory=set)
-    layouts: dict[str, Any] = field(default_factory=dict)  # method -> fatviz.layouts.Layout
+    layouts: dict[str, Any] = field(default_factory=dict)  # method -> fatviz.serve.layouts.Layout
     _done: threading.Event = field(default_factory=threading.Event)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _stop_path: str = ""
@@ -200,7 +200,7 @@ class JobManager:
         `niceness` lowers the workers' CPU priority so the pages drawing the epochs come first; `budget`
         refuses jobs that do not fit (None accepts all); finished jobs leave memory `forget_after`
         seconds after they end (they stay on disk)."""
-        from fatviz.layouts import LayoutService
+        from fatviz.serve.layouts import LayoutService
 
         self.workers = workers
         self.budget = budget

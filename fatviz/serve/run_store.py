@@ -12,7 +12,7 @@ from fatviz.settings import RunSettings
 
 
 class Job(Protocol):
-    """What the store reads of a job (fatviz.jobs.Job)."""
+    """What the store reads of a job (fatviz.serve.jobs.Job)."""
 
     key: str
     kind: str

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from fatviz.data import DATASETS
+from fatviz.data.loaders import DATASETS
 from fatviz.errors import FatvizError
 from fatviz.progress import Progress
 

@@ -29,9 +29,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from fatviz.data import DATASETS, Dataset, DatasetSpec, _image_dataset, _split, _standardise, _subsample
+from fatviz.data.loaders import DATASETS, Dataset, DatasetSpec, _image_dataset, _split, _standardise, _subsample
+from fatviz.data.readers import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, decode_image
 from fatviz.errors import FatvizError
-from fatviz.readers import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, decode_image
 
 TABLE_SUFFIXES = (".npz", ".csv", ".parquet")
 UPLOAD_SUFFIXES = (".zip", *TABLE_SUFFIXES)
@@ -44,7 +44,7 @@ MAX_ZIP_UNPACKED = 2**30  # the whole archive, unpacked (entries are read one at
 MAX_ZIP_ENTRY = 64 * 2**20  # one entry, unpacked
 IMAGE_SIZE = (32, 32)  # what a zip's images are resized to (the `folder` dataset's default)
 _TABLE_COLUMNS = ("label", "true_label", "id")
-# Where the app's private store (fatviz.uploads) keeps uploads, for the training workers to read by id.
+# Where the app's private store (fatviz.serve.uploads) keeps uploads, for the training workers to read by id.
 UPLOAD_DIR_ENV = "FATVIZ_UPLOAD_DIR"  # set by the store for the workers it spawns
 _ID = re.compile(r"^[0-9a-f]{24}$")
 GONE = ("This uploaded data is no longer on the server (the session that uploaded it ended, or the app "

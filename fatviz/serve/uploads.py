@@ -1,6 +1,6 @@
 """The app's private store of uploaded data: what a visitor uploads lives only as long as a session holds it.
 
-An upload is read and checked once (fatviz.user_data.read_upload), then kept as one numpy file named by
+An upload is read and checked once (fatviz.data.user_data.read_upload), then kept as one numpy file named by
 the hash of the uploaded bytes in a folder of its own, readable by this user only, outside the runs
 folder: the training workers (other processes) read it from there by that id. Two visitors uploading
 the same file get the same id, so they share one training. Each session holds a `Lease` on the ids
@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from fatviz.user_data import UPLOAD_DIR_ENV, read_upload, save_table
+from fatviz.data.user_data import UPLOAD_DIR_ENV, read_upload, save_table
 
 
 @dataclass(frozen=True)

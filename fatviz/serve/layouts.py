@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from fatviz.errors import FatvizError
-from fatviz.pool import WorkerPool
 from fatviz.projection import PanelFrames, fit_epoch, panel_of
-from fatviz.run_store import RunStore
 from fatviz.runs import load_layout, save_layout
+from fatviz.serve.pool import WorkerPool
+from fatviz.serve.run_store import RunStore
 
 LAYOUT_WORKER_DIED = ("The layout worker stopped unexpectedly (it may have run out of memory or been killed); "
                       "choose the projection again to start a fresh one, or PCA.")

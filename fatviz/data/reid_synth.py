@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fatviz.data import DATASETS, Dataset, DatasetSpec, _check_image_size, _image_dataset
+from fatviz.data.loaders import DATASETS, Dataset, DatasetSpec, _check_image_size, _image_dataset
 from fatviz.errors import FatvizError
 from fatviz.registry import Registry
 

@@ -3,7 +3,7 @@
 A `WorkerPool` starts its processes (each one thread, its CPU priority lowered if asked, ending
 itself when its parent dies), replaces them when one dies, pumps the events the workers put on
 their queue to a callback, and with size 0 runs each function in a thread of this process
-instead. The job registry (fatviz.jobs) trains on one; the layout service (fatviz.layouts)
+instead. The job registry (fatviz.serve.jobs) trains on one; the layout service (fatviz.serve.layouts)
 fits t-SNE and UMAP on another of one worker.
 """
 
