@@ -6,4 +6,6 @@
 - bound: the 2-D teaching view of the triplet bound
 - labels: flagged-sample views (kept per round, confusion)
 - speed: the loss benchmark's log-log chart
+- losses: the losses side by side (accuracy against epoch time, cost per step)
+- rank_list: ReID rank lists as an image (query, top gallery entries, hardest match)
 """

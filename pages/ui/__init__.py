@@ -5,4 +5,7 @@
 - routing: a first visit that opens a page directly still goes through app.py's navigation
 - sidebar: the settings sidebar, mirrored to and from the URL, and the presets
 - live: the job manager, starting and stopping jobs, and the live view of a training
+- live_chart, web: the app's browser components (the live embedding chart and its registration)
+- uploads: your own data (the upload box and this session's hold on it)
+- bound, gallery, benchmark: instruments shared by a page and the Lesson
 """
