@@ -41,6 +41,7 @@ from fatviz.reid_synth import DEFAULT_REID_SIZE, REID_SIZES
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
+TEACHER_VERDICTS: tuple[str, ...] = ("auto", "softmax", "centre")  # fatviz.distill.teacher.verdict_of
 # Which models a distillation trains on the noisy labels to compare the student with (fatviz.distill.student).
 BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 
@@ -48,7 +49,8 @@ BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 # KEY_VERSION whenever the same settings would train to a different result (a saved run under
 # an old key is then trained again instead of being served as if it were this code's result).
 # 6: reid-synth's default is the ReID-like "market" size (was today's "small").
-KEY_VERSION = 6  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
+# 7: on ReID data the teacher's final verdict rests on its embedding's class centres (teacher_verdict auto).
+KEY_VERSION = 7  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
 JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train": (("data", "model", "training", "view"), ()),
     "compare": (("data", "model", "training", "view"), ("centroid",)),
@@ -153,6 +155,9 @@ class RunSettings:
     keep_fraction: float = _setting(0.7, "distill", "small-loss: share of each class kept", low=1e-6, high=1.0,
                                     app=(0.05, 1.0))
     temperature: float = _setting(1.0, "distill", "soft-label temperature", low=1e-3, app=(0.1, 10.0))
+    teacher_verdict: str = _setting("auto", "distill", "teacher's final verdict: softmax (the confidence rule), centre "
+                                    "(closeness to its class's other members in the teacher's embedding) or auto "
+                                    "(centre on ReID data)", choices=lambda: TEACHER_VERDICTS)
     two_people_share: float = _setting(0.0, "distill", "teacher, image data: synthetic two-people images per round "
                                        "after the first, as a share of the training set (0: off)", low=0.0,
                                        high=1.0, app=(0.0, 0.5))

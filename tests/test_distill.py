@@ -600,3 +600,60 @@ def test_a_teacher_with_two_people_rounds_never_keeps_an_image_it_calls_two_peop
     assert np.array_equal(two, top >= PAIR_THRESHOLD)  # the verdict is the final round's top two
     off = train_teacher(s.replace(two_people_share=0.0), data)
     assert not off.two_people.any()
+
+
+def test_own_centre_similarity_leaves_the_sample_out():
+    from fatviz.distill.teacher import own_centre_similarity
+
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 2.0], [5.0, 5.0]])
+    given = np.array([0, 0, 0, 1, 2])
+    sim = own_centre_similarity(emb, given, 3)
+    # Sample 2 (0, 1) against the other two of class 0, both (1, 0): orthogonal. Samples 0 and 1 each see
+    # the mean of (1, 0) and (0, 1). Classes 1 and 2 have one member: nothing to compare with.
+    assert sim[2] == pytest.approx(0.0, abs=1e-12)
+    assert sim[0] == pytest.approx(1 / np.sqrt(2)) and sim[1] == pytest.approx(1 / np.sqrt(2))
+    assert np.isnan(sim[3]) and np.isnan(sim[4])
+
+
+def test_split_threshold_cuts_between_two_groups():
+    from fatviz.distill.teacher import split_threshold
+
+    low, high = np.array([0.1, 0.15, 0.2]), np.array([0.8, 0.85, 0.9, 0.95])
+    t = split_threshold(np.concatenate([high, [np.nan], low]))
+    assert t == pytest.approx(0.5)  # halfway between 0.2 and 0.8; NaN ignored
+    assert split_threshold(np.full(5, 0.3)) == -np.inf  # one value: one group, nothing is low
+
+
+def test_the_centre_verdict_flags_the_members_far_from_their_class():
+    from fatviz.distill.teacher import centre_verdict
+
+    rng = np.random.default_rng(0)
+    k, per = 6, 6
+    centres = np.eye(k, 8) * 3.0
+    given = np.repeat(np.arange(k), per)
+    emb = centres[given] + rng.normal(0, 0.3, (k * per, 8))
+    # One member of each class is an image of the next class, filed under this one; class 5 also holds
+    # an image of nobody (a direction no class uses).
+    wrong = np.arange(k) * per
+    emb[wrong] = centres[(given[wrong] + 1) % k] + rng.normal(0, 0.3, (k, 8))
+    emb[k * per - 1] = np.r_[np.zeros(7), 3.0] + rng.normal(0, 0.3, 8)
+    keep = centre_verdict(emb, given, k)
+    flagged = np.flatnonzero(~keep).tolist()
+    assert flagged == sorted([*wrong.tolist(), k * per - 1])
+
+
+def test_the_final_verdict_is_the_centres_on_reid_data_only(blobs_data):
+    from fatviz.distill.teacher import verdict_of
+
+    reid = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=60))
+    assert verdict_of(RunSettings(), reid) == "centre"
+    assert verdict_of(BLOBS, blobs_data) == "softmax"
+    assert verdict_of(BLOBS.replace(teacher_verdict="centre"), blobs_data) == "centre"
+    assert verdict_of(RunSettings(teacher_verdict="softmax"), reid) == "softmax"
+
+
+def test_a_centre_teacher_flags_by_its_embedding(blobs_data):
+    s = BLOBS.replace(teacher_verdict="centre")
+    teacher = train_teacher(s, blobs_data)
+    scores = flag_scores(~teacher.kept, blobs_data.noisy.flipped)
+    assert scores["f1"] > 0.8 and teacher.history["kept"][-1].tolist() == teacher.kept.tolist()
