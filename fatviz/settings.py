@@ -158,6 +158,9 @@ class RunSettings:
     teacher_verdict: str = _setting("auto", "distill", "teacher's final verdict: softmax (the confidence rule), centre "
                                     "(closeness to its class's other members in the teacher's embedding) or auto "
                                     "(centre on ReID data)", choices=lambda: TEACHER_VERDICTS)
+    two_people: str = _setting("auto", "distill", "teacher, image data: a detector trained on side-by-side pairs of its "
+                               "kept samples says which images show two people (auto: on ReID data)",
+                               choices=lambda: ("auto", "on", "off"))
     two_people_share: float = _setting(0.0, "distill", "teacher, image data: synthetic two-people images per round "
                                        "after the first, as a share of the training set (0: off)", low=0.0,
                                        high=1.0, app=(0.0, 0.5))

@@ -657,3 +657,44 @@ def test_a_centre_teacher_flags_by_its_embedding(blobs_data):
     teacher = train_teacher(s, blobs_data)
     scores = flag_scores(~teacher.kept, blobs_data.noisy.flipped)
     assert scores["f1"] > 0.8 and teacher.history["kept"][-1].tolist() == teacher.kept.tolist()
+
+
+def test_the_detectors_data_is_the_training_images_and_pairs_of_kept_samples():
+    from fatviz.distill.teacher import detector_data
+    from fatviz.noise import side_by_side
+
+    data = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=64, noise="symmetric:0.2"))
+    n, given = len(data.given_labels), data.given_labels
+    keep = np.arange(n) % 4 != 0
+    grown, targets = detector_data(data, keep, seed=0)
+    x = grown.dataset.x_train
+    m = len(x) - n
+    assert grown.dataset.num_classes == 2 and 0.5 * n < m <= n and np.array_equal(x[:n], data.dataset.x_train)
+    assert targets.labels.tolist() == [0] * n + [1] * m
+    for row in range(3):  # each pair is two kept samples of different given labels, side by side
+        assert any(given[i] != given[j] and np.allclose(side_by_side(data.dataset.x_train[i], data.dataset.x_train[j]),
+                                                        x[n + row], atol=1e-6)
+                   for i in np.flatnonzero(keep) for j in np.flatnonzero(keep)), row
+
+
+def test_two_people_are_looked_for_on_reid_images_unless_off(blobs_data):
+    from fatviz.distill.teacher import two_people_on
+
+    reid = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=60))
+    assert two_people_on(RunSettings(), reid) and not two_people_on(RunSettings(two_people="off"), reid)
+    assert not two_people_on(BLOBS.replace(two_people="on"), blobs_data)  # vectors: never
+
+
+def test_the_teacher_finds_composites_and_names_the_given_person_first():
+    s = RunSettings(dataset="reid-synth", reid_size="small", subsample=160, noise="multi:0.1", teacher_epochs=2,
+                    teacher_rounds=1, round_epochs=1)
+    data = prepare_data(s)
+    teacher = train_teacher(s, data)
+    multi, two = data.noisy.sample_kind == "multi", teacher.two_people
+    assert (two & multi).sum() >= 0.5 * multi.sum() and (two & multi).sum() >= 0.8 * two.sum()
+    assert not (teacher.kept & two).any() and np.array_equal(teacher.pair[two, 0], data.given_labels[two])
+    assert (teacher.pair[two, 1] != teacher.pair[two, 0]).all() and (teacher.pair[~two] == -1).all()
+    soft = teacher.soft_labels(1.0)
+    assert np.allclose(soft[two].max(axis=1), 0.5)  # the two-class target
+    off = train_teacher(s.replace(two_people="off"), data)
+    assert not off.two_people.any()
