@@ -698,3 +698,14 @@ def test_the_teacher_finds_composites_and_names_the_given_person_first():
     assert np.allclose(soft[two].max(axis=1), 0.5)  # the two-class target
     off = train_teacher(s.replace(two_people="off"), data)
     assert not off.two_people.any()
+
+
+def test_with_the_centre_verdict_the_student_trains_on_the_kept_samples_only(blobs_data):
+    given = blobs_data.given_labels
+    n, k = len(given), blobs_data.dataset.num_classes
+    kept = np.arange(n) % 3 != 0
+    soft = np.eye(k, dtype=np.float32)[given]
+    centre = student_trainer(BLOBS.replace(teacher_verdict="centre"), blobs_data, soft, kept)
+    softmax = student_trainer(BLOBS.replace(teacher_verdict="softmax"), blobs_data, soft, kept)
+    assert centre._keep_idx.cpu().tolist() == np.flatnonzero(kept).tolist()
+    assert softmax._keep_idx.cpu().tolist() == list(range(n))  # flagged samples train, but shape no centre

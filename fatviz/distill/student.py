@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fatviz.distill.stopping import fit_or_stop
+from fatviz.distill.teacher import verdict_of
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
 from fatviz.progress import Phases, Progress, epoch_work
@@ -46,9 +47,17 @@ def student_trainer(settings: RunSettings, data: PreparedData, soft: np.ndarray,
     seeds: 0.950 against 0.954). A class with no kept member has no centre: the loss
     leaves it out of the negatives and its anchors add no positive term, so nothing
     divides by zero.
+
+    When the teacher's final verdict rests on its embedding's centres (teacher_verdict, "centre" on ReID
+    data), the student trains on the kept samples only. There the flagged samples are mostly noise (on
+    market reid-synth with the three noise kinds, seed 7: 85 % of 599), and a flagged anchor still pulls
+    toward its given label's centre, so the wrong identities would go on shaping the embedding; dropping
+    them took the student's rank-1 from 0.227 (FAT on the noisy labels; 0.171 with the softmax verdict)
+    to 0.514 (docs/DISTILL_STUDY.md).
     """
     check_student_loss(settings)
-    return make_trainer(settings, data, Targets(soft=soft, centre_weights=kept.astype(np.float32)))
+    keep = kept if verdict_of(settings, data) == "centre" else None
+    return make_trainer(settings, data, Targets(soft=soft, keep=keep, centre_weights=kept.astype(np.float32)))
 
 
 def student_work(settings: RunSettings, n: int) -> float:
