@@ -588,7 +588,7 @@ def test_a_teacher_with_two_people_rounds_never_keeps_an_image_it_calls_two_peop
     from fatviz.distill.teacher import PAIR_THRESHOLD
 
     s = RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="multi:0.1", teacher_epochs=1,
-                    teacher_rounds=1, round_epochs=1, two_people_share=0.3)
+                    teacher_rounds=1, round_epochs=1, two_people_share=0.3, two_people="off")
     data = prepare_data(s)
     teacher = train_teacher(s, data)
     n = len(data.given_labels)
@@ -707,5 +707,5 @@ def test_with_the_centre_verdict_the_student_trains_on_the_kept_samples_only(blo
     soft = np.eye(k, dtype=np.float32)[given]
     centre = student_trainer(BLOBS.replace(teacher_verdict="centre"), blobs_data, soft, kept)
     softmax = student_trainer(BLOBS.replace(teacher_verdict="softmax"), blobs_data, soft, kept)
-    assert centre._keep_idx.cpu().tolist() == np.flatnonzero(kept).tolist()
+    assert centre._keep_idx.cpu().tolist() == np.flatnonzero(kept).tolist() and centre.soft is None  # given labels
     assert softmax._keep_idx.cpu().tolist() == list(range(n))  # flagged samples train, but shape no centre

@@ -207,10 +207,14 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
                      f"{CV_FOLDS}-fold stratified cross-validation of the same model trained {s.cv_epochs} "
                      "epochs with cross-entropy on the other folds, as cleanlab requires "
                      "(in-sample probabilities are overconfident).")
-    notes.append(f"Student: {s.loss} for {s.epochs} epochs on the given labels; class centres from kept samples "
-                 "only" + (
-                     f"; cross-entropy targets are the teacher's soft labels (temperature {s.temperature:g})."
-                     if s.loss == "hybrid" else "."))
+    if verdict_of(s, data) == "centre":
+        notes.append(f"Student: {s.loss} for {s.epochs} epochs on the kept samples only, with their given labels "
+                     "(flagged samples do not train it, and the teacher's soft labels are not its targets).")
+    else:
+        notes.append(f"Student: {s.loss} for {s.epochs} epochs on the given labels; class centres from kept samples "
+                     "only" + (
+                         f"; cross-entropy targets are the teacher's soft labels (temperature {s.temperature:g})."
+                         if s.loss == "hybrid" else "."))
     if s.baselines != "none":
         notes.append("Baselines train on the given (noisy) labels with no teacher" + (
             f": `fat (noisy labels)` is the student's own loss ({s.loss})" if s.baselines == "all" else

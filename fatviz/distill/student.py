@@ -49,15 +49,17 @@ def student_trainer(settings: RunSettings, data: PreparedData, soft: np.ndarray,
     divides by zero.
 
     When the teacher's final verdict rests on its embedding's centres (teacher_verdict, "centre" on ReID
-    data), the student trains on the kept samples only. There the flagged samples are mostly noise (on
-    market reid-synth with the three noise kinds, seed 7: 85 % of 599), and a flagged anchor still pulls
-    toward its given label's centre, so the wrong identities would go on shaping the embedding; dropping
-    them took the student's rank-1 from 0.227 (FAT on the noisy labels; 0.171 with the softmax verdict)
-    to 0.514 (docs/DISTILL_STUDY.md).
+    data), the student trains on the kept samples only, with their given labels as the cross-entropy
+    targets. There the flagged samples are mostly noise (market reid-synth with the three noise kinds,
+    seed 7: 85 % of 599), and a flagged anchor still pulls toward its given label's centre; and the
+    teacher's softmax is what the centres replaced for being underfit (on clean samples a median top
+    probability of 0.31), so its soft labels would teach that. At seed 7 the student went from rank-1
+    0.227 (FAT on the noisy labels) to 0.514 (docs/DISTILL_STUDY.md).
     """
     check_student_loss(settings)
-    keep = kept if verdict_of(settings, data) == "centre" else None
-    return make_trainer(settings, data, Targets(soft=soft, keep=keep, centre_weights=kept.astype(np.float32)))
+    if verdict_of(settings, data) == "centre":
+        return make_trainer(settings, data, Targets(keep=kept, centre_weights=kept.astype(np.float32)))
+    return make_trainer(settings, data, Targets(soft=soft, centre_weights=kept.astype(np.float32)))
 
 
 def student_work(settings: RunSettings, n: int) -> float:
