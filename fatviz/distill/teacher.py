@@ -371,10 +371,11 @@ def round_work(settings: RunSettings, r: int, trained_on: int, n: int) -> float:
     return epoch_work(trained_on, settings.teacher_epochs if r == 0 else settings.round_epochs, forward=n)
 
 
-def teacher_work(settings: RunSettings, n: int) -> float:
-    """The teacher's work at most (every round on all n samples, and the two-people detector), in sample-epochs."""
-    detect = detector_work(n) if settings.two_people != "off" else 0.0
-    return sum(round_work(settings, r, n, n) for r in range(settings.teacher_rounds + 1)) + detect
+def teacher_work(settings: RunSettings, n: int, detect: bool = False) -> float:
+    """The teacher's work at most (every round on all n samples; with `detect`, the two-people detector), in
+    sample-epochs."""
+    return (sum(round_work(settings, r, n, n) for r in range(settings.teacher_rounds + 1))
+            + (detector_work(n) if detect else 0.0))
 
 
 def train_teacher(settings: RunSettings, data: PreparedData, *, should_stop: Callable[[], bool] | None = None,
