@@ -289,9 +289,11 @@ def _halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def name_two_people(teacher: Trainer, given: np.ndarray, two: np.ndarray, keep: np.ndarray,
                     num_classes: int) -> np.ndarray:
-    """(N, 2) int64 pairs for the images in `two` (-1 -1 for the rest): the given label, and the class whose
-    centre (of kept samples, in the teacher's embedding) is nearest the other half. The half nearer the
-    given label's centre is the given person (on composites of market reid-synth, seed 7: 97 %)."""
+    """(N, 2) int64 pairs for the images in `two` (-1 -1 for the rest): the given label, and the given label
+    of the kept sample (of another label) nearest the other half in the teacher's embedding. The half
+    nearer the given label's centre (of kept samples) is the given person. On the composites of market
+    reid-synth (seed 7) the given half was found for 97 %, and the nearest kept sample named the other
+    person for 34 % (the nearest centre: 26 %)."""
     pair = np.full((len(given), 2), -1, np.int64)
     rows = np.flatnonzero(two)
     if not len(rows) or not keep.any():
@@ -306,15 +308,18 @@ def name_two_people(teacher: Trainer, given: np.ndarray, two: np.ndarray, keep: 
     sums = np.zeros((num_classes, emb.shape[1]))
     np.add.at(sums, given[keep], emb[keep])
     centres = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    present = np.bincount(given[keep], minlength=num_classes) > 0
     x = teacher.x_train[torch.as_tensor(rows, device=teacher.device)]
-    sim_left, sim_right = (unit(teacher.embed(h)[0]) @ centres.T for h in _halves(x))
+    left, right = (unit(teacher.embed(h)[0]) for h in _halves(x))
     g = given[rows]
     at = np.arange(len(rows))
-    other = np.where((sim_left[at, g] >= sim_right[at, g])[:, None], sim_right, sim_left)
-    other[:, ~present] = -np.inf
-    other[at, g] = -np.inf
-    pair[rows, 0], pair[rows, 1] = g, other.argmax(axis=1)
+    given_left = (left @ centres.T)[at, g] >= (right @ centres.T)[at, g]
+    other = np.where(given_left[:, None], right, left)
+    kept_idx = np.flatnonzero(keep)
+    sim = other @ emb[kept_idx].T
+    sim[given[kept_idx][None, :] == g[:, None]] = -np.inf  # the second person is someone else
+    nearest = given[kept_idx][sim.argmax(axis=1)]
+    named = np.isfinite(sim.max(axis=1))  # False only when every kept sample has the given label
+    pair[rows[named], 0], pair[rows[named], 1] = g[named], nearest[named]
     return pair
 
 
