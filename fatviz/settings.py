@@ -49,7 +49,8 @@ BASELINE_SETS: tuple[str, ...] = ("fat", "all", "none")
 # KEY_VERSION whenever the same settings would train to a different result (a saved run under
 # an old key is then trained again instead of being served as if it were this code's result).
 # 6: reid-synth's default is the ReID-like "market" size (was today's "small").
-# 7: on ReID data the teacher's final verdict rests on its embedding's class centres (teacher_verdict auto).
+# 7: on ReID data the teacher's final verdict rests on its embedding's class centres (teacher_verdict auto),
+# a detector flags images of two people (two_people auto), and the student trains on the kept samples only.
 KEY_VERSION = 7  # 4: `auto` picks lenet-bn for small images (was cnn); 5: compactness 0.3 normalised
 JOB_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train": (("data", "model", "training", "view"), ()),
