@@ -44,11 +44,12 @@ from fatviz.noise import NOISE_TERMS, SAMPLE_KINDS, outside_rates, term_choices
 SECTIONS: tuple[str, ...] = ("data", "model", "training", "distill", "view")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 CONFIDENCE_RULES: tuple[str, ...] = ("agree", "small-loss")
+TEACHER_VERDICTS: tuple[str, ...] = ("auto", "softmax", "centre")  # fatviz.distill.teacher.verdict_of
 
 # Bump KEY_VERSION whenever the same settings would train to a different result (a saved run
 # under an old key is then trained again instead of being served as if it were this code's
 # result). What each kind of job reads is its entry's `reads` (fatviz.job_kinds).
-KEY_VERSION = 6
+KEY_VERSION = 7
 
 
 def _setting(default: Any, section: str, help: str, *, low: float | None = None, high: float | None = None,
@@ -146,6 +147,12 @@ class RunSettings:
     keep_fraction: float = _setting(0.7, "distill", "small-loss: share of each class kept", low=1e-6, high=1.0,
                                     app=(0.05, 1.0))
     temperature: float = _setting(1.0, "distill", "soft-label temperature", low=1e-3, app=(0.1, 10.0))
+    teacher_verdict: str = _setting("auto", "distill", "teacher's final verdict: softmax (the confidence rule), centre "
+                                    "(closeness to its class's other members in the teacher's embedding) or auto "
+                                    "(centre on ReID data)", choices=lambda: TEACHER_VERDICTS)
+    two_people: str = _setting("auto", "distill", "teacher, image data: a detector trained on side-by-side pairs of its "
+                               "kept samples says which images show two people (auto: on ReID data)",
+                               choices=lambda: ("auto", "on", "off"))
     two_people_share: float = _setting(0.0, "distill", "teacher, image data: synthetic two-people images per round "
                                        "after the first, as a share of the training set (0: off)", low=0.0,
                                        high=1.0, app=(0.0, 0.5))

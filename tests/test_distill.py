@@ -592,7 +592,7 @@ def test_a_teacher_with_two_people_rounds_never_keeps_an_image_it_calls_two_peop
     from fatviz.distill.teacher import PAIR_THRESHOLD
 
     s = RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="multi:0.1", teacher_epochs=1,
-                    teacher_rounds=1, round_epochs=1, two_people_share=0.3)
+                    teacher_rounds=1, round_epochs=1, two_people_share=0.3, two_people="off")
     data = prepare_data(s)
     teacher = train_teacher(s, data)
     n = len(data.given_labels)
@@ -604,3 +604,112 @@ def test_a_teacher_with_two_people_rounds_never_keeps_an_image_it_calls_two_peop
     assert np.array_equal(two, top >= PAIR_THRESHOLD)  # the verdict is the final round's top two
     off = train_teacher(s.replace(two_people_share=0.0), data)
     assert not off.two_people.any()
+
+
+def test_own_centre_similarity_leaves_the_sample_out():
+    from fatviz.distill.teacher import own_centre_similarity
+
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 2.0], [5.0, 5.0]])
+    given = np.array([0, 0, 0, 1, 2])
+    sim = own_centre_similarity(emb, given, 3)
+    # Sample 2 (0, 1) against the other two of class 0, both (1, 0): orthogonal. Samples 0 and 1 each see
+    # the mean of (1, 0) and (0, 1). Classes 1 and 2 have one member: nothing to compare with.
+    assert sim[2] == pytest.approx(0.0, abs=1e-12)
+    assert sim[0] == pytest.approx(1 / np.sqrt(2)) and sim[1] == pytest.approx(1 / np.sqrt(2))
+    assert np.isnan(sim[3]) and np.isnan(sim[4])
+
+
+def test_split_threshold_cuts_between_two_groups():
+    from fatviz.distill.teacher import split_threshold
+
+    low, high = np.array([0.1, 0.15, 0.2]), np.array([0.8, 0.85, 0.9, 0.95])
+    t = split_threshold(np.concatenate([high, [np.nan], low]))
+    assert t == pytest.approx(0.5)  # halfway between 0.2 and 0.8; NaN ignored
+    assert split_threshold(np.full(5, 0.3)) == -np.inf  # one value: one group, nothing is low
+
+
+def test_the_centre_verdict_flags_the_members_far_from_their_class():
+    from fatviz.distill.teacher import centre_verdict
+
+    rng = np.random.default_rng(0)
+    k, per = 6, 6
+    centres = np.eye(k, 8) * 3.0
+    given = np.repeat(np.arange(k), per)
+    emb = centres[given] + rng.normal(0, 0.3, (k * per, 8))
+    # One member of each class is an image of the next class, filed under this one; class 5 also holds
+    # an image of nobody (a direction no class uses).
+    wrong = np.arange(k) * per
+    emb[wrong] = centres[(given[wrong] + 1) % k] + rng.normal(0, 0.3, (k, 8))
+    emb[k * per - 1] = np.r_[np.zeros(7), 3.0] + rng.normal(0, 0.3, 8)
+    keep = centre_verdict(emb, given, k)
+    flagged = np.flatnonzero(~keep).tolist()
+    assert flagged == sorted([*wrong.tolist(), k * per - 1])
+
+
+def test_the_final_verdict_is_the_centres_on_reid_data_only(blobs_data):
+    from fatviz.distill.teacher import verdict_of
+
+    reid = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=60))
+    assert verdict_of(RunSettings(), reid) == "centre"
+    assert verdict_of(BLOBS, blobs_data) == "softmax"
+    assert verdict_of(BLOBS.replace(teacher_verdict="centre"), blobs_data) == "centre"
+    assert verdict_of(RunSettings(teacher_verdict="softmax"), reid) == "softmax"
+
+
+def test_a_centre_teacher_flags_by_its_embedding(blobs_data):
+    s = BLOBS.replace(teacher_verdict="centre")
+    teacher = train_teacher(s, blobs_data)
+    scores = flag_scores(~teacher.kept, blobs_data.noisy.flipped)
+    assert scores["f1"] > 0.8 and teacher.history["kept"][-1].tolist() == teacher.kept.tolist()
+
+
+def test_the_detectors_data_is_the_training_images_and_pairs_of_kept_samples():
+    from fatviz.distill.teacher import detector_data
+    from fatviz.noise import side_by_side
+
+    data = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=64, noise="symmetric:0.2"))
+    n, given = len(data.given_labels), data.given_labels
+    keep = np.arange(n) % 4 != 0
+    grown, targets = detector_data(data, keep, seed=0)
+    x = grown.dataset.x_train
+    m = len(x) - n
+    assert grown.dataset.num_classes == 2 and 0.5 * n < m <= n and np.array_equal(x[:n], data.dataset.x_train)
+    assert targets.labels.tolist() == [0] * n + [1] * m
+    for row in range(3):  # each pair is two kept samples of different given labels, side by side
+        assert any(given[i] != given[j] and np.allclose(side_by_side(data.dataset.x_train[i], data.dataset.x_train[j]),
+                                                        x[n + row], atol=1e-6)
+                   for i in np.flatnonzero(keep) for j in np.flatnonzero(keep)), row
+
+
+def test_two_people_are_looked_for_on_reid_images_unless_off(blobs_data):
+    from fatviz.distill.teacher import two_people_on
+
+    reid = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=60))
+    assert two_people_on(RunSettings(), reid) and not two_people_on(RunSettings(two_people="off"), reid)
+    assert not two_people_on(BLOBS.replace(two_people="on"), blobs_data)  # vectors: never
+
+
+def test_the_teacher_finds_composites_and_names_the_given_person_first():
+    s = RunSettings(dataset="reid-synth", reid_size="small", subsample=160, noise="multi:0.1", teacher_epochs=2,
+                    teacher_rounds=1, round_epochs=1)
+    data = prepare_data(s)
+    teacher = train_teacher(s, data)
+    multi, two = data.noisy.sample_kind == "multi", teacher.two_people
+    assert (two & multi).sum() >= 0.5 * multi.sum() and (two & multi).sum() >= 0.8 * two.sum()
+    assert not (teacher.kept & two).any() and np.array_equal(teacher.pair[two, 0], data.given_labels[two])
+    assert (teacher.pair[two, 1] != teacher.pair[two, 0]).all() and (teacher.pair[~two] == -1).all()
+    soft = teacher.soft_labels(1.0)
+    assert np.allclose(soft[two].max(axis=1), 0.5)  # the two-class target
+    off = train_teacher(s.replace(two_people="off"), data)
+    assert not off.two_people.any()
+
+
+def test_with_the_centre_verdict_the_student_trains_on_the_kept_samples_only(blobs_data):
+    given = blobs_data.given_labels
+    n, k = len(given), blobs_data.dataset.num_classes
+    kept = np.arange(n) % 3 != 0
+    soft = np.eye(k, dtype=np.float32)[given]
+    centre = student_trainer(BLOBS.replace(teacher_verdict="centre"), blobs_data, soft, kept)
+    softmax = student_trainer(BLOBS.replace(teacher_verdict="softmax"), blobs_data, soft, kept)
+    assert centre.keep_idx.cpu().tolist() == np.flatnonzero(kept).tolist() and centre.soft is None  # given labels
+    assert softmax.keep_idx.cpu().tolist() == list(range(n))  # flagged samples train, but shape no centre

@@ -39,7 +39,7 @@ from fatviz.distill.student import (
     train_baselines,
     train_student,
 )
-from fatviz.distill.teacher import teacher_work, train_teacher
+from fatviz.distill.teacher import teacher_work, train_teacher, two_people_on
 from fatviz.evaluation import embed_split
 from fatviz.progress import Phases, Progress
 from fatviz.settings import RunSettings
@@ -90,7 +90,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
     start = time.perf_counter()
     data = data if data is not None else prepare_data(settings)
     n = len(data.given_labels)
-    weights = {"teacher": teacher_work(settings, n), "student": student_work(settings, n),
+    weights = {"teacher": teacher_work(settings, n, two_people_on(settings, data)), "student": student_work(settings, n),
                "cleanlab": cv_work(settings, data) if cleanlab else 0.0, "baselines": baselines_work(settings, n)}
     phases = Phases(weights, on_progress, should_stop, stopped=DistillationStopped)
     seconds = dict.fromkeys(PHASES, math.nan)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from fatviz.distill.confident_learning import CV_FOLDS
 from fatviz.distill.student import SCORES
-from fatviz.distill.teacher import PAIR_THRESHOLD, Teacher
+from fatviz.distill.teacher import PAIR_THRESHOLD, Teacher, verdict_of
 from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
 from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
@@ -194,7 +194,10 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
     notes = [
         (f"Teacher: cross-entropy on all {len(data.given_labels)} given labels for {_round0_epochs(teacher, s)}, "
          f"then {s.teacher_rounds} round(s) of {s.round_epochs} epochs on the samples it was confident about "
-         f"({rule}), each round continuing from the last."),
+         f"({rule}), each round continuing from the last." + (
+             " Its final verdict rests on its embedding instead: a sample is kept when it lies close to the "
+             "centre of the other members of its given class (cosine similarity at or above the cut that best "
+             "splits the similarities in two groups)." if verdict_of(s, data) == "centre" else "")),
         ("Teacher scores are in-sample: its softmax on the training samples, averaged over the epochs of its last "
          "round (kept samples were trained on, flagged ones were not). Averaging over epochs keeps scores from "
          "early in training, before flipped labels are memorised."),
@@ -204,10 +207,14 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
                      f"{CV_FOLDS}-fold stratified cross-validation of the same model trained {s.cv_epochs} "
                      "epochs with cross-entropy on the other folds, as cleanlab requires "
                      "(in-sample probabilities are overconfident).")
-    notes.append(f"Student: {s.loss} for {s.epochs} epochs on the given labels; class centres from kept samples "
-                 "only" + (
-                     f"; cross-entropy targets are the teacher's soft labels (temperature {s.temperature:g})."
-                     if s.loss == "hybrid" else "."))
+    if verdict_of(s, data) == "centre":
+        notes.append(f"Student: {s.loss} for {s.epochs} epochs on the kept samples only, with their given labels "
+                     "(flagged samples do not train it, and the teacher's soft labels are not its targets).")
+    else:
+        notes.append(f"Student: {s.loss} for {s.epochs} epochs on the given labels; class centres from kept samples "
+                     "only" + (
+                         f"; cross-entropy targets are the teacher's soft labels (temperature {s.temperature:g})."
+                         if s.loss == "hybrid" else "."))
     if s.baselines != "none":
         notes.append("Baselines train on the given (noisy) labels with no teacher" + (
             f": `fat (noisy labels)` is the student's own loss ({s.loss})" if s.baselines == "all" else

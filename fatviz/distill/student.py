@@ -9,6 +9,7 @@ import numpy as np
 
 from fatviz.catalogue import BASELINE_SETS
 from fatviz.distill.stopping import fit_or_stop
+from fatviz.distill.teacher import verdict_of
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
 from fatviz.progress import Phases, Progress, epoch_work
@@ -44,8 +45,18 @@ def student_trainer(settings: RunSettings, data: PreparedData, soft: np.ndarray,
     seeds: 0.950 against 0.954). A class with no kept member has no centre: the loss
     leaves it out of the negatives and its anchors add no positive term, so nothing
     divides by zero.
+
+    When the teacher's final verdict rests on its embedding's centres (teacher_verdict, "centre" on ReID
+    data), the student trains on the kept samples only, with their given labels as the cross-entropy
+    targets. There the flagged samples are mostly noise (market reid-synth with the three noise kinds,
+    seed 7: 85 % of 599), and a flagged anchor still pulls toward its given label's centre; and the
+    teacher's softmax is what the centres replaced for being underfit (on clean samples a median top
+    probability of 0.31), so its soft labels would teach that. At seed 7 the student went from rank-1
+    0.227 (FAT on the noisy labels) to 0.514 (docs/DISTILL_STUDY.md).
     """
     check_student_loss(settings)
+    if verdict_of(settings, data) == "centre":
+        return make_trainer(settings, data, Targets(keep=kept, centre_weights=kept.astype(np.float32)))
     return make_trainer(settings, data, Targets(soft=soft, centre_weights=kept.astype(np.float32)))
 
 
