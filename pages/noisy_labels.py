@@ -9,6 +9,7 @@ import streamlit as st
 
 from fatviz.catalogue import BASELINE_SETS
 from fatviz.data import DATASETS
+from fatviz.distill import verdict_of
 from fatviz.distill.report import phase_times
 from fatviz.errors import FatvizError
 from fatviz.figures.labels import (
@@ -36,7 +37,11 @@ from pages.ui.sidebar import choices, limits, link_settings, sidebar_settings
 DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_rounds",
                   "nl_round_epochs": "round_epochs", "nl_rule": "confidence_rule",
                   "nl_threshold": "confidence_threshold", "nl_keep": "keep_fraction", "nl_temperature": "temperature",
+                  "nl_verdict": "teacher_verdict", "nl_two_people": "two_people",
                   "nl_cv_epochs": "cv_epochs", "nl_baseline_set": "baselines"}
+VERDICT_WORDS = {"auto": "auto (centres on ReID data)", "softmax": "its softmax",
+                 "centre": "its embedding's class centres"}
+TWO_PEOPLE_WORDS = {"auto": "auto (on ReID images)", "on": "on", "off": "off"}
 GALLERY_MAX = 48
 
 
@@ -68,6 +73,17 @@ def distill_controls(base: RunSettings) -> dict:
         else:
             c6.slider("Keep fraction", *limits("keep_fraction"), step=0.05, key="nl_keep",
                       help="Keep this share of each round's samples: those with the smallest loss.")
+        c7, c8 = st.columns(2)
+        c7.radio("Final verdict from", choices("teacher_verdict"), key="nl_verdict", horizontal=True,
+                 format_func=VERDICT_WORDS.get,
+                 help="Softmax: the rule above on the teacher's last round. Centres: a sample is kept when it lies "
+                      "close to the other members of its given class in the teacher's embedding (the cut is found "
+                      "in the data). Auto takes the centres on ReID data, where a briefly trained classifier of "
+                      "hundreds of identities is too unsure; there the student then trains on the kept samples only.")
+        c8.radio("Look for two people in one image", choices("two_people"), key="nl_two_people", horizontal=True,
+                 format_func=TWO_PEOPLE_WORDS.get,
+                 help="Image data: a detector trained on side-by-side pairs of kept samples says which images show "
+                      "two people; those are flagged, and the teacher names both from the image's halves.")
     with st.expander("Comparisons (trained after the student)"):
         d1, d2 = st.columns(2)
         d1.slider("Epochs per cross-validation fold", *limits("cv_epochs"), key="nl_cv_epochs",
@@ -113,6 +129,13 @@ def show_gallery(result, settings: RunSettings, names: list[str]) -> None:
                 with place:
                     part = rows if kind is None else rows[kinds[rows.index] == kind]
                     gallery(part.head(GALLERY_MAX), len(part), images, names, soft, kinds, data)
+
+
+def student_words(settings: RunSettings, data) -> str:
+    """What the student trained on, in words: the kept samples alone on the centre verdict, else all with soft labels."""
+    if data is not None and verdict_of(settings, data) == "centre":
+        return "the samples the teacher kept, with their given labels"
+    return "every sample, its class centres from the kept ones and its cross-entropy on the teacher's soft labels"
 
 
 def _number(value: float) -> str:
@@ -209,7 +232,7 @@ def show_result(result, settings: RunSettings) -> None:
         shown = result.baselines.rename(columns={"precision_at_1": "P@1", "map": "mAP", "nmi": "NMI", "seconds": "s"})
         s2.dataframe(shown.style.format("{:.3f}", na_rep="–").format("{:.1f}", subset=["s"], na_rep="–"))
         s2.caption("Retrieval and clustering on the test split with true labels. The baselines train on the noisy "
-                   "labels as given; the student trains with FAT on the teacher's kept samples and soft labels.")
+                   "labels as given; the student trains with FAT on " + student_words(settings, data) + ".")
     with per_class:
         st.dataframe(result.per_class.assign(**{"class": result.per_class["class"].map(
             lambda c: names[int(c)] if 0 <= int(c) < len(names) else c)}), hide_index=True)
@@ -220,9 +243,11 @@ crisp_images()
 st.title("Noisy labels")
 st.markdown(
     "A **teacher** trained briefly with cross-entropy is sure of clean samples first. Samples whose given label "
-    "it doubts are **flagged** and dropped, round by round; its softmax becomes **soft labels** for a "
-    "**student** trained with FAT on the samples it kept. With synthetic noise the truth is known, so flagging "
-    "is scored.")
+    "it doubts are **flagged** and dropped, round by round. A **student** then trains with FAT, its class "
+    "centres made of the kept samples only: on small sets its cross-entropy learns the teacher's softmax "
+    "(**soft labels**); on ReID data, where the teacher judges by its embedding's class centres, it trains on "
+    "the kept samples with their given labels. Images showing **two people** are flagged and both are named. "
+    "With synthetic noise the truth is known, so flagging is scored.")
 base, _ = link_settings()  # a shared link keeps its distillation controls (the sidebar warns once)
 fields = distill_controls(base)
 settings = sidebar_settings(base=base.replace(**fields))

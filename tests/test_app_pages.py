@@ -23,6 +23,7 @@ from fatviz.bound_view import (
     teaching_blobs,
     whole_set_bounds,
 )
+from fatviz.distill.teacher import verdict_of
 from fatviz.settings import RunSettings
 
 TIMEOUT = 120
@@ -195,6 +196,7 @@ def fake_distill(monkeypatch: pytest.MonkeyPatch) -> list[RunSettings]:
     """Replace fatviz.distill with one that returns a synthetic result at once; records the settings it gets."""
     seen: list[RunSettings] = []
     module = types.ModuleType("fatviz.distill")
+    module.verdict_of = verdict_of  # the page says what the student trained on
 
     def run_distillation(settings: RunSettings, should_stop=None, on_progress=None):
         seen.append(settings)
@@ -253,6 +255,24 @@ def test_noisy_labels_widgets_reach_the_distillation(fake_distill: list[RunSetti
     assert at.slider(key="nl_keep").value == RunSettings().keep_fraction
 
 
+def test_the_teacher_verdict_and_two_people_widgets_reach_the_distillation(fake_distill: list[RunSettings]) -> None:
+    at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
+    at.query_params.update(TINY_QUERY | {"seed": "10"})
+    at.run()
+    assert (at.radio(key="nl_verdict").value, at.radio(key="nl_two_people").value) == ("auto", "auto")
+    at.radio(key="nl_verdict").set_value("centre")
+    at.radio(key="nl_two_people").set_value("off").run()
+    run_the_teacher(at)
+    (settings,) = fake_distill
+    assert (settings.teacher_verdict, settings.two_people) == ("centre", "off")
+    captions = " ".join(c.value for c in at.caption)
+    assert "the samples the teacher kept, with their given labels" in captions  # the centre verdict's student
+    at.radio(key="nl_verdict").set_value("softmax").run()
+    run_the_teacher(at)
+    assert fake_distill[-1].teacher_verdict == "softmax"
+    assert "the teacher's soft labels" in " ".join(c.value for c in at.caption)
+
+
 def test_noisy_labels_blobs_show_a_table_instead_of_images(fake_distill: list[RunSettings]) -> None:
     at = AppTest.from_file("../pages/noisy_labels.py", default_timeout=TIMEOUT)
     at.query_params.update(TINY_QUERY | {"seed": "9", "dataset": "blobs", "subsample": "0"})
@@ -266,6 +286,7 @@ def test_noisy_labels_blobs_show_a_table_instead_of_images(fake_distill: list[Ru
 
 def test_the_gallery_names_both_people_the_teacher_sees(monkeypatch: pytest.MonkeyPatch) -> None:
     module = types.ModuleType("fatviz.distill")
+    module.verdict_of = verdict_of  # the page says what the student trained on
 
     def run_distillation(settings: RunSettings, should_stop=None, on_progress=None):
         result = fake_result(n=60, k=10, seed=1, settings=settings)

@@ -56,12 +56,12 @@ from fatviz.distill.report import (
 from fatviz.distill.stopping import DistillationStopped
 from fatviz.distill.storage import json_ready, load_distillation, save_distillation
 from fatviz.distill.student import BASELINES, STUDENT, student_trainer, train_baselines, train_student
-from fatviz.distill.teacher import Teacher, confident, soft_labels, train_teacher
+from fatviz.distill.teacher import Teacher, confident, soft_labels, train_teacher, verdict_of
 
 __all__ = [
     "BASELINES", "BASELINE_COLUMNS", "CONFUSION_COLUMNS", "CV_FOLDS", "PER_CLASS_COLUMNS", "REPORT_KEYS", "STUDENT",
     "TABLE_COLUMNS", "DistillResult", "DistillationStopped", "Teacher", "confident", "confident_learning",
     "confusion_table", "cross_validated_probs", "flag_scores", "format_report", "json_ready", "load_distillation",
     "per_class_table", "run_distillation", "save_distillation", "soft_labels", "student_trainer", "train_baselines",
-    "train_student", "train_teacher",
+    "train_student", "train_teacher", "verdict_of",
 ]
