@@ -166,6 +166,17 @@ def build_model(kind: str, input_shape: tuple[int, ...], embedding_dim: int, num
     return EmbeddingNet(spec.build(tuple(input_shape), embedding_dim), embedding_dim, num_classes)
 
 
+# Image networks keep their conv weights in channels-last order (NHWC): a conv with such weights
+# writes channels-last activations whatever the input's order, and max pooling over them is far
+# cheaper on a CPU. 2 cores, eval embeddings in 256-image batches / training steps, against the
+# default order: lenet-bn on 1x28x28 0.41x / 0.72x the time, on 3x32x32 0.47x / 0.70x, cnn-fast
+# 0.65x / 0.83x, resnet18 on 3x128x64 1.03x / 1.03x (noise); the embeddings agree to 3e-7.
+# The weights' values, and so a saved run, are the same in either order.
+def fast_layout(model: EmbeddingNet, input_shape: tuple[int, ...]) -> EmbeddingNet:
+    """The network with its weights in the memory order it runs fastest in (channels-last for images)."""
+    return model.to(memory_format=torch.channels_last) if len(input_shape) == 3 else model
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` picks cuda, then mps, then cpu; an explicit device that is missing is an error."""
     if name == "auto":

@@ -15,7 +15,7 @@ from fatviz.data import Dataset, load_dataset, visualisation_indices
 from fatviz.errors import FatvizError
 from fatviz.evaluation import Evaluator, embed_batches
 from fatviz.losses import LOSSES, triplet_bound
-from fatviz.models import build_model, choose_model, pick_device
+from fatviz.models import build_model, choose_model, fast_layout, pick_device
 from fatviz.noise import NoisyLabels, apply_noise
 from fatviz.parallel import SingleProcess
 from fatviz.sampling import BATCH_SAMPLERS
@@ -190,7 +190,8 @@ def build_network(settings: RunSettings, dataset: Dataset, device: torch.device)
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     torch.manual_seed(settings.seed)
     kind = choose_model(settings.model, tuple(dataset.input_shape))
-    return kind, build_model(kind, tuple(dataset.input_shape), settings.embedding_dim, dataset.num_classes).to(device)
+    model = build_model(kind, tuple(dataset.input_shape), settings.embedding_dim, dataset.num_classes)
+    return kind, fast_layout(model, tuple(dataset.input_shape)).to(device)
 
 
 def snapshot_of(settings: RunSettings, epoch: int, vis_emb: torch.Tensor, vis_given: torch.Tensor, centroids: Centroids,

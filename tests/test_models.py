@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fatviz.errors import FatvizError
-from fatviz.models import MODELS, build_model, choose_model
+from fatviz.models import MODELS, build_model, choose_model, fast_layout
 from fatviz.settings import RunSettings, setting_fields
 
 
@@ -37,3 +37,46 @@ def test_settings_choices_read_the_registry():
     assert field.choices() == ("auto", *MODELS.names())
     assert RunSettings(model="cnn-fast").model == "cnn-fast"
     assert all(MODELS.get(n).description for n in MODELS)
+
+
+@pytest.mark.parametrize("name", ["lenet-bn", "cnn-fast"])
+def test_fast_layout_keeps_the_weights_and_the_embeddings(name):
+    """Channels-last conv weights (fast_layout) compute what the default order does, and save the same weights."""
+    torch.manual_seed(0)
+    plain = build_model(name, (3, 32, 32), 16, 10).eval()
+    fast = build_model(name, (3, 32, 32), 16, 10)
+    fast.load_state_dict(plain.state_dict())
+    fast = fast_layout(fast, (3, 32, 32)).eval()
+    convs = [m.weight for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs)
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x)[0], plain(x)[0], rtol=1e-5, atol=1e-5)
+    for key, value in fast.state_dict().items():
+        assert torch.equal(value, plain.state_dict()[key]), key
+    vector = build_model("mlp", (20,), 8, 3)
+    assert fast_layout(vector, (20,)) is vector
+
+
+def test_the_trainer_runs_image_models_channels_last(tmp_path):
+    """A run on images trains channels-last weights, and its saved weights embed the same either way."""
+    from helpers import make_idx_root
+
+    from fatviz.evaluation import embed_split
+    from fatviz.train import Trainer, prepare_data
+
+    make_idx_root(tmp_path)
+    settings = RunSettings(dataset="mnist", data_root=str(tmp_path), model="lenet-bn", epochs=1, embedding_dim=8)
+    data = prepare_data(settings)
+    trainer = Trainer(settings, data, snapshots=False)
+    *_, conv = (m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))  # 16 input channels
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    result = trainer.fit()
+    plain = build_model("lenet-bn", tuple(data.dataset.input_shape), 8, data.dataset.num_classes).eval()
+    plain.load_state_dict(result.state_dict)
+    with torch.no_grad():
+        expected = plain(torch.as_tensor(data.dataset.x_test))[0]
+    from fatviz.centroids import anchor_space
+
+    torch.testing.assert_close(embed_split(result, data.dataset), anchor_space(expected, settings.centroid),
+                               rtol=1e-5, atol=1e-5)
