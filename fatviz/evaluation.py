@@ -19,7 +19,7 @@ from fatviz.data import Dataset, visualisation_indices
 from fatviz.errors import FatvizError
 from fatviz.losses import LOSSES
 from fatviz.metrics import evaluate_embeddings
-from fatviz.models import build_model
+from fatviz.models import build_model, fast_layout
 from fatviz.settings import RunSettings
 
 # 256 images a batch: on 2 CPU cores a 1024-image batch's activations outgrow the cache, and
@@ -102,8 +102,8 @@ class SavedWeights(Protocol):
     state_dict: dict[str, torch.Tensor]
 
 
-def embed_split(result: SavedWeights, dataset: Dataset, split: str = "test") -> torch.Tensor:
-    """A split ("train" or "test") of the dataset embedded by a run's saved weights, in its anchor space, on the CPU."""
+def saved_network(result: SavedWeights, dataset: Dataset) -> torch.nn.Module:
+    """A run's network with its saved weights, on the CPU, for the dataset as loaded now."""
     settings = result.settings
     model = build_model(result.model_kind, tuple(dataset.input_shape), settings.embedding_dim, dataset.num_classes)
     try:
@@ -111,6 +111,11 @@ def embed_split(result: SavedWeights, dataset: Dataset, split: str = "test") -> 
     except RuntimeError as exc:
         raise FatvizError(f"The run's weights do not fit its dataset as loaded now ({exc}); train the run again."
                           ) from None
+    return fast_layout(model, tuple(dataset.input_shape))
+
+
+def embed_split(result: SavedWeights, dataset: Dataset, split: str = "test") -> torch.Tensor:
+    """A split ("train" or "test") of the dataset embedded by a run's saved weights, in its anchor space, on the CPU."""
     x = dataset.x_train if split == "train" else dataset.x_test
-    emb, _ = embed_batches(model, torch.as_tensor(x, dtype=torch.float32))
-    return anchor_space(emb, settings.centroid)
+    emb, _ = embed_batches(saved_network(result, dataset), torch.as_tensor(x, dtype=torch.float32))
+    return anchor_space(emb, result.settings.centroid)

@@ -522,7 +522,7 @@ def test_the_agree_rule_never_empties_a_class():
 
 
 def test_the_two_class_target_puts_half_on_each_person():
-    from fatviz.distill.teacher import pair_target
+    from fatviz.distill.two_people import pair_target
 
     target = pair_target(np.array([[0, 2], [3, 1]]), 4)
     assert target.dtype == np.float32 and np.allclose(target.sum(axis=1), 1.0)
@@ -530,7 +530,7 @@ def test_the_two_class_target_puts_half_on_each_person():
 
 
 def test_two_people_needs_two_likely_classes():
-    from fatviz.distill.teacher import two_people
+    from fatviz.distill.two_people import two_people
 
     probs = np.array([[0.45, 0.1, 0.45], [0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.24, 0.26, 0.5]])
     # Most likely first; a second class under the threshold: one person.
@@ -539,7 +539,7 @@ def test_two_people_needs_two_likely_classes():
 
 
 def test_the_teacher_learns_two_people_from_pairs_of_its_kept_samples():
-    from fatviz.distill.teacher import with_two_people
+    from fatviz.distill.two_people import with_two_people
     from fatviz.noise import side_by_side
 
     data = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="symmetric:0.2"))
@@ -589,7 +589,7 @@ def test_two_people_scores_hand_made():
 
 
 def test_a_teacher_with_two_people_rounds_never_keeps_an_image_it_calls_two_people():
-    from fatviz.distill.teacher import PAIR_THRESHOLD
+    from fatviz.distill.two_people import PAIR_THRESHOLD
 
     s = RunSettings(dataset="reid-synth", reid_size="small", subsample=96, noise="multi:0.1", teacher_epochs=1,
                     teacher_rounds=1, round_epochs=1, two_people_share=0.3, two_people="off")
@@ -664,7 +664,7 @@ def test_a_centre_teacher_flags_by_its_embedding(blobs_data):
 
 
 def test_the_detectors_data_is_the_training_images_and_pairs_of_kept_samples():
-    from fatviz.distill.teacher import detector_data
+    from fatviz.distill.two_people import detector_data
     from fatviz.noise import side_by_side
 
     data = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=64, noise="symmetric:0.2"))
@@ -682,7 +682,7 @@ def test_the_detectors_data_is_the_training_images_and_pairs_of_kept_samples():
 
 
 def test_two_people_are_looked_for_on_reid_images_unless_off(blobs_data):
-    from fatviz.distill.teacher import two_people_on
+    from fatviz.distill.two_people import two_people_on
 
     reid = prepare_data(RunSettings(dataset="reid-synth", reid_size="small", subsample=60))
     assert two_people_on(RunSettings(), reid) and not two_people_on(RunSettings(two_people="off"), reid)
@@ -704,6 +704,24 @@ def test_the_teacher_finds_composites_and_names_the_given_person_first():
     assert not off.two_people.any()
 
 
+def test_the_distillation_names_both_people_with_the_students_embedding():
+    from fatviz.distill.two_people import name_two_people, pair_target
+    from fatviz.evaluation import embed_batches, saved_network
+
+    s = RunSettings(dataset="reid-synth", reid_size="small", subsample=160, noise="multi:0.1", teacher_epochs=2,
+                    teacher_rounds=1, round_epochs=1, epochs=2, baselines="none")
+    data = prepare_data(s)
+    result = run_distillation(s, data, cleanlab=False)
+    t = result.table
+    two = (t.pair_first >= 0).to_numpy()
+    assert two.any() and not (two & ~t.flagged.to_numpy()).any()  # found, and flagged
+    network = saved_network(result.student, data.dataset)
+    expected = name_two_people(lambda x: embed_batches(network, x)[0], torch.as_tensor(data.dataset.x_train),
+                               data.given_labels, two, ~t.flagged.to_numpy(), data.dataset.num_classes)
+    assert np.array_equal(expected, t[["pair_first", "pair_second"]].to_numpy())
+    assert np.array_equal(result.soft_labels[two], pair_target(expected[two], data.dataset.num_classes))
+
+
 def test_with_the_centre_verdict_the_student_trains_on_the_kept_samples_only(blobs_data):
     given = blobs_data.given_labels
     n, k = len(given), blobs_data.dataset.num_classes
@@ -713,3 +731,33 @@ def test_with_the_centre_verdict_the_student_trains_on_the_kept_samples_only(blo
     softmax = student_trainer(BLOBS.replace(teacher_verdict="softmax"), blobs_data, soft, kept)
     assert centre.keep_idx.cpu().tolist() == np.flatnonzero(kept).tolist() and centre.soft is None  # given labels
     assert softmax.keep_idx.cpu().tolist() == list(range(n))  # flagged samples train, but shape no centre
+
+
+def test_two_people_are_named_from_the_halves_by_the_nearest_centre_of_kept_samples():
+    """Images whose embedding is the mean colour of each channel: a class is a channel lit across the image,
+    a composite lights one channel on its left half and another on its right."""
+    from fatviz.distill.two_people import name_two_people
+
+    k, w = 5, 8
+    given = np.array([0, 0, 1, 1, 2, 3, 3, 4, 2, 3, 0, 1])  # 0-7 single people, 8-11 composites
+    x = torch.zeros(len(given), k, 2, w)
+    for i, c in enumerate(given[:8]):
+        x[i, c] = 1.0
+    people = {8: (2, 1), 9: (0, 3), 10: (4, 0), 11: (1, 4)}  # (left, right): the given label is one of them
+    for i, (left, right) in people.items():
+        x[i, left, :, :w // 2] = 1.0
+        x[i, right, :, w // 2:] = 1.0
+    keep = np.arange(len(given)) < 7  # class 4's only single image (7) is not kept: 4 has no centre
+    two = np.arange(len(given)) >= 8
+    two[3] = True  # a single person the detector called two: the nearest other centre is still named
+
+    def embed(t: torch.Tensor) -> torch.Tensor:
+        return t.mean(dim=(2, 3)) + 0.01  # a small shared offset, so no embedding is all zero
+
+    pair = name_two_people(embed, x, given, two, keep, k)
+    assert pair[8].tolist() == [2, 1] and pair[9].tolist() == [3, 0]  # given first, the other half second
+    assert pair[11, 0] == 1 and pair[11, 1] not in (1, 4)  # its other person, 4, has no centre: someone else
+    assert pair[10, 0] == 0 and pair[10, 1] not in (0, 4)
+    assert pair[3, 0] == 1 and pair[3, 1] not in (1, 4)
+    assert (pair[~two] == -1).all()
+    assert (name_two_people(embed, x, given, two, np.zeros(len(given), bool), k) == -1).all()  # nothing kept

@@ -39,8 +39,9 @@ from fatviz.distill.student import (
     train_baselines,
     train_student,
 )
-from fatviz.distill.teacher import teacher_work, train_teacher, two_people_on
-from fatviz.evaluation import embed_split
+from fatviz.distill.teacher import teacher_work, train_teacher
+from fatviz.distill.two_people import name_two_people, two_people_on
+from fatviz.evaluation import embed_batches, embed_split, saved_network
 from fatviz.progress import Phases, Progress
 from fatviz.settings import RunSettings
 from fatviz.train import PreparedData, RunResult, Trainer, prepare_data
@@ -119,6 +120,14 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
                             on_progress=phases.part("student"), make_trainer=make_trainer)
     m = student.final_metrics
     rows = {STUDENT: {**{k: m[k] for k in (*SCORES, *REID_SCORES) if k in m}, "seconds": student.seconds}}
+    if teacher.two_people.any():
+        # The student knows the identities far better than the briefly trained teacher, so it names both
+        # people of the images the teacher's detector found (see name_two_people); their soft labels follow.
+        # Where the student trains on soft labels (the softmax verdict) it learnt the teacher's naming.
+        network = saved_network(student, ds)
+        teacher.pair = name_two_people(lambda x: embed_batches(network, x)[0], torch.as_tensor(ds.x_train), given,
+                                       teacher.two_people, teacher.kept, ds.num_classes)
+        soft = teacher.soft_labels(settings.temperature)
     lap("student")
     eval_seconds["student"] = student.extras["eval_seconds"]
 

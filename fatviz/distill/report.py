@@ -10,7 +10,8 @@ import pandas as pd
 
 from fatviz.distill.confident_learning import CV_FOLDS
 from fatviz.distill.student import SCORES
-from fatviz.distill.teacher import PAIR_THRESHOLD, Teacher, verdict_of
+from fatviz.distill.teacher import Teacher, verdict_of
+from fatviz.distill.two_people import DETECT_EPOCHS, PAIR_THRESHOLD, two_people_on
 from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
 from fatviz.progress import seconds_text
 from fatviz.settings import RunSettings
@@ -237,12 +238,18 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
         notes.append(f"Noise kinds here: {', '.join(kinds)}. Per-kind flag scores leave the other noisy kinds "
                      "out (precision counts false alarms on clean samples only). A composite's soft label "
                      "'holds both' when its top two classes are its two true classes. " + (
+                         f"After its rounds the teacher trains a detector ({DETECT_EPOCHS} epochs, its network with "
+                         "two classes: one person, two people) on the training images against side-by-side pairs "
+                         "of its kept samples; an image it calls two people is flagged, and once trained the "
+                         "student names both from the image's halves (the half nearer the given label's centre "
+                         "is the given person, the other half's nearest centre of kept samples the second); its "
+                         "soft label is half each of the two. " if two_people_on(s, data) else
                          f"From round 1 the teacher also trains on side-by-side pairs of its kept samples "
                          f"({s.two_people_share:.0%} of the set), with half "
                          "the target on each; it then says an image shows two people when its top two classes "
                          f"each hold at least {PAIR_THRESHOLD:g}, and such an image is flagged and its soft label "
                          "is half each of the two. " if data.dataset.kind == "image" and s.two_people_share > 0 else
-                         "The teacher says nothing of two people here (two_people_share is 0). "
+                         "The teacher says nothing of two people here (two_people off, two_people_share 0). "
                          if data.dataset.kind == "image" else
                          "The teacher says nothing of two people in vector data (an average of two vectors looks "
                          "like label noise between two classes). ") + "Centre shifts are "
