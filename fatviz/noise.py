@@ -38,7 +38,7 @@ SAMPLE_KINDS.register("wrong_identity", SampleKind(
 SAMPLE_KINDS.register("outlier", SampleKind(
     "outlier", "a sample of a class held out of the label set, given a known label", "#CC79A7"))
 SAMPLE_KINDS.register("multi", SampleKind(
-    "multi", "a composite of two samples of different classes, labelled as the second", "#009E73"))
+    "two people", "a composite of two samples of different classes, labelled as the second", "#009E73"))
 NOISY_SAMPLE_KINDS = SAMPLE_KINDS.names()[1:]
 WRONG_IDENTITY = "wrong_identity"  # what the label-only terms leave on a sample
 
