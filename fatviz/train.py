@@ -232,6 +232,7 @@ class Trainer:
         self.device = pick_device(settings.device)
         self.parallel.prepare(settings.batch_size, self.device)
         self.data = data if data is not None else prepare_data(settings)
+        self.created = time.perf_counter()  # the training's set-up (network, optimizer, data on the device) from here
         self.loss_spec = LOSSES.get(settings.loss)
         self.take_snapshots = snapshots
         ds = self.data.dataset
@@ -358,7 +359,8 @@ class Trainer:
             state_dict={k: v.detach().cpu() for k, v in self.module.state_dict().items()},
             vis_idx=vis, vis_true=ds.y_train[vis], vis_given=given[vis], vis_flipped=given[vis] != ds.y_train[vis],
             class_names=list(ds.class_names), model_kind=self.model_kind, device=str(self.device),
-            seconds=time.perf_counter() - self.started, stopped=self.stopped, extras=self.parallel.extras(),
+            seconds=time.perf_counter() - self.started, stopped=self.stopped,
+            extras={**self.parallel.extras(), "setup_seconds": self.started - self.created},
             test_metrics=dict(self.evaluator.final_metrics), evaluated_on=self.evaluator.evaluated_on)
 
     def fit(self, should_stop: Callable[[], bool] | None = None,
