@@ -49,7 +49,7 @@ TEACHER_VERDICTS: tuple[str, ...] = ("auto", "softmax", "centre")  # fatviz.dist
 # Bump KEY_VERSION whenever the same settings would train to a different result (a saved run
 # under an old key is then trained again instead of being served as if it were this code's
 # result). What each kind of job reads is its entry's `reads` (fatviz.job_kinds).
-KEY_VERSION = 7
+KEY_VERSION = 8
 
 
 def _setting(default: Any, section: str, help: str, *, low: float | None = None, high: float | None = None,
@@ -156,6 +156,10 @@ class RunSettings:
     two_people_share: float = _setting(0.0, "distill", "teacher, image data: synthetic two-people images per round "
                                        "after the first, as a share of the training set (0: off)", low=0.0,
                                        high=1.0, app=(0.0, 0.5))
+    student_verdict: str = _setting("auto", "distill", "once trained, the student's embedding judges every sample again "
+                                    "as the teacher's centre verdict does, and its verdict is the flags reported "
+                                    "(auto: when the teacher's verdict is the centres)",
+                                    choices=lambda: ("auto", "on", "off"))
     # -- the comparisons, trained after the student --
     cv_epochs: int = _setting(3, "distill", "confident learning (the comparison): epochs per cross-validation fold",
                               low=1, app=(1, 20))

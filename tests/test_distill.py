@@ -722,6 +722,28 @@ def test_the_distillation_names_both_people_with_the_students_embedding():
     assert np.array_equal(result.soft_labels[two], pair_target(expected[two], data.dataset.num_classes))
 
 
+
+def test_the_students_embedding_gives_the_final_verdict_on_reid_data():
+    from fatviz.distill.teacher import centre_verdict
+    from fatviz.evaluation import embed_split
+
+    s = RunSettings(dataset="reid-synth", reid_size="small", subsample=160, noise="symmetric:0.2+multi:0.1",
+                    teacher_epochs=2, teacher_rounds=1, round_epochs=1, epochs=2, baselines="none")
+    data = prepare_data(s)
+    result = run_distillation(s, data, cleanlab=False)
+    t = result.table
+    two = (t.pair_first >= 0).to_numpy()
+    emb = embed_split(result.student, data.dataset, "train").numpy()
+    expected = centre_verdict(emb, data.given_labels, data.dataset.num_classes) & ~two
+    assert np.array_equal(~t.flagged.to_numpy(), expected)
+    assert result.report["n_flagged"] == (~expected).sum()
+    assert any(n.startswith("Final verdict: once trained, the student") for n in result.notes)
+    off = run_distillation(s.replace(student_verdict="off"), data, cleanlab=False)
+    assert off.report["n_flagged"] == off.report["teacher_n_flagged"] == result.report["teacher_n_flagged"]
+    assert off.report["flag_f1"] == off.report["teacher_flag_f1"]
+    assert not any(n.startswith("Final verdict") for n in off.notes)
+
+
 def test_with_the_centre_verdict_the_student_trains_on_the_kept_samples_only(blobs_data):
     given = blobs_data.given_labels
     n, k = len(given), blobs_data.dataset.num_classes

@@ -18,6 +18,7 @@ from fatviz.distill.report import (
     PHASES,
     REID_REPORT_KEYS,
     REPORT_KEYS,
+    VERDICT_REPORT_KEYS,
     DistillResult,
     centre_shifts,
     confusion_table,
@@ -35,23 +36,23 @@ from fatviz.distill.student import (
     STUDENT,
     baselines_work,
     check_student_loss,
+    student_verdict_on,
     student_work,
     train_baselines,
     train_student,
 )
-from fatviz.distill.teacher import teacher_work, train_teacher
+from fatviz.distill.teacher import centre_verdict, teacher_work, train_teacher
 from fatviz.distill.two_people import name_two_people, two_people_on
 from fatviz.evaluation import embed_batches, embed_split, saved_network
 from fatviz.progress import Phases, Progress
 from fatviz.settings import RunSettings
-from fatviz.train import PreparedData, RunResult, Trainer, prepare_data
+from fatviz.train import PreparedData, Trainer, prepare_data
 
 
-def student_centres(settings: RunSettings, data: PreparedData, student: RunResult):
+def student_centres(settings: RunSettings, data: PreparedData, emb: torch.Tensor):
     """`centres_of(mask)` for report.centre_shifts: class centres (by given label) of the student's
-    embedding of the training split, in its anchor space, from the samples in mask."""
+    embedding of the training split `emb` (in its anchor space), from the samples in mask."""
     ds = data.dataset
-    emb = embed_split(student, ds, "train")
     labels = torch.as_tensor(data.given_labels)
 
     def centres_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,13 +121,20 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
                             on_progress=phases.part("student"), make_trainer=make_trainer)
     m = student.final_metrics
     rows = {STUDENT: {**{k: m[k] for k in (*SCORES, *REID_SCORES) if k in m}, "seconds": student.seconds}}
+    train_emb = embed_split(student, ds, "train")
+    kept = teacher.kept
+    if student_verdict_on(settings, data):  # the student judges every sample again (see student_verdict_on)
+        kept = centre_verdict(train_emb.numpy(), given, ds.num_classes) & ~teacher.two_people
+        flagged = ~kept
+        student.extras["vis_flagged"] = flagged[student.vis_idx]
     if teacher.two_people.any():
         # The student knows the identities far better than the briefly trained teacher, so it names both
-        # people of the images the teacher's detector found (see name_two_people); their soft labels follow.
-        # Where the student trains on soft labels (the softmax verdict) it learnt the teacher's naming.
+        # people of the images the teacher's detector found (see name_two_people), from the centres of the
+        # final verdict's kept samples; their soft labels follow. Where the student trains on soft labels
+        # (the softmax verdict) it learnt the teacher's naming.
         network = saved_network(student, ds)
         teacher.pair = name_two_people(lambda x: embed_batches(network, x)[0], torch.as_tensor(ds.x_train), given,
-                                       teacher.two_people, teacher.kept, ds.num_classes)
+                                       teacher.two_people, kept, ds.num_classes)
         soft = teacher.soft_labels(settings.temperature)
     lap("student")
     eval_seconds["student"] = student.extras["eval_seconds"]
@@ -154,7 +162,8 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
     fat_noisy = rows.get("fat (noisy labels)", {})
     report = {
         "flag_precision": ours["precision"], "flag_recall": ours["recall"], "flag_f1": ours["f1"],
-        "kept_label_precision": float((given == true)[teacher.kept].mean()) if teacher.kept.any() else nan,
+        "kept_label_precision": float((given == true)[kept].mean()) if kept.any() else nan,
+        "teacher_flag_f1": flag_scores(~teacher.kept, flipped)["f1"], "teacher_n_flagged": float((~teacher.kept).sum()),
         "n_flagged": ours["n_flagged"], "n_flipped": ours["n_flipped"],
         "cleanlab_precision": theirs["precision"], "cleanlab_recall": theirs["recall"],
         "cleanlab_f1": theirs["f1"], "cleanlab_n_flagged": theirs["n_flagged"],
@@ -165,7 +174,7 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         **soft_label_scores(soft, true, second, sample_kind,
                             np.setdiff1d(np.arange(ds.num_classes), data.noisy.held_out)),
         **two_people_scores(teacher.pair, true, second, sample_kind),
-        **centre_shifts(student_centres(settings, data, student), sample_kind, teacher.kept),
+        **centre_shifts(student_centres(settings, data, train_emb), sample_kind, kept),
         **{f"{phase}_seconds": t for phase, t in seconds.items()},
         **{f"{phase}_eval_seconds": t for phase, t in eval_seconds.items()},
         "seconds": time.perf_counter() - start,
@@ -177,9 +186,9 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         "noise_kind": sample_kind, "second_label": second, "pair_first": teacher.pair[:, 0],
         "pair_second": teacher.pair[:, 1],
     })
-    keys = (*REPORT_KEYS, *REID_REPORT_KEYS, *KIND_REPORT_KEYS)
+    keys = (*REPORT_KEYS, *VERDICT_REPORT_KEYS, *REID_REPORT_KEYS, *KIND_REPORT_KEYS)
     return DistillResult(
         settings=settings, table=table, rounds=teacher.rounds, report={k: float(report[k]) for k in keys},
         per_class=per_class_table(given, flagged, flipped, ds.num_classes),
         confusion=confusion_table(given, teacher_label, true), baselines=baseline_frame, soft_labels=soft,
-        student=student, notes=distill_notes(settings, data, teacher, cleanlab), history=teacher.history)
+        student=student, notes=distill_notes(settings, data, teacher, cleanlab, kept), history=teacher.history)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fatviz.distill.confident_learning import CV_FOLDS
-from fatviz.distill.student import SCORES
+from fatviz.distill.student import SCORES, student_verdict_on
 from fatviz.distill.teacher import Teacher, verdict_of
 from fatviz.distill.two_people import DETECT_EPOCHS, PAIR_THRESHOLD, two_people_on
 from fatviz.noise import NOISY_SAMPLE_KINDS, SAMPLE_KINDS
@@ -33,6 +33,8 @@ REPORT_KEYS = ("flag_precision", "flag_recall", "flag_f1", "kept_label_precision
                "cleanlab_precision", "cleanlab_recall", "cleanlab_f1", "cleanlab_n_flagged",
                "student_precision_at_1", "student_map", "baseline_precision_at_1", "baseline_map",
                *PHASE_SECONDS, *PHASE_EVAL_SECONDS, "seconds")
+# The teacher's own verdict, where the student's embedding gave the final flags (student_verdict); else the same.
+VERDICT_REPORT_KEYS = ("teacher_flag_f1", "teacher_n_flagged")
 # On ReID data (a query / gallery split across cameras), as the field reports it; NaN elsewhere.
 REID_REPORT_KEYS = ("student_cmc_1", "student_minp", "baseline_cmc_1", "baseline_minp")
 # Per noise kind (docs/METHOD.md section 6): counts and flag scores, what the soft labels say about
@@ -184,8 +186,10 @@ def _round0_epochs(teacher, s: RunSettings) -> str:
             "the given labels by 2 points or more)")
 
 
-def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, cleanlab: bool) -> list[str]:
-    """Plain-language notes on what each number rests on, and on anything unusual in this run."""
+def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, cleanlab: bool,
+                  kept: np.ndarray | None = None) -> list[str]:
+    """Plain-language notes on what each number rests on, and on anything unusual in this run. `kept`: the
+    final verdict, where the student's gave it (student_verdict); the teacher's by default."""
     s = settings
     names = data.dataset.class_names
     rule = (f"top class = given label, with probability >= {s.confidence_threshold:g} or, in a class that "
@@ -211,6 +215,11 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
     if verdict_of(s, data) == "centre":
         notes.append(f"Student: {s.loss} for {s.epochs} epochs on the kept samples only, with their given labels "
                      "(flagged samples do not train it, and the teacher's soft labels are not its targets).")
+    if kept is not None and student_verdict_on(s, data):
+        notes.append(f"Final verdict: once trained, the student judged every sample again by its own embedding, as "
+                     f"the teacher's centre verdict does; the flags shown are its verdict ({int((~kept).sum())} "
+                     f"flagged; the teacher's own verdict flagged {int((~teacher.kept).sum())}). Images the "
+                     "teacher's detector calls two people stay flagged.")
     else:
         notes.append(f"Student: {s.loss} for {s.epochs} epochs on the given labels; class centres from kept samples "
                      "only" + (
