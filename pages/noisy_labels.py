@@ -37,11 +37,12 @@ from pages.ui.sidebar import choices, limits, link_settings, sidebar_settings
 DISTILL_FIELDS = {"nl_teacher_epochs": "teacher_epochs", "nl_rounds": "teacher_rounds",
                   "nl_round_epochs": "round_epochs", "nl_rule": "confidence_rule",
                   "nl_threshold": "confidence_threshold", "nl_keep": "keep_fraction", "nl_temperature": "temperature",
-                  "nl_verdict": "teacher_verdict", "nl_two_people": "two_people",
+                  "nl_verdict": "teacher_verdict", "nl_two_people": "two_people", "nl_student_verdict": "student_verdict",
                   "nl_cv_epochs": "cv_epochs", "nl_baseline_set": "baselines"}
 VERDICT_WORDS = {"auto": "auto (centres on ReID data)", "softmax": "its softmax",
                  "centre": "its embedding's class centres"}
 TWO_PEOPLE_WORDS = {"auto": "auto (on ReID images)", "on": "on", "off": "off"}
+STUDENT_VERDICT_WORDS = {"auto": "auto (after the centre verdict)", "on": "on", "off": "off"}
 GALLERY_MAX = 48
 
 
@@ -83,7 +84,12 @@ def distill_controls(base: RunSettings) -> dict:
         c8.radio("Look for two people in one image", choices("two_people"), key="nl_two_people", horizontal=True,
                  format_func=TWO_PEOPLE_WORDS.get,
                  help="Image data: a detector trained on side-by-side pairs of kept samples says which images show "
-                      "two people; those are flagged, and the teacher names both from the image's halves.")
+                      "two people; those are flagged, and the student names both from the image's halves.")
+        c7.radio("Then the student judges again", choices("student_verdict"), key="nl_student_verdict",
+                 horizontal=True, format_func=STUDENT_VERDICT_WORDS.get,
+                 help="Once trained, the student knows the classes far better than the briefly trained teacher: "
+                      "judged by its embedding's class centres, a clean sample the teacher flagged is kept again. "
+                      "The flags shown are then the student's. Auto: when the teacher's verdict is the centres.")
     with st.expander("Comparisons (trained after the student)"):
         d1, d2 = st.columns(2)
         d1.slider("Epochs per cross-validation fold", *limits("cv_epochs"), key="nl_cv_epochs",

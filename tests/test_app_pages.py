@@ -261,10 +261,11 @@ def test_the_teacher_verdict_and_two_people_widgets_reach_the_distillation(fake_
     at.run()
     assert (at.radio(key="nl_verdict").value, at.radio(key="nl_two_people").value) == ("auto", "auto")
     at.radio(key="nl_verdict").set_value("centre")
-    at.radio(key="nl_two_people").set_value("off").run()
+    at.radio(key="nl_two_people").set_value("off")
+    at.radio(key="nl_student_verdict").set_value("on").run()
     run_the_teacher(at)
     (settings,) = fake_distill
-    assert (settings.teacher_verdict, settings.two_people) == ("centre", "off")
+    assert (settings.teacher_verdict, settings.two_people, settings.student_verdict) == ("centre", "off", "on")
     captions = " ".join(c.value for c in at.caption)
     assert "the samples the teacher kept, with their given labels" in captions  # the centre verdict's student
     at.radio(key="nl_verdict").set_value("softmax").run()
