@@ -252,7 +252,8 @@ st.markdown(
     "it doubts are **flagged** and dropped, round by round. A **student** then trains with FAT, its class "
     "centres made of the kept samples only: on small sets its cross-entropy learns the teacher's softmax "
     "(**soft labels**); on ReID data, where the teacher judges by its embedding's class centres, it trains on "
-    "the kept samples with their given labels. Images showing **two people** are flagged and both are named. "
+    "the kept samples with their given labels, then judges every sample again. Images showing **two people** "
+    "are flagged and both are named. "
     "With synthetic noise the truth is known, so flagging is scored.")
 base, _ = link_settings()  # a shared link keeps its distillation controls (the sidebar warns once)
 fields = distill_controls(base)
