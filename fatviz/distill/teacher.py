@@ -75,7 +75,6 @@ def soft_labels(logits: np.ndarray, temperature: float) -> np.ndarray:
     return p.astype(np.float32)
 
 
-
 # Each given class keeps at least this share of its members (its best-scored ones) under "agree".
 # A class the teacher empties gets no centre from the student, whose anchors of that class then
 # learn nothing: on reid-synth (60 identities of 16 images, 35% noise) the teacher kept no sample of
@@ -181,7 +180,6 @@ def centre_verdict(emb: np.ndarray, given: np.ndarray, num_classes: int) -> np.n
     sim = own_centre_similarity(emb, given, num_classes)
     keep = ~(sim < split_threshold(sim))
     return _class_floor(keep, np.nan_to_num(sim, nan=np.inf), given)
-
 
 
 def train_probs(trainer: Trainer, idx: np.ndarray | None = None) -> np.ndarray:
