@@ -191,7 +191,7 @@ def build_network(settings: RunSettings, dataset: Dataset, device: torch.device)
     torch.manual_seed(settings.seed)
     kind = choose_model(settings.model, tuple(dataset.input_shape))
     model = build_model(kind, tuple(dataset.input_shape), settings.embedding_dim, dataset.num_classes)
-    return kind, fast_layout(model, tuple(dataset.input_shape)).to(device)
+    return kind, fast_layout(model, tuple(dataset.input_shape), device).to(device)
 
 
 def snapshot_of(settings: RunSettings, epoch: int, vis_emb: torch.Tensor, vis_given: torch.Tensor, centroids: Centroids,

@@ -80,3 +80,11 @@ def test_the_trainer_runs_image_models_channels_last(tmp_path):
 
     torch.testing.assert_close(embed_split(result, data.dataset), anchor_space(expected, settings.centroid),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_fast_layout_leaves_a_gpu_network_in_the_default_order():
+    net = build_model("lenet-bn", (3, 32, 32), 16, 10)
+    assert fast_layout(net, (3, 32, 32), torch.device("cuda")) is net  # measured on CPUs only
+    assert fast_layout(net, (3, 32, 32), torch.device("cpu")) is net  # to() converts in place and returns it
+    *_, conv = (m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.is_contiguous(memory_format=torch.channels_last)
