@@ -742,6 +742,9 @@ def test_the_students_embedding_gives_the_final_verdict_on_reid_data():
     assert off.report["n_flagged"] == off.report["teacher_n_flagged"] == result.report["teacher_n_flagged"]
     assert off.report["flag_f1"] == off.report["teacher_flag_f1"]
     assert not any(n.startswith("Final verdict") for n in off.notes)
+    for run in (result, off):  # one note on what the student trained on, whichever verdict is reported
+        assert [n for n in run.notes if n.startswith("Student:")] == [
+            n for n in result.notes if n.startswith("Student: ") and "kept samples only" in n]
 
 
 def test_with_the_centre_verdict_the_student_trains_on_the_kept_samples_only(blobs_data):

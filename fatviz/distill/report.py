@@ -215,16 +215,16 @@ def distill_notes(settings: RunSettings, data: PreparedData, teacher: Teacher, c
     if verdict_of(s, data) == "centre":
         notes.append(f"Student: {s.loss} for {s.epochs} epochs on the kept samples only, with their given labels "
                      "(flagged samples do not train it, and the teacher's soft labels are not its targets).")
-    if kept is not None and student_verdict_on(s, data):
-        notes.append(f"Final verdict: once trained, the student judged every sample again by its own embedding, as "
-                     f"the teacher's centre verdict does; the flags shown are its verdict ({int((~kept).sum())} "
-                     f"flagged; the teacher's own verdict flagged {int((~teacher.kept).sum())}). Images the "
-                     "teacher's detector calls two people stay flagged.")
     else:
         notes.append(f"Student: {s.loss} for {s.epochs} epochs on the given labels; class centres from kept samples "
                      "only" + (
                          f"; cross-entropy targets are the teacher's soft labels (temperature {s.temperature:g})."
                          if s.loss == "hybrid" else "."))
+    if kept is not None and student_verdict_on(s, data):
+        notes.append(f"Final verdict: once trained, the student judged every sample again by its own embedding, as "
+                     f"the teacher's centre verdict does; the flags shown are its verdict ({int((~kept).sum())} "
+                     f"flagged; the teacher's own verdict flagged {int((~teacher.kept).sum())}). Images the "
+                     "teacher's detector calls two people stay flagged.")
     if s.baselines != "none":
         notes.append("Baselines train on the given (noisy) labels with no teacher" + (
             f": `fat (noisy labels)` is the student's own loss ({s.loss})" if s.baselines == "all" else

@@ -135,8 +135,6 @@ def confident(probs: np.ndarray, given: np.ndarray, settings: RunSettings) -> np
 # kept 49 % of the clean samples (flag F1 0.62), the centres kept 96 % (F1 0.79); on digits (seeds 0, 1),
 # whose 10 classes of ~135 images the classifier fits, the softmax does better (0.90 against 0.85-0.86),
 # so "auto" takes the centres on ReID data only (docs/DISTILL_STUDY.md).
-
-
 def verdict_of(settings: RunSettings, data: PreparedData) -> str:
     """The settings' teacher_verdict, "auto" resolved: centre on ReID data (a test split with cameras), else softmax."""
     if settings.teacher_verdict != "auto":

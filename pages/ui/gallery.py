@@ -43,10 +43,10 @@ def gallery(rows, total: int, images, names: list[str], soft, kinds, data, per_r
         truth = f"true {names[row.true_label]} · " if truth_known(data) else ""
         where = f"{row.row_id} · " if hasattr(row, "row_id") else ""
         pair = (getattr(row, "pair_first", -1), getattr(row, "pair_second", -1))
-        teacher = (f"two people: {names[pair[0]]} and {names[pair[1]]}" if pair[0] >= 0
-                   else f"teacher {names[row.teacher_label]}")
+        seen = (f"two people: {names[pair[0]]} and {names[pair[1]]}" if pair[0] >= 0
+                else f"teacher {names[row.teacher_label]}")
         col.image(enlarge_to(images[idx], GALLERY_PIXELS),
-                  caption=f"{where}given {names[row.given_label]} · {teacher} · {truth}p {row.score:.2f}")
+                  caption=f"{where}given {names[row.given_label]} · {seen} · {truth}p {row.score:.2f}")
         if soft is not None:
             second = getattr(row, "second_label", -1)
             true = (row.true_label,) if second < 0 else (row.true_label, second)
