@@ -740,7 +740,11 @@ def test_the_students_embedding_gives_the_final_verdict_on_reid_data():
     assert any(n.startswith("Final verdict: once trained, the student") for n in result.notes)
     off = run_distillation(s.replace(student_verdict="off"), data, cleanlab=False)
     assert off.report["n_flagged"] == off.report["teacher_n_flagged"] == result.report["teacher_n_flagged"]
-    assert off.report["flag_f1"] == off.report["teacher_flag_f1"]
+    assert off.report["flag_f1"] == off.report["teacher_flag_f1"] and off.report["student_verdict"] == 0.0
+    assert result.report["student_verdict"] == 1.0
+    text = format_report(result)
+    assert "teacher, then the student's verdict" in text and "teacher alone (in-sample)" in text
+    assert "teacher alone" not in format_report(off) and "teacher (in-sample)" in format_report(off)
     assert not any(n.startswith("Final verdict") for n in off.notes)
     for run in (result, off):  # one note on what the student trained on, whichever verdict is reported
         assert [n for n in run.notes if n.startswith("Student:")] == [

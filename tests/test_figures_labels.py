@@ -78,6 +78,16 @@ def test_flagging_comparison_reads_the_report() -> None:
     assert np.isnan(flagging_comparison({})).all().all()
 
 
+def test_flagging_comparison_shows_the_teacher_alone_beside_the_students_verdict() -> None:
+    r = {**fake_result().report, "student_verdict": 1.0, "teacher_flag_precision": 0.7, "teacher_flag_recall": 0.9,
+         "teacher_flag_f1": 0.7875, "teacher_n_flagged": 40.0}
+    table = flagging_comparison(r)
+    assert list(table.columns) == ["teacher, then the student", "teacher alone", "confident learning"]
+    assert table.loc["F1", "teacher, then the student"] == pytest.approx(r["flag_f1"])
+    assert table["teacher alone"].tolist() == [0.7, 0.9, 0.7875, 40.0]
+    assert list(flagging_comparison({**r, "student_verdict": 0.0}).columns) == ["teacher", "confident learning"]
+
+
 def test_kept_per_round_stacks_the_class_counts() -> None:
     res = fake_result()
     fig = kept_per_round_figure(res.rounds, ["a", "b", "c"])

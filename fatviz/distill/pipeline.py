@@ -156,14 +156,16 @@ def run_distillation(settings: RunSettings, data: PreparedData | None = None, *,
         rows.update(baselines)
     baseline_frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(BASELINE_COLUMNS))
 
-    ours = flag_scores(flagged, flipped)
+    ours, alone = flag_scores(flagged, flipped), flag_scores(~teacher.kept, flipped)  # reported; the teacher's own
     theirs = flag_scores(cl_flagged, flipped) if cleanlab else dict.fromkeys(ours, math.nan)
     nan = math.nan
     fat_noisy = rows.get("fat (noisy labels)", {})
     report = {
         "flag_precision": ours["precision"], "flag_recall": ours["recall"], "flag_f1": ours["f1"],
         "kept_label_precision": float((given == true)[kept].mean()) if kept.any() else nan,
-        "teacher_flag_f1": flag_scores(~teacher.kept, flipped)["f1"], "teacher_n_flagged": float((~teacher.kept).sum()),
+        "student_verdict": float(student_verdict_on(settings, data)),
+        **{"teacher_flag_precision": alone["precision"], "teacher_flag_recall": alone["recall"],
+           "teacher_flag_f1": alone["f1"], "teacher_n_flagged": alone["n_flagged"]},
         "n_flagged": ours["n_flagged"], "n_flipped": ours["n_flipped"],
         "cleanlab_precision": theirs["precision"], "cleanlab_recall": theirs["recall"],
         "cleanlab_f1": theirs["f1"], "cleanlab_n_flagged": theirs["n_flagged"],

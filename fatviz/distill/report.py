@@ -33,8 +33,10 @@ REPORT_KEYS = ("flag_precision", "flag_recall", "flag_f1", "kept_label_precision
                "cleanlab_precision", "cleanlab_recall", "cleanlab_f1", "cleanlab_n_flagged",
                "student_precision_at_1", "student_map", "baseline_precision_at_1", "baseline_map",
                *PHASE_SECONDS, *PHASE_EVAL_SECONDS, "seconds")
-# The teacher's own verdict, where the student's embedding gave the final flags (student_verdict); else the same.
-VERDICT_REPORT_KEYS = ("teacher_flag_f1", "teacher_n_flagged")
+# Whether the student's embedding gave the reported flags (student_verdict: 1, else 0), and the teacher's own
+# verdict's scores (the same as the reported ones when it did not).
+VERDICT_REPORT_KEYS = ("student_verdict", "teacher_flag_precision", "teacher_flag_recall", "teacher_flag_f1",
+                       "teacher_n_flagged")
 # On ReID data (a query / gallery split across cameras), as the field reports it; NaN elsewhere.
 REID_REPORT_KEYS = ("student_cmc_1", "student_minp", "baseline_cmc_1", "baseline_minp")
 # Per noise kind (docs/METHOD.md section 6): counts and flag scores, what the soft labels say about
@@ -296,7 +298,9 @@ def format_report(result: DistillResult) -> str:
                      f"{' '.join(map(str, row['kept_per_class']))}")
     lines += ["", f"flagged samples against the {int(r['n_flipped'])} truly flipped labels",
               f"  {'method':<32}{'flagged':>8}{'precision':>11}{'recall':>8}{'F1':>7}"]
-    methods = [("teacher (in-sample)", "flag", "n_flagged")]
+    methods = ([("teacher, then the student's verdict", "flag", "n_flagged"),
+                ("teacher alone (in-sample)", "teacher_flag", "teacher_n_flagged")] if r.get("student_verdict") == 1
+               else [("teacher (in-sample)", "flag", "n_flagged")])
     if math.isfinite(r["cleanlab_f1"]):
         epochs = f"{s.cv_epochs} epoch{'s' if s.cv_epochs != 1 else ''}"
         methods.append((f"cleanlab ({CV_FOLDS}-fold CV, {epochs})", "cleanlab", "cleanlab_n_flagged"))

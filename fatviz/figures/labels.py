@@ -97,12 +97,18 @@ def enlarge_to(image: np.ndarray, pixels: int) -> np.ndarray:
 
 
 def flagging_comparison(report: dict[str, float]) -> pd.DataFrame:
-    """The teacher's flagging against confident learning's, on the same noisy labels."""
+    """The reported flags against confident learning's, on the same noisy labels; where the student's verdict
+    gave the flags (report["student_verdict"] 1), the teacher's own beside them."""
     rows = ("precision", "recall", "f1", "n_flagged")
-    return pd.DataFrame({
-        "teacher": [report.get(f"flag_{r}" if r != "n_flagged" else r, np.nan) for r in rows],
-        "confident learning": [report.get(f"cleanlab_{r}", np.nan) for r in rows],
-    }, index=pd.Index(["precision", "recall", "F1", "flagged"], name="flagging"), dtype=float)
+
+    def column(prefix: str, count: str) -> list[float]:
+        return [report.get(f"{prefix}_{r}" if r != "n_flagged" else count, np.nan) for r in rows]
+
+    judged = report.get("student_verdict") == 1
+    columns = {"teacher, then the student" if judged else "teacher": column("flag", "n_flagged"),
+               **({"teacher alone": column("teacher_flag", "teacher_n_flagged")} if judged else {}),
+               "confident learning": column("cleanlab", "cleanlab_n_flagged")}
+    return pd.DataFrame(columns, index=pd.Index(["precision", "recall", "F1", "flagged"], name="flagging"), dtype=float)
 
 
 def kept_per_round_figure(rounds: list[dict], class_names: list[str], presentation: bool = False) -> go.Figure:
